@@ -1,0 +1,299 @@
+//! The real kernel: each [`Sys`] becomes exactly one system call (two for `IfUp`, which first
+//! needs a socket to send its ioctl on).
+//!
+//! We call libc's thin wrappers with the `*at` forms directly (`mkdirat`, `unlinkat`, ...) so the
+//! call that strace sees is the call we narrate, on every architecture.
+
+use super::{cstr, cstring, Child, ChildBody, Errno, KResult, Kernel, Ret, Sys, SysError};
+use std::ffi::CString;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Linux;
+
+fn check(rc: libc::c_int) -> Result<Ret, Errno> {
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(Ret {
+            val: rc as i64,
+            wstatus: 0,
+        })
+    }
+}
+
+fn check_l(rc: libc::c_long) -> Result<Ret, Errno> {
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(Ret {
+            val: rc as i64,
+            wstatus: 0,
+        })
+    }
+}
+
+fn opt_cstring(s: &Option<String>) -> Result<Option<CString>, Errno> {
+    s.as_deref().map(cstring).transpose()
+}
+
+fn ptr_or_null(s: &Option<CString>) -> *const libc::c_char {
+    s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
+}
+
+/// `ioctl(SIOCGIFFLAGS)` then `ioctl(SIOCSIFFLAGS)` with IFF_UP added, on a fresh UDP socket.
+fn if_up(name: &str) -> Result<Ret, Errno> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: plain socket(2); the fd is closed below on every path.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in name.bytes().enumerate() {
+        req.ifr_name[i] = b as libc::c_char;
+    }
+    // SAFETY: req is a valid ifreq for the duration of both ioctls.
+    let res = unsafe {
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(Errno::last())
+        } else {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
+                Err(Errno::last())
+            } else {
+                Ok(Ret {
+                    val: sock as i64,
+                    wstatus: 0,
+                })
+            }
+        }
+    };
+    // SAFETY: closing the socket we opened.
+    unsafe { libc::close(sock) };
+    res
+}
+
+impl Kernel for Linux {
+    fn sys(&self, call: &Sys, _why: &str) -> Result<Ret, Errno> {
+        // SAFETY (for every block below): each call gets valid NUL-terminated strings that live
+        // until it returns, and plain integers; no memory is shared with the kernel afterwards.
+        unsafe {
+            match call {
+                Sys::Openat { path, flags, mode } => {
+                    let p = cstr(path)?;
+                    check(libc::openat(
+                        libc::AT_FDCWD,
+                        p.as_ptr(),
+                        *flags,
+                        *mode as libc::c_uint,
+                    ))
+                }
+                Sys::Write { fd, data } => {
+                    let n = libc::write(*fd, data.as_ptr().cast(), data.len());
+                    check_l(n as libc::c_long)
+                }
+                Sys::Close { fd } => check(libc::close(*fd)),
+                Sys::Mkdirat { path, mode } => {
+                    let p = cstr(path)?;
+                    check(libc::mkdirat(libc::AT_FDCWD, p.as_ptr(), *mode))
+                }
+                Sys::Unlinkat { path, flags } => {
+                    let p = cstr(path)?;
+                    check(libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), *flags))
+                }
+                Sys::Renameat { old, new } => {
+                    let (o, n) = (cstr(old)?, cstr(new)?);
+                    check(libc::renameat(
+                        libc::AT_FDCWD,
+                        o.as_ptr(),
+                        libc::AT_FDCWD,
+                        n.as_ptr(),
+                    ))
+                }
+                Sys::Symlinkat { target, linkpath } => {
+                    let (t, l) = (cstr(target)?, cstr(linkpath)?);
+                    check(libc::symlinkat(t.as_ptr(), libc::AT_FDCWD, l.as_ptr()))
+                }
+                Sys::Mknodat {
+                    path,
+                    mode,
+                    major,
+                    minor,
+                } => {
+                    let p = cstr(path)?;
+                    let dev = libc::makedev(*major, *minor);
+                    check(libc::mknodat(libc::AT_FDCWD, p.as_ptr(), *mode, dev))
+                }
+                Sys::Statfs { path } => {
+                    let p = cstr(path)?;
+                    let mut buf: libc::statfs = std::mem::zeroed();
+                    check(libc::statfs(p.as_ptr(), &mut buf)).map(|mut r| {
+                        r.val = buf.f_type as i64;
+                        r
+                    })
+                }
+                Sys::Mount {
+                    source,
+                    target,
+                    fstype,
+                    flags,
+                    data,
+                } => {
+                    let (s, t, f, d) = (
+                        opt_cstring(source)?,
+                        cstr(target)?,
+                        opt_cstring(fstype)?,
+                        opt_cstring(data)?,
+                    );
+                    check(libc::mount(
+                        ptr_or_null(&s),
+                        t.as_ptr(),
+                        ptr_or_null(&f),
+                        *flags as libc::c_ulong,
+                        ptr_or_null(&d).cast(),
+                    ))
+                }
+                Sys::Umount2 { target, flags } => {
+                    let t = cstr(target)?;
+                    check(libc::umount2(t.as_ptr(), *flags))
+                }
+                Sys::Unshare { flags } => check(libc::unshare(*flags)),
+                Sys::Setns { fd, nstype } => check(libc::setns(*fd, *nstype)),
+                Sys::Sethostname { name } => {
+                    check(libc::sethostname(name.as_ptr().cast(), name.len()))
+                }
+                Sys::Chdir { path } => {
+                    let p = cstr(path)?;
+                    check(libc::chdir(p.as_ptr()))
+                }
+                Sys::PivotRoot { new_root, put_old } => {
+                    let (n, o) = (cstr(new_root)?, cstr(put_old)?);
+                    check_l(libc::syscall(libc::SYS_pivot_root, n.as_ptr(), o.as_ptr()))
+                }
+                Sys::Prctl { option, arg2 } => {
+                    check(libc::prctl(*option, *arg2 as libc::c_ulong, 0, 0, 0))
+                }
+                Sys::Kill { pid, sig } => check(libc::kill(*pid, *sig)),
+                Sys::Wait4 { pid, options } => {
+                    let mut status = 0;
+                    loop {
+                        let rc = libc::wait4(*pid, &mut status, *options, std::ptr::null_mut());
+                        if rc < 0 && Errno::last() == Errno::EINTR {
+                            continue;
+                        }
+                        break check(rc).map(|mut r| {
+                            r.wstatus = status;
+                            r
+                        });
+                    }
+                }
+                Sys::IfUp { name } => if_up(name),
+                Sys::Umask { mask } => Ok(Ret {
+                    val: libc::umask(*mask as libc::mode_t) as i64,
+                    wstatus: 0,
+                }),
+                // A fork must go through spawn(), which sets up the child's error channel.
+                Sys::Clone => Err(Errno::EINVAL),
+                Sys::Execve { path, argv, envp } => {
+                    let p = cstr(path)?;
+                    let a: Vec<CString> = argv.iter().map(|s| cstring(s)).collect::<Result<_, _>>()?;
+                    let e: Vec<CString> = envp.iter().map(|s| cstring(s)).collect::<Result<_, _>>()?;
+                    let mut ap: Vec<*const libc::c_char> = a.iter().map(|c| c.as_ptr()).collect();
+                    ap.push(std::ptr::null());
+                    let mut ep: Vec<*const libc::c_char> = e.iter().map(|c| c.as_ptr()).collect();
+                    ep.push(std::ptr::null());
+                    libc::execve(p.as_ptr(), ap.as_ptr(), ep.as_ptr());
+                    Err(Errno::last())
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, _why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        spawn_child(body)
+    }
+
+    fn child_error(&self, child: &Child) -> Option<String> {
+        read_child_error(child)
+    }
+
+    fn getpid(&self) -> i32 {
+        std::process::id() as i32
+    }
+}
+
+/// fork() with an error channel: a close-on-exec pipe that the child writes its error into.
+/// EOF without data means the child exec'd (the pipe closed with exec) or finished cleanly.
+pub(crate) fn spawn_child(body: &mut ChildBody<'_>) -> KResult<Child> {
+    let fork_call = super::Sys::Clone;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        let mut e = SysError::new(&fork_call, Errno::last());
+        e.call = "pipe2([...], O_CLOEXEC)".into();
+        return Err(e);
+    }
+    let (rd, wr) = (fds[0], fds[1]);
+    // SAFETY: stepctr is single-threaded when it forks; the child only runs `body` and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let e = SysError::new(&fork_call, Errno::last());
+        // SAFETY: closing our own pipe fds.
+        unsafe {
+            libc::close(rd);
+            libc::close(wr);
+        }
+        return Err(e);
+    }
+    if pid == 0 {
+        // SAFETY: the child closes the read end it does not use.
+        unsafe { libc::close(rd) };
+        let code = match body() {
+            Ok(()) => 0,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                // SAFETY: writing our own buffer to our own pipe.
+                unsafe { libc::write(wr, msg.as_ptr().cast(), msg.len()) };
+                1
+            }
+        };
+        // SAFETY: _exit skips Rust destructors and atexit handlers that belong to the parent.
+        unsafe { libc::_exit(code) };
+    }
+    // SAFETY: the parent closes the write end so EOF arrives when the child is done with it.
+    unsafe { libc::close(wr) };
+    Ok(Child {
+        pid,
+        err_fd: std::cell::Cell::new(rd),
+    })
+}
+
+pub(crate) fn read_child_error(child: &Child) -> Option<String> {
+    let fd = child.err_fd.replace(-1);
+    if fd < 0 {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        // SAFETY: reading into our own buffer.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    // SAFETY: the fd is ours; reading is over.
+    unsafe { libc::close(fd) };
+    if out.is_empty() {
+        None
+    } else {
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
+}

@@ -1,0 +1,434 @@
+//! The kernel seam: the only code in stepctr that talks to the kernel.
+//!
+//! Every system call a stage makes is described by a [`Sys`] value and goes through
+//! [`Kernel::sys`]. Three implementations exist:
+//! - [`linux::Linux`] makes the real call,
+//! - [`narrate::Narrate`] wraps another kernel and prints each call in strace syntax,
+//! - [`record::Record`] keeps one globally ordered list of calls for unit tests (no root needed).
+//!
+//! Writes to cgroupfs and procfs are system calls too (`openat` + `write`), so they go through
+//! here as well.
+
+pub mod linux;
+pub mod narrate;
+pub mod record;
+pub mod render;
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+pub use nix::errno::Errno;
+
+/// One system call, with the arguments stepctr passes to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sys {
+    Openat {
+        path: PathBuf,
+        flags: i32,
+        mode: u32,
+    },
+    Write {
+        fd: i32,
+        data: Vec<u8>,
+    },
+    Close {
+        fd: i32,
+    },
+    Mkdirat {
+        path: PathBuf,
+        mode: u32,
+    },
+    Unlinkat {
+        path: PathBuf,
+        flags: i32,
+    },
+    Renameat {
+        old: PathBuf,
+        new: PathBuf,
+    },
+    Symlinkat {
+        target: PathBuf,
+        linkpath: PathBuf,
+    },
+    Mknodat {
+        path: PathBuf,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    },
+    Statfs {
+        path: PathBuf,
+    },
+    Mount {
+        source: Option<String>,
+        target: PathBuf,
+        fstype: Option<String>,
+        flags: u64,
+        data: Option<String>,
+    },
+    Umount2 {
+        target: PathBuf,
+        flags: i32,
+    },
+    Unshare {
+        flags: i32,
+    },
+    Setns {
+        fd: i32,
+        nstype: i32,
+    },
+    Sethostname {
+        name: String,
+    },
+    Chdir {
+        path: PathBuf,
+    },
+    PivotRoot {
+        new_root: PathBuf,
+        put_old: PathBuf,
+    },
+    Prctl {
+        option: i32,
+        arg2: u64,
+    },
+    Kill {
+        pid: i32,
+        sig: i32,
+    },
+    Wait4 {
+        pid: i32,
+        options: i32,
+    },
+    /// Bring a network interface up: `ioctl(fd, SIOCSIFFLAGS, {ifr_name=..., ifr_flags=...})`
+    /// on a socket made by the implementation.
+    IfUp {
+        name: String,
+    },
+    Execve {
+        path: PathBuf,
+        argv: Vec<String>,
+        envp: Vec<String>,
+    },
+    Umask {
+        mask: u32,
+    },
+    /// fork(): made only through [`Kernel::spawn`]; listed here so it is rendered and recorded
+    /// like every other call.
+    Clone,
+}
+
+impl Sys {
+    /// The syscall name as strace prints it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sys::Openat { .. } => "openat",
+            Sys::Write { .. } => "write",
+            Sys::Close { .. } => "close",
+            Sys::Mkdirat { .. } => "mkdirat",
+            Sys::Unlinkat { .. } => "unlinkat",
+            Sys::Renameat { .. } => "renameat",
+            Sys::Symlinkat { .. } => "symlinkat",
+            Sys::Mknodat { .. } => "mknodat",
+            Sys::Statfs { .. } => "statfs",
+            Sys::Mount { .. } => "mount",
+            Sys::Umount2 { .. } => "umount2",
+            Sys::Unshare { .. } => "unshare",
+            Sys::Setns { .. } => "setns",
+            Sys::Sethostname { .. } => "sethostname",
+            Sys::Chdir { .. } => "chdir",
+            Sys::PivotRoot { .. } => "pivot_root",
+            Sys::Prctl { .. } => "prctl",
+            Sys::Kill { .. } => "kill",
+            Sys::Wait4 { .. } => "wait4",
+            Sys::IfUp { .. } => "ioctl",
+            Sys::Execve { .. } => "execve",
+            Sys::Umask { .. } => "umask",
+            Sys::Clone => "clone",
+        }
+    }
+}
+
+/// What a successful call returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ret {
+    /// The return value (an fd, a pid, a byte count, 0...). For statfs, `f_type`.
+    pub val: i64,
+    /// For wait4: the raw wait status.
+    pub wstatus: i32,
+}
+
+/// A failed call: which call, and the errno.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{call}: {} ({})", errno_name(*.errno), .errno.desc())]
+pub struct SysError {
+    /// The call in strace syntax (short form).
+    pub call: String,
+    pub errno: Errno,
+}
+
+pub fn errno_name(e: Errno) -> String {
+    format!("{e:?}")
+}
+
+impl SysError {
+    pub fn new(call: &Sys, errno: Errno) -> Self {
+        SysError {
+            call: render::call(call, render::Detail::Short, &|_| None),
+            errno,
+        }
+    }
+}
+
+pub type KResult<T> = Result<T, SysError>;
+
+/// A child process made by [`Kernel::spawn`].
+#[derive(Debug)]
+pub struct Child {
+    pub pid: i32,
+    /// Read end of the child's error channel (closed on exec or exit), or -1 once read.
+    pub err_fd: std::cell::Cell<i32>,
+}
+
+/// How a child ended or paused, decoded from a wait status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+    Stopped(i32),
+}
+
+impl WaitStatus {
+    pub fn from_raw(status: i32) -> WaitStatus {
+        if libc::WIFEXITED(status) {
+            WaitStatus::Exited(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            WaitStatus::Signaled(libc::WTERMSIG(status))
+        } else {
+            WaitStatus::Stopped(libc::WSTOPSIG(status))
+        }
+    }
+
+    /// The exit code a shell would report: the code, or 128 + signal.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            WaitStatus::Exited(c) => c,
+            WaitStatus::Signaled(s) | WaitStatus::Stopped(s) => 128 + s,
+        }
+    }
+}
+
+/// The body of a child process. Returning `Err` reports the message to the parent.
+pub type ChildBody<'a> = dyn FnMut() -> anyhow::Result<()> + 'a;
+
+/// Everything stepctr asks of the kernel.
+pub trait Kernel {
+    /// Make one system call.
+    fn sys(&self, call: &Sys, why: &str) -> Result<Ret, Errno>;
+
+    /// fork(): run `body` in a new child process; returns in the parent.
+    /// The child exits with 0 when `body` returns Ok, or reports the error and exits with 1.
+    fn spawn(&self, why: &str, body: &mut ChildBody<'_>) -> KResult<Child>;
+
+    /// Wait until the child has exec'd or ended; `Some(message)` if its body failed.
+    fn child_error(&self, child: &Child) -> Option<String>;
+
+    /// The calling process's pid (getpid is not narrated: it is bookkeeping).
+    fn getpid(&self) -> i32;
+
+    /// Tell the narration that `pid` has successfully exec'd `call` (an execve that
+    /// succeeded never returns, so its success is reported by the parent).
+    fn report_exec(&self, _pid: i32, _call: &Sys) {}
+
+    /// A stage header (narration only).
+    fn header(&self, _step: usize, _of: usize, _stage: &str, _what: &str) {}
+
+    /// A line of narration that is not a call (prefixed with `#`).
+    fn note(&self, _text: &str) {}
+
+    // ---- one typed method per call; each goes through `sys` ----
+
+    fn call(&self, c: Sys, why: &str) -> KResult<Ret> {
+        self.sys(&c, why).map_err(|e| SysError::new(&c, e))
+    }
+
+    fn openat(&self, path: &Path, flags: i32, mode: u32, why: &str) -> KResult<i32> {
+        let c = Sys::Openat {
+            path: path.to_path_buf(),
+            flags,
+            mode,
+        };
+        self.call(c, why).map(|r| r.val as i32)
+    }
+
+    fn write(&self, fd: i32, data: &[u8], why: &str) -> KResult<usize> {
+        let c = Sys::Write {
+            fd,
+            data: data.to_vec(),
+        };
+        self.call(c, why).map(|r| r.val as usize)
+    }
+
+    fn close(&self, fd: i32) -> KResult<()> {
+        self.call(Sys::Close { fd }, "").map(|_| ())
+    }
+
+    /// Write a file such as a cgroup or procfs control file: `openat` + `write` + `close`.
+    fn write_file(&self, path: &Path, data: &str, why: &str) -> KResult<()> {
+        let fd = self.openat(path, libc::O_WRONLY | libc::O_CLOEXEC, 0, why)?;
+        let res = self.write(fd, data.as_bytes(), why);
+        let _ = self.close(fd);
+        res.map(|_| ())
+    }
+
+    fn mkdirat(&self, path: &Path, mode: u32, why: &str) -> KResult<()> {
+        let c = Sys::Mkdirat {
+            path: path.to_path_buf(),
+            mode,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn unlinkat(&self, path: &Path, flags: i32, why: &str) -> KResult<()> {
+        let c = Sys::Unlinkat {
+            path: path.to_path_buf(),
+            flags,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn renameat(&self, old: &Path, new: &Path, why: &str) -> KResult<()> {
+        let c = Sys::Renameat {
+            old: old.to_path_buf(),
+            new: new.to_path_buf(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn symlinkat(&self, target: &Path, linkpath: &Path, why: &str) -> KResult<()> {
+        let c = Sys::Symlinkat {
+            target: target.to_path_buf(),
+            linkpath: linkpath.to_path_buf(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn mknodat(&self, path: &Path, mode: u32, major: u32, minor: u32, why: &str) -> KResult<()> {
+        let c = Sys::Mknodat {
+            path: path.to_path_buf(),
+            mode,
+            major,
+            minor,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    /// statfs(2); returns the filesystem's magic number (`f_type`).
+    fn statfs(&self, path: &Path, why: &str) -> KResult<i64> {
+        let c = Sys::Statfs {
+            path: path.to_path_buf(),
+        };
+        self.call(c, why).map(|r| r.val)
+    }
+
+    fn mount(
+        &self,
+        source: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: u64,
+        data: Option<&str>,
+        why: &str,
+    ) -> KResult<()> {
+        let c = Sys::Mount {
+            source: source.map(str::to_string),
+            target: target.to_path_buf(),
+            fstype: fstype.map(str::to_string),
+            flags,
+            data: data.map(str::to_string),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn umount2(&self, target: &Path, flags: i32, why: &str) -> KResult<()> {
+        let c = Sys::Umount2 {
+            target: target.to_path_buf(),
+            flags,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn unshare(&self, flags: i32, why: &str) -> KResult<()> {
+        self.call(Sys::Unshare { flags }, why).map(|_| ())
+    }
+
+    fn setns(&self, fd: i32, nstype: i32, why: &str) -> KResult<()> {
+        self.call(Sys::Setns { fd, nstype }, why).map(|_| ())
+    }
+
+    fn sethostname(&self, name: &str, why: &str) -> KResult<()> {
+        let c = Sys::Sethostname {
+            name: name.to_string(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn chdir(&self, path: &Path, why: &str) -> KResult<()> {
+        let c = Sys::Chdir {
+            path: path.to_path_buf(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path, why: &str) -> KResult<()> {
+        let c = Sys::PivotRoot {
+            new_root: new_root.to_path_buf(),
+            put_old: put_old.to_path_buf(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn prctl(&self, option: i32, arg2: u64, why: &str) -> KResult<()> {
+        self.call(Sys::Prctl { option, arg2 }, why).map(|_| ())
+    }
+
+    fn kill(&self, pid: i32, sig: i32, why: &str) -> KResult<()> {
+        self.call(Sys::Kill { pid, sig }, why).map(|_| ())
+    }
+
+    fn wait4(&self, pid: i32, options: i32, why: &str) -> KResult<WaitStatus> {
+        self.call(Sys::Wait4 { pid, options }, why)
+            .map(|r| WaitStatus::from_raw(r.wstatus))
+    }
+
+    /// umask(2): returns the previous mask.
+    fn umask(&self, mask: u32, why: &str) -> KResult<u32> {
+        self.call(Sys::Umask { mask }, why).map(|r| r.val as u32)
+    }
+
+    fn if_up(&self, name: &str, why: &str) -> KResult<()> {
+        let c = Sys::IfUp {
+            name: name.to_string(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    /// execve(2). Returns only on failure (the recording kernel returns Ok).
+    fn execve(&self, path: &Path, argv: &[String], envp: &[String], why: &str) -> KResult<()> {
+        let c = Sys::Execve {
+            path: path.to_path_buf(),
+            argv: argv.to_vec(),
+            envp: envp.to_vec(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+}
+
+/// A path as a C string; paths with NUL bytes cannot reach the kernel.
+pub(crate) fn cstr(p: &Path) -> Result<CString, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+pub(crate) fn cstring(s: &str) -> Result<CString, Errno> {
+    CString::new(s).map_err(|_| Errno::EINVAL)
+}

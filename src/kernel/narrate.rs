@@ -1,0 +1,213 @@
+//! The narrator: wraps any [`Kernel`] and prints every call in strace syntax, with its result,
+//! how long it took and a one-line *why*:
+//!
+//! ```text
+//! [pid 4242] mount(NULL, "/", NULL, MS_REC|MS_PRIVATE, NULL) = 0 <0.000011>  # keep our mounts from reaching the host
+//! ```
+//!
+//! Narration goes to stderr or to a trace file, one `write` per line (so lines from parent and
+//! child processes never interleave mid-line), and never to the container's stdout.
+
+use super::render::{self, Detail};
+use super::{Child, ChildBody, Errno, KResult, Kernel, Ret, Sys};
+use colored::Colorize;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// `-q`: nothing.
+    Quiet,
+    /// Stage headers and every call, long strings shortened.
+    Normal,
+    /// `-v`: every argument in full.
+    Verbose,
+}
+
+pub struct Narrate<K: Kernel> {
+    inner: K,
+    level: Level,
+    color: bool,
+    out_fd: i32,
+    main_pid: i32,
+}
+
+impl<K: Kernel> Narrate<K> {
+    /// `out_fd` is where narration goes (2 for stderr, or a trace file's fd).
+    pub fn new(inner: K, level: Level, color: bool, out_fd: i32) -> Self {
+        let main_pid = inner.getpid();
+        Narrate {
+            inner,
+            level,
+            color,
+            out_fd,
+            main_pid,
+        }
+    }
+
+    fn detail(&self) -> Detail {
+        if self.level >= Level::Verbose {
+            Detail::Full
+        } else {
+            Detail::Short
+        }
+    }
+
+    fn emit(&self, line: &str) {
+        let mut buf = line.as_bytes();
+        while !buf.is_empty() {
+            // SAFETY: writing our own buffer to the narration fd.
+            let n = unsafe { libc::write(self.out_fd, buf.as_ptr().cast(), buf.len()) };
+            if n < 0 && Errno::last() == Errno::EINTR {
+                continue;
+            }
+            if n <= 0 {
+                return;
+            }
+            buf = &buf[n as usize..];
+        }
+    }
+
+    fn prefix(&self, pid: i32) -> String {
+        if pid == self.main_pid {
+            String::new()
+        } else {
+            format!("[pid {pid:>5}] ")
+        }
+    }
+
+    fn line(&self, pid: i32, call: &str, result: &str, ok: bool, took: Duration, why: &str) {
+        if self.level == Level::Quiet {
+            return;
+        }
+        let (name, args) = call.split_at(call.find('(').unwrap_or(call.len()));
+        let time = format!("<{:.6}>", took.as_secs_f64());
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!("  # {why}")
+        };
+        let text = if self.color {
+            let result = if ok { result.green() } else { result.red().bold() };
+            format!(
+                "{}{}{} {} {}{}\n",
+                self.prefix(pid).dimmed(),
+                name.bold().cyan(),
+                args,
+                result,
+                time.dimmed(),
+                why.yellow()
+            )
+        } else {
+            format!("{}{name}{args} {result} {time}{why}\n", self.prefix(pid))
+        };
+        self.emit(&text);
+    }
+}
+
+/// strace's `-y`: what an fd refers to, from /proc/self/fd.
+fn fd_name(fd: i32) -> Option<String> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+impl<K: Kernel> Kernel for Narrate<K> {
+    fn sys(&self, call: &Sys, why: &str) -> Result<Ret, Errno> {
+        let pid = self.inner.getpid();
+        // An fd argument must be named before a close takes it away.
+        let before = match call {
+            Sys::Close { fd } => fd_name(*fd),
+            _ => None,
+        };
+        let start = Instant::now();
+        let res = self.inner.sys(call, why);
+        let took = start.elapsed();
+        if matches!(call, Sys::Close { .. }) {
+            // close is bookkeeping: shown only with -v.
+            if self.level < Level::Verbose {
+                return res;
+            }
+        }
+        let names = |fd: i32| {
+            if matches!(call, Sys::Close { .. }) {
+                before.clone()
+            } else {
+                fd_name(fd)
+            }
+        };
+        let text = render::call_with(call, self.detail(), &names, res.as_ref().ok());
+        self.line(
+            pid,
+            &text,
+            &render::result(call, &res),
+            res.is_ok(),
+            took,
+            why,
+        );
+        res
+    }
+
+    fn spawn(&self, why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        let parent = self.inner.getpid();
+        let start = Instant::now();
+        // The child announces the fork itself, before anything else it does, so the clone line
+        // always comes before the child's own calls in the narration.
+        self.inner.spawn(why, &mut || {
+            let me = self.inner.getpid();
+            self.line(
+                parent,
+                &render::call(&Sys::Clone, Detail::Short, &|_| None),
+                &format!("= {me}"),
+                true,
+                start.elapsed(),
+                why,
+            );
+            body()
+        })
+    }
+
+    fn child_error(&self, child: &Child) -> Option<String> {
+        self.inner.child_error(child)
+    }
+
+    fn getpid(&self) -> i32 {
+        self.inner.getpid()
+    }
+
+    fn report_exec(&self, pid: i32, call: &Sys) {
+        let text = render::call(call, self.detail(), &|_| None);
+        self.line(
+            pid,
+            &text,
+            "= 0",
+            true,
+            Duration::ZERO,
+            "the container's command replaces our code: PID 1 is now the program",
+        );
+    }
+
+    fn header(&self, step: usize, of: usize, stage: &str, what: &str) {
+        if self.level == Level::Quiet {
+            return;
+        }
+        let text = format!("==> [{step}/{of}] {stage}: {what}");
+        if self.color {
+            self.emit(&format!("\n{}\n", text.bold().magenta()));
+        } else {
+            self.emit(&format!("\n{text}\n"));
+        }
+    }
+
+    fn note(&self, text: &str) {
+        if self.level == Level::Quiet {
+            return;
+        }
+        let pid = self.inner.getpid();
+        let line = format!("{}# {text}", self.prefix(pid));
+        if self.color {
+            self.emit(&format!("{}\n", line.dimmed()));
+        } else {
+            self.emit(&format!("{line}\n"));
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! stepctr: build a container stage by stage, for real, and watch every kernel call.
+//!
+//! The library holds everything; `main.rs` only parses arguments and maps errors to exit codes.
+
+pub mod cli;
+pub mod image;
+pub mod kernel;
+pub mod pipeline;
+pub mod remove;
+pub mod stage;
+pub mod state;

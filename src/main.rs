@@ -1,0 +1,164 @@
+//! stepctr: build a container stage by stage, for real, and watch every kernel call.
+
+use stepctr::{cli, image, kernel, pipeline, remove, stage, state};
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use cli::{Cli, Command, LimitArgs};
+use kernel::linux::Linux;
+use kernel::narrate::{Level, Narrate};
+use kernel::Kernel;
+use stage::cgroup::Limits;
+use state::{Container, ContainerName, Paths};
+use std::io::IsTerminal;
+use std::os::fd::IntoRawFd;
+use std::path::Path;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("stepctr: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn narrator(cli: &Cli) -> Result<Narrate<Linux>> {
+    let level = if cli.quiet {
+        Level::Quiet
+    } else if cli.verbose {
+        Level::Verbose
+    } else {
+        Level::Normal
+    };
+    let (fd, tty) = match &cli.trace_file {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("open trace file {}", path.display()))?;
+            (f.into_raw_fd(), false)
+        }
+        None => (2, std::io::stderr().is_terminal()),
+    };
+    let color = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    colored::control::set_override(color);
+    Ok(Narrate::new(Linux, level, color, fd))
+}
+
+fn limits(args: &LimitArgs) -> Result<Limits> {
+    Ok(Limits {
+        memory: args.memory.as_deref().map(stage::cgroup::parse_size).transpose()?,
+        pids: match args.pids_limit {
+            Some(0) => bail!("--pids-limit must be at least 1"),
+            p => p,
+        },
+    })
+}
+
+fn need_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("`stepctr {what}` needs root (namespaces, mounts and cgroups are privileged): run it with sudo");
+    }
+    Ok(())
+}
+
+fn fresh_name(paths: &Paths) -> Result<ContainerName> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+        ^ (std::process::id() as u128) << 32;
+    for i in 0..64u128 {
+        let n = ((seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) + i * 7919) & 0xff_ffff;
+        let name = ContainerName::parse(&format!("ctr-{n:06x}"))?;
+        if !paths.container(&name).exists() {
+            return Ok(name);
+        }
+    }
+    bail!("could not find a free container name: give one with --name")
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let paths = Paths::from_env();
+    let k = narrator(&cli)?;
+    let k: &dyn Kernel = &k;
+    let cgroup_root = Path::new(CGROUP_ROOT);
+    let open = |name: &str| -> Result<Container> {
+        Container::open(&paths, &ContainerName::parse(name)?)
+    };
+    match &cli.command {
+        Command::Pull { image } => {
+            need_root("pull")?;
+            stage::pull::run(k, &paths, image.as_deref().unwrap_or(image::DEFAULT_IMAGE))?;
+        }
+        Command::Load { name, image } => {
+            need_root("load")?;
+            let name = ContainerName::parse(name)?;
+            stage::load::run(k, &paths, &name, image.as_deref().unwrap_or(image::DEFAULT_IMAGE))?;
+        }
+        Command::Cgroup { name, limits: l } => {
+            need_root("cgroup")?;
+            let l = limits(l)?;
+            stage::cgroup::run(k, &mut open(name)?, cgroup_root, l)?;
+        }
+        Command::Ns { name } => {
+            need_root("ns")?;
+            stage::ns::run(k, &mut open(name)?)?;
+        }
+        Command::Fs { name } => {
+            need_root("fs")?;
+            stage::fs::run(k, &mut open(name)?)?;
+        }
+        Command::Start { name, cmd } => {
+            need_root("start")?;
+            return stage::start::run(k, &mut open(name)?, cmd);
+        }
+        Command::All { image, name, limits: l, rm, cmd } => {
+            need_root("all")?;
+            let l = limits(l)?;
+            let name = match name {
+                Some(n) => ContainerName::parse(n)?,
+                None => fresh_name(&paths)?,
+            };
+            let opts = pipeline::AllOptions {
+                image: image.as_deref().unwrap_or(image::DEFAULT_IMAGE),
+                name: &name,
+                limits: l,
+                cmd,
+                cgroup_root,
+                rm: *rm,
+            };
+            return pipeline::all(k, &paths, &opts);
+        }
+        Command::Rm { names } => {
+            need_root("rm")?;
+            for n in names {
+                remove::remove(k, &paths, &ContainerName::parse(n)?)?;
+            }
+        }
+        Command::Reset => {
+            need_root("reset")?;
+            let n = remove::reset(k, &paths)?;
+            k.note(&format!("removed {n} container(s)"));
+        }
+        Command::Ps => {
+            println!("{:<20} {:<36} {:<28} {:>7} EXIT", "NAME", "IMAGE", "STAGES", "PID");
+            for name in state::list_containers(&paths)? {
+                let c = open(name.as_str())?;
+                let stages: Vec<&str> = c.state.stages.iter().map(|s| s.name()).collect();
+                println!(
+                    "{:<20} {:<36} {:<28} {:>7} {}",
+                    name.as_str(),
+                    c.state.image,
+                    stages.join(","),
+                    c.state.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    c.state.exit_code.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                );
+            }
+        }
+    }
+    Ok(0)
+}

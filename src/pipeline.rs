@@ -1,0 +1,65 @@
+//! `stepctr all`: the six stages in order, each with its header and timing, exactly as the
+//! stage commands run them one by one.
+
+use crate::kernel::Kernel;
+use crate::remove;
+use crate::stage::{self, cgroup::Limits};
+use crate::state::{ContainerName, Paths};
+use anyhow::Result;
+use std::path::Path;
+use std::time::Instant;
+
+pub struct AllOptions<'a> {
+    pub image: &'a str,
+    pub name: &'a ContainerName,
+    pub limits: Limits,
+    pub cmd: &'a [String],
+    pub cgroup_root: &'a Path,
+    /// Remove the container when it has stopped.
+    pub rm: bool,
+}
+
+/// Run all six stages; returns the exit code of the container's command.
+pub fn all(k: &dyn Kernel, paths: &Paths, o: &AllOptions<'_>) -> Result<i32> {
+    let total = Instant::now();
+    let mut timings = Vec::new();
+    let t = Instant::now();
+    let info = stage::pull::run(k, paths, o.image)?;
+    timings.push(("pull", t.elapsed()));
+
+    let result = (|| -> Result<i32> {
+        let t = Instant::now();
+        let mut c = stage::load::run(k, paths, o.name, &info.reference)?;
+        timings.push(("load", t.elapsed()));
+        let t = Instant::now();
+        stage::cgroup::run(k, &mut c, o.cgroup_root, o.limits)?;
+        timings.push(("cgroup", t.elapsed()));
+        let t = Instant::now();
+        stage::ns::run(k, &mut c)?;
+        timings.push(("ns", t.elapsed()));
+        let t = Instant::now();
+        stage::fs::run(k, &mut c)?;
+        timings.push(("fs", t.elapsed()));
+        let t = Instant::now();
+        let code = stage::start::run(k, &mut c, o.cmd)?;
+        timings.push(("start+run", t.elapsed()));
+        Ok(code)
+    })();
+
+    let summary: Vec<String> = timings
+        .iter()
+        .map(|(s, d)| format!("{s} {:.1} ms", d.as_secs_f64() * 1000.0))
+        .collect();
+    k.note(&format!(
+        "timings: {} (total {:.1} ms)",
+        summary.join(", "),
+        total.elapsed().as_secs_f64() * 1000.0
+    ));
+    if o.rm && paths.container(o.name).exists() {
+        let removed = remove::remove(k, paths, o.name);
+        if let (Ok(_), Err(e)) = (&result, removed) {
+            return Err(e);
+        }
+    }
+    result
+}

@@ -1,0 +1,185 @@
+//! `rm` and `reset`: undo exactly what a container's journal lists, newest first.
+//!
+//! Every step tolerates "already gone" (ESRCH, ENOENT, EINVAL for a path that is no longer a
+//! mount point), so `rm` is idempotent and also cleans up after a crash in the middle of a
+//! stage: the journal names each resource *before* it is created.
+
+use crate::kernel::{Errno, Kernel};
+use crate::state::{self, Container, ContainerName, Paths, Resource};
+use anyhow::{Context, Result};
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long to wait for killed processes to be gone before removing their cgroups.
+const GRACE: Duration = Duration::from_secs(10);
+
+pub fn remove(k: &dyn Kernel, paths: &Paths, name: &ContainerName) -> Result<()> {
+    let c = Container::open(paths, name)?;
+    k.header(1, 1, "rm", &format!("undo everything container {name} created"));
+    let journal: Vec<Resource> = c.state.journal.iter().rev().cloned().collect();
+
+    // 1. Processes: the ones we started, then anything still in the container's cgroups.
+    for r in &journal {
+        if let Resource::Process { pid, start_time } = r {
+            if alive_as(*pid, *start_time) {
+                ignore_gone(k.kill(*pid, libc::SIGKILL, "stop the container's process"))?;
+            }
+        }
+    }
+    for r in &journal {
+        if let Resource::Cgroup { path } = r {
+            kill_cgroup(k, path)?;
+        }
+    }
+    wait_gone(&journal);
+
+    // 2. Mounts in the host's namespace (namespace files, then their directory). Once the
+    //    namespace files are unmounted and the processes are gone, the namespaces are freed,
+    //    and with the mount namespace every mount inside it (overlay, /dev).
+    for r in &journal {
+        match r {
+            Resource::Mount { path } => ignore_gone(k.umount2(path, libc::MNT_DETACH, "release the pinned namespace / mount"))?,
+            Resource::NsMount { path } => k.note(&format!("{} goes away with the container's mount namespace", path.display())),
+            _ => {}
+        }
+    }
+
+    // 3. Cgroups (they must be empty), the container's first, then the parent if unused.
+    for r in &journal {
+        match r {
+            Resource::Cgroup { path } => remove_cgroup(k, path, true)?,
+            Resource::CgroupParent { path } => remove_cgroup(k, path, false)?,
+            _ => {}
+        }
+    }
+
+    // 4. Files and directories: the writable layer and friends.
+    for r in &journal {
+        match r {
+            Resource::Dir { path } => remove_tree(k, path)?,
+            Resource::File { path } => ignore_gone(k.unlinkat(path, 0, "remove the file"))?,
+            _ => {}
+        }
+    }
+    remove_tree(k, &c.dir)?;
+    drop(c);
+    k.note(&format!("container {name} removed"));
+    Ok(())
+}
+
+/// Remove every container.
+pub fn reset(k: &dyn Kernel, paths: &Paths) -> Result<usize> {
+    let names = state::list_containers(paths)?;
+    let mut errors = Vec::new();
+    for name in &names {
+        if let Err(e) = remove(k, paths, name) {
+            errors.push(format!("{name}: {e:#}"));
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("reset left some containers: {}", errors.join("; "));
+    }
+    Ok(names.len())
+}
+
+fn ignore_gone(r: crate::kernel::KResult<()>) -> Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.errno, Errno::ESRCH | Errno::ENOENT | Errno::EINVAL) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn alive_as(pid: i32, start_time: u64) -> bool {
+    match state::process_start_time(pid) {
+        Some(t) => start_time == 0 || t == start_time,
+        None => false,
+    }
+}
+
+fn cgroup_pids(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn kill_cgroup(k: &dyn Kernel, dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    if dir.join("cgroup.kill").exists() && !cgroup_pids(dir).is_empty() {
+        return k
+            .write_file(&dir.join("cgroup.kill"), "1", "kill every process in the cgroup at once")
+            .map_err(Into::into);
+    }
+    for pid in cgroup_pids(dir) {
+        ignore_gone(k.kill(pid, libc::SIGKILL, "a process still in the container's cgroup"))?;
+    }
+    Ok(())
+}
+
+fn wait_gone(journal: &[Resource]) {
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline {
+        let busy = journal.iter().any(|r| match r {
+            Resource::Process { pid, start_time } => alive_as(*pid, *start_time) && !is_zombie(*pid),
+            Resource::Cgroup { path } => !cgroup_pids(path).is_empty(),
+            _ => false,
+        });
+        if !busy {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// rmdir a cgroup. The container's own must go (retrying while the kernel finishes tearing
+/// down its last processes); a shared parent only goes if no other container uses it.
+fn remove_cgroup(k: &dyn Kernel, dir: &Path, must: bool) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + GRACE;
+    loop {
+        match k.unlinkat(dir, libc::AT_REMOVEDIR, if must { "remove the container's cgroup" } else { "remove the parent cgroup if no other container uses it" }) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.errno == Errno::ENOENT => return Ok(()),
+            Err(e) if !must && matches!(e.errno, Errno::EBUSY | Errno::ENOTEMPTY) => return Ok(()),
+            Err(e) if e.errno == Errno::EBUSY && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e).with_context(|| format!("remove cgroup {}", dir.display())),
+        }
+    }
+}
+
+/// Remove a directory tree without following symlinks or crossing into other mounts.
+fn remove_tree(k: &dyn Kernel, dir: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("inspect {}", dir.display())),
+    };
+    if !meta.is_dir() {
+        return ignore_gone(k.unlinkat(dir, 0, "remove"));
+    }
+    let entries = count_entries(dir);
+    if entries > 0 {
+        k.note(&format!("removing {} ({entries} entries inside)", dir.display()));
+    }
+    fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))
+}
+
+fn count_entries(dir: &Path) -> usize {
+    fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
+}

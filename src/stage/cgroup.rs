@@ -1,0 +1,215 @@
+//! Stage 3, cgroup: make the container's control group and write its limits.
+//!
+//! A cgroup is a directory in cgroupfs; limits are files in it; a process is put in it by
+//! writing its pid to `cgroup.procs`. Two layouts exist and both are handled:
+//! - cgroup v2 (most machines today): one tree at /sys/fs/cgroup; a controller must be enabled
+//!   in every ancestor's `cgroup.subtree_control` before a child can use it.
+//! - cgroup v1 (and "hybrid", v1 controllers plus an empty v2 tree): one tree per controller,
+//!   /sys/fs/cgroup/memory, /sys/fs/cgroup/pids, ...
+
+use crate::kernel::Kernel;
+use crate::state::{CgroupState, Container, Resource, Stage};
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+/// The parent cgroup of every stepctr container.
+pub const PARENT: &str = "stepctr";
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of memory (`--memory 256M`).
+    pub memory: Option<u64>,
+    /// Maximum number of processes (`--pids-limit 64`).
+    pub pids: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// statfs(/sys/fs/cgroup): cgroup2's magic means pure v2; anything else (a tmpfs holding one
+/// mount per controller) means v1 or hybrid.
+pub fn detect(k: &dyn Kernel, root: &Path) -> Result<Version> {
+    let magic = k.statfs(root, "which cgroup layout does this machine use?")?;
+    Ok(if magic == CGROUP2_SUPER_MAGIC {
+        Version::V2
+    } else {
+        Version::V1
+    })
+}
+
+pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Result<()> {
+    super::header(k, Stage::Cgroup, "a control group to limit what the container may use");
+    c.require_before(Stage::Cgroup)?;
+    let version = detect(k, root)?;
+    let dirs = match version {
+        Version::V2 => {
+            k.note("cgroup v2: one tree, controllers enabled from the top down");
+            create_v2(k, c, root, limits)?
+        }
+        Version::V1 => {
+            k.note("cgroup v1 (or hybrid): one tree per controller");
+            create_v1(k, c, root, limits)?
+        }
+    };
+    c.state.cgroup = Some(CgroupState {
+        version: match version {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        }
+        .to_string(),
+        dirs: dirs.clone(),
+        memory: limits.memory,
+        pids: limits.pids,
+    });
+    c.finish(Stage::Cgroup)?;
+    for d in &dirs {
+        k.note(&format!("look: ls {}", d.display()));
+    }
+    k.note(&format!("next: `stepctr ns {}`", c.name));
+    Ok(())
+}
+
+/// mkdir a cgroup (journalled first, so `rm` removes it even if we crash right after).
+fn make_dir(k: &dyn Kernel, c: &mut Container, dir: &Path, parent: bool, why: &str) -> Result<()> {
+    if parent {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        c.journal(Resource::CgroupParent {
+            path: dir.to_path_buf(),
+        })?;
+    } else {
+        c.journal(Resource::Cgroup {
+            path: dir.to_path_buf(),
+        })?;
+    }
+    match k.mkdirat(dir, 0o755, why) {
+        Err(e) if parent && e.errno == crate::kernel::Errno::EEXIST => Ok(()),
+        r => r.map_err(Into::into),
+    }
+}
+
+fn create_v2(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Result<Vec<PathBuf>> {
+    let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    let wanted: Vec<&str> = ["memory", "pids"]
+        .into_iter()
+        .filter(|w| available.split_whitespace().any(|a| a == *w))
+        .collect();
+    for (ctl, limit) in [("memory", limits.memory), ("pids", limits.pids)] {
+        if limit.is_some() && !wanted.contains(&ctl) {
+            bail!("the {ctl} controller is not available in {} (cgroup.controllers: {:?}): cannot set a {ctl} limit", root.display(), available.trim());
+        }
+    }
+    let enable: String = wanted.iter().map(|w| format!("+{w}")).collect::<Vec<_>>().join(" ");
+    let parent = root.join(PARENT);
+    if !enable.is_empty() {
+        k.write_file(
+            &root.join("cgroup.subtree_control"),
+            &enable,
+            "let the root's children use these controllers",
+        )?;
+    }
+    make_dir(k, c, &parent, true, "a parent cgroup for all stepctr containers")?;
+    if !enable.is_empty() {
+        k.write_file(
+            &parent.join("cgroup.subtree_control"),
+            &enable,
+            "and let the containers below it use them too",
+        )?;
+    }
+    let dir = parent.join(c.name.as_str());
+    make_dir(k, c, &dir, false, "the container's own cgroup")?;
+    if let Some(m) = limits.memory {
+        k.write_file(
+            &dir.join("memory.max"),
+            &m.to_string(),
+            "memory limit: above it the kernel reclaims, then OOM-kills inside the container",
+        )?;
+    }
+    if let Some(p) = limits.pids {
+        k.write_file(
+            &dir.join("pids.max"),
+            &p.to_string(),
+            "process limit: fork() fails with EAGAIN beyond it (stops fork bombs)",
+        )?;
+    }
+    Ok(vec![dir])
+}
+
+fn create_v1(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for ctl in ["memory", "pids"] {
+        let hierarchy = root.join(ctl);
+        if !hierarchy.is_dir() {
+            let limited = match ctl {
+                "memory" => limits.memory.is_some(),
+                _ => limits.pids.is_some(),
+            };
+            if limited {
+                bail!("the {ctl} controller is not mounted at {}: cannot set a {ctl} limit", hierarchy.display());
+            }
+            k.note(&format!("{} is not mounted: skipping {ctl}", hierarchy.display()));
+            continue;
+        }
+        let parent = hierarchy.join(PARENT);
+        make_dir(k, c, &parent, true, "a parent cgroup for all stepctr containers")?;
+        let dir = parent.join(c.name.as_str());
+        make_dir(k, c, &dir, false, "the container's own cgroup in this hierarchy")?;
+        match (ctl, limits.memory, limits.pids) {
+            ("memory", Some(m), _) => k.write_file(
+                &dir.join("memory.limit_in_bytes"),
+                &m.to_string(),
+                "memory limit: above it the kernel reclaims, then OOM-kills inside the container",
+            )?,
+            ("pids", _, Some(p)) => k.write_file(
+                &dir.join("pids.max"),
+                &p.to_string(),
+                "process limit: fork() fails with EAGAIN beyond it (stops fork bombs)",
+            )?,
+            _ => {}
+        }
+        dirs.push(dir);
+    }
+    Ok(dirs)
+}
+
+/// Parse sizes the way docker does: `256M`, `1g`, `512k`, `1048576` (binary units).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').filter(|r| !r.is_empty()).unwrap_or(&lower);
+    let (num, mult) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        Some('t') => (&lower[..lower.len() - 1], 1 << 40),
+        _ => (lower, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size {s:?}: use a number with an optional unit, like 256M or 1G"))?;
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| anyhow::anyhow!("invalid size {s:?}: must be more than 0 and fit in 64 bits"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512kb").unwrap(), 512 << 10);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("").is_err());
+    }
+}

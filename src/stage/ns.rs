@@ -1,0 +1,119 @@
+//! Stage 4, ns: create the container's namespaces and keep them alive.
+//!
+//! A namespace lives as long as something refers to it: a process in it, an open fd, or a
+//! bind mount of its file from /proc/PID/ns. `ip netns add` keeps network namespaces alive
+//! with bind mounts; we do the same for all six, so the namespaces outlive the helper process
+//! that made them and the next stages (`fs`, `start`) can join them with setns().
+//!
+//! The helper: fork → join the container's cgroup (so the new cgroup namespace is rooted
+//! there) → unshare(five of them) → make every mount private → bring `lo` up → stop itself.
+//! The parent then bind-mounts the helper's namespace files and kills it.
+//!
+//! The sixth, the PID namespace, is the exception the kernel imposes: a PID namespace exists
+//! only together with its PID 1. Until a first process is born in it, /proc/PID/ns/
+//! pid_for_children cannot even be opened (ENOENT), and once its PID 1 dies no process can
+//! ever enter it again. So `start` makes it, with the container's command as its PID 1, and
+//! pins it in ns/pid next to the others.
+
+use crate::kernel::{Kernel, WaitStatus};
+use crate::state::{Container, Resource, Stage};
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+/// The namespaces made here, as (file under ns/ and under /proc/PID/ns/, clone flag).
+pub const NAMESPACES: [(&str, i32); 5] = [
+    ("mnt", libc::CLONE_NEWNS),
+    ("uts", libc::CLONE_NEWUTS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+];
+
+/// The file that will pin the PID namespace, once `start` has made it.
+pub const PID_FILE: &str = "pid";
+
+pub fn all_flags() -> i32 {
+    NAMESPACES.iter().fold(0, |f, (_, flag)| f | flag)
+}
+
+pub fn run(k: &dyn Kernel, c: &mut Container) -> Result<()> {
+    super::header(k, Stage::Ns, "new namespaces: what the container can see");
+    c.require_before(Stage::Ns)?;
+    let dir = c.path("ns");
+    let cgroups = c.state.cgroup.as_ref().map(|g| g.dirs.clone()).unwrap_or_default();
+    create(k, c, &dir, &cgroups)?;
+    c.state.ns_dir = Some(dir.clone());
+    c.finish(Stage::Ns)?;
+    k.note(&format!("look: ls -l {}  (each file is a namespace, kept alive by a bind mount)", dir.display()));
+    k.note(&format!("next: `stepctr fs {}`", c.name));
+    Ok(())
+}
+
+/// Make the namespaces and pin them as files in `dir`.
+pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, cgroups: &[PathBuf]) -> Result<()> {
+    c.journal(Resource::Dir { path: dir.to_path_buf() })?;
+    k.mkdirat(dir, 0o755, "a directory for the namespace files")?;
+    // The directory becomes its own private mount: the bind mounts below then never propagate
+    // anywhere, and a mount namespace's file can never end up inside that namespace (a loop
+    // that would keep it alive forever).
+    c.journal(Resource::Mount { path: dir.to_path_buf() })?;
+    let dir_str = dir.to_string_lossy();
+    k.mount(Some(&dir_str), dir, None, libc::MS_BIND, None, "make the ns directory a mount point...")?;
+    k.mount(None, dir, None, libc::MS_PRIVATE, None, "...that shares nothing with other mounts")?;
+    for file in NAMESPACES.iter().map(|(f, _)| *f).chain([PID_FILE]) {
+        let path = dir.join(file);
+        c.journal(Resource::Mount { path: path.clone() })?;
+        let fd = k.openat(
+            &path,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o444,
+            "an empty file to bind the namespace onto",
+        )?;
+        k.close(fd)?;
+    }
+
+    let flags = all_flags();
+    let helper = k.spawn("a helper process to create the namespaces in", &mut || {
+        k.prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, "die if stepctr dies")?;
+        for cg in cgroups {
+            k.write_file(
+                &cg.join("cgroup.procs"),
+                "0",
+                "join the container's cgroup first: a new cgroup namespace is rooted where we are",
+            )?;
+        }
+        k.unshare(flags, "new namespaces: mount, cgroup, hostname, IPC, network")?;
+        k.mount(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+            "mounts made in here must never propagate back to the host",
+        )?;
+        k.if_up("lo", "a new network namespace has only a loopback device, and it is down")?;
+        let me = k.getpid();
+        k.kill(me, libc::SIGSTOP, "pause, so the parent can pin our namespaces")?;
+        Ok(())
+    })?;
+    c.journal(Resource::Process {
+        pid: helper.pid,
+        start_time: crate::state::process_start_time(helper.pid).unwrap_or(0),
+    })?;
+    match k.wait4(helper.pid, libc::WUNTRACED, "wait until the helper has its namespaces")? {
+        WaitStatus::Stopped(_) => {}
+        other => {
+            let why = k.child_error(&helper).unwrap_or_else(|| format!("{other:?}"));
+            bail!("create namespaces: {why}");
+        }
+    }
+    for (file, _) in NAMESPACES {
+        let src = format!("/proc/{}/ns/{file}", helper.pid);
+        k.mount(Some(&src), &dir.join(file), None, libc::MS_BIND, None, "pin the namespace: it lives as long as this mount")?;
+    }
+    k.kill(helper.pid, libc::SIGKILL, "the helper is done: its namespaces live on in the files")?;
+    k.wait4(helper.pid, 0, "reap the helper")?;
+    let _ = k.child_error(&helper);
+    k.note("the PID namespace comes with `start`: it can only exist together with its PID 1");
+    Ok(())
+}

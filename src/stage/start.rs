@@ -1,0 +1,238 @@
+//! Stage 6, start: the command becomes PID 1 of the container.
+//!
+//! stepctr makes the container's PID namespace (unshare(CLONE_NEWPID) only changes where the
+//! *next child* goes: stepctr itself stays where it is), then forks; that child is PID 1 of the
+//! new namespace. It joins the cgroup → pins its PID namespace next to the others →
+//! joins the other namespaces → sets the hostname → pivot_root into the
+//! overlay and detaches the old root → mounts /proc (it must be mounted by a process inside the
+//! PID namespace, so it shows that namespace's processes) and /sys → exec the command.
+//! stepctr waits for it: when PID 1 exits, the container has stopped, and its exit code is ours.
+
+use crate::kernel::{Kernel, Sys, WaitStatus};
+use crate::state::{Container, Resource, Stage};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything PID 1 needs, worked out before the fork.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub ns_dir: PathBuf,
+    pub cgroups: Vec<PathBuf>,
+    pub rootfs: PathBuf,
+    pub hostname: String,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: PathBuf,
+}
+
+/// The order PID 1 joins the namespaces in. Mount goes last: after it, host paths are the
+/// container's paths. (PID is joined by the parent, before the fork.)
+const JOIN_ORDER: [(&str, i32); 5] = [
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("mnt", libc::CLONE_NEWNS),
+];
+
+pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
+    let (Some(ns_dir), Some(rootfs)) = (c.state.ns_dir.clone(), c.state.rootfs.clone()) else {
+        bail!("stage `start` needs stage `fs` first: run `stepctr fs {}`", c.name);
+    };
+    let cfg = &c.state.config;
+    let argv: Vec<String> = if cmd.is_empty() {
+        cfg.entrypoint.iter().chain(cfg.cmd.iter()).cloned().collect()
+    } else {
+        cfg.entrypoint.iter().chain(cmd.iter()).cloned().collect()
+    };
+    if argv.is_empty() {
+        bail!("the image {} has no command: give one after `--`", c.state.image);
+    }
+    let mut env = cfg.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    env.retain(|e| !e.starts_with("HOSTNAME="));
+    env.push(format!("HOSTNAME={}", c.name));
+    Ok(Plan {
+        ns_dir,
+        cgroups: c.state.cgroup.as_ref().map(|g| g.dirs.clone()).unwrap_or_default(),
+        rootfs,
+        hostname: c.name.to_string(),
+        argv,
+        env,
+        workdir: PathBuf::from(&cfg.workdir),
+    })
+}
+
+/// Run the container's command as its PID 1 and wait for it; returns its exit code.
+pub fn run(k: &dyn Kernel, c: &mut Container, cmd: &[String]) -> Result<i32> {
+    super::header(k, Stage::Start, "the command becomes PID 1 of the container");
+    c.require_before(Stage::Start)?;
+    let plan = plan(c, cmd)?;
+    // Mark the stage as begun: a second `start` must not try to reuse the PID namespace
+    // (once its PID 1 has died it accepts no new process).
+    c.finish(Stage::Start)?;
+    let status = launch(k, c, &plan)?;
+    let code = status.exit_code();
+    c.state.exit_code = Some(code);
+    c.save()?;
+    k.note(&format!("PID 1 ended ({status:?}): the container has stopped; `stepctr rm {}` removes it", c.name));
+    Ok(code)
+}
+
+pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStatus> {
+    k.unshare(libc::CLONE_NEWPID, "a new PID namespace for our next child, which will be its PID 1 (we stay where we are)")?;
+    let mut fds = Vec::new();
+    for (name, flag) in JOIN_ORDER {
+        let fd = k.openat(&plan.ns_dir.join(name), libc::O_RDONLY | libc::O_CLOEXEC, 0, "open the namespace now, while its path is visible")?;
+        fds.push((fd, flag));
+    }
+    // The child resolves the command inside the container; it leaves the path here (memory
+    // shared across the fork) so the narration can show the execve as the kernel saw it.
+    let resolved = SharedPath::new();
+    let child = k.spawn("the future PID 1", &mut || {
+        k.prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, "if stepctr dies, the container dies with it")?;
+        for cg in &plan.cgroups {
+            k.write_file(&cg.join("cgroup.procs"), "0", "join the container's cgroup before anything else runs (0 = me)")?;
+        }
+        let pin = plan.ns_dir.join(crate::stage::ns::PID_FILE);
+        k.mount(Some("/proc/self/ns/pid"), &pin, None, libc::MS_BIND, None, "pin our PID namespace beside the others (we are still in the host's mount namespace)")?;
+        for (fd, flag) in &fds {
+            k.setns(*fd, *flag, "join the container's namespace")?;
+        }
+        k.sethostname(&plan.hostname, "the container's own hostname, in its UTS namespace")?;
+        pivot_into(k, &plan.rootfs)?;
+        mount_pseudo_filesystems(k)?;
+        k.chdir(&plan.workdir, "the image's working directory")?;
+        let path = resolve_command(&plan.argv[0], &plan.env)?;
+        resolved.set(&path);
+        k.execve(&path, &plan.argv, &plan.env, "become the container's command")?;
+        Ok(())
+    });
+    for (fd, _) in &fds {
+        let _ = k.close(*fd);
+    }
+    let child = child?;
+    c.state.pid = Some(child.pid);
+    c.journal(Resource::Process { pid: child.pid, start_time: crate::state::process_start_time(child.pid).unwrap_or(0) })?;
+    if let Some(err) = k.child_error(&child) {
+        let _ = k.wait4(child.pid, 0, "reap the failed child");
+        bail!("start the container: {err}");
+    }
+    // The execve succeeded (the error channel closed without a word). Its narration comes from
+    // here: a successful execve never returns to the code that called it.
+    let path = resolved.get().unwrap_or_else(|| PathBuf::from(&plan.argv[0]));
+    let shown = Sys::Execve { path, argv: plan.argv.clone(), envp: plan.env.clone() };
+    k.report_exec(child.pid, &shown);
+    let status = k.wait4(child.pid, 0, "wait for PID 1: when it exits, the container stops")?;
+    Ok(status)
+}
+
+/// pivot_root(".", "."): the new root is the overlay, the old root ends up stacked on top of
+/// it, and umount2(".", MNT_DETACH) drops it, so no path leads back to the host's files.
+/// (Same trick as runc and lxc; no put_old directory needed.)
+pub fn pivot_into(k: &dyn Kernel, rootfs: &Path) -> Result<()> {
+    k.chdir(rootfs, "go into the new root")?;
+    k.pivot_root(Path::new("."), Path::new("."), "make the overlay our / (old root stacked on top)")?;
+    k.umount2(Path::new("."), libc::MNT_DETACH, "detach the old root: the host's files are gone from view")?;
+    k.chdir(Path::new("/"), "settle at the new /")?;
+    Ok(())
+}
+
+fn mount_pseudo_filesystems(k: &dyn Kernel) -> Result<()> {
+    let nsd = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    for dir in ["/proc", "/sys"] {
+        if !Path::new(dir).is_dir() {
+            k.mkdirat(Path::new(dir), 0o555, "the image has no such directory: make one")?;
+        }
+    }
+    k.mount(Some("proc"), Path::new("/proc"), Some("proc"), nsd, None, "a /proc of our PID namespace: only the container's processes")?;
+    k.mount(Some("sysfs"), Path::new("/sys"), Some("sysfs"), nsd | libc::MS_RDONLY, None, "/sys of our network namespace, read-only")?;
+    Ok(())
+}
+
+/// Find the program the way execvp does, but in the container's root and with its PATH.
+fn resolve_command(arg0: &str, env: &[String]) -> Result<PathBuf> {
+    if arg0.contains('/') {
+        return Ok(PathBuf::from(arg0));
+    }
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(arg0);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(anyhow::anyhow!("{arg0}: executable file not found in $PATH ({path})")).context("exec the container's command")
+}
+
+/// A page of memory shared between parent and child across fork (MAP_SHARED), holding a path.
+struct SharedPath {
+    ptr: *mut u8,
+}
+
+const SHARED_LEN: usize = 4096;
+
+impl SharedPath {
+    fn new() -> SharedPath {
+        // SAFETY: an anonymous shared mapping; checked for failure below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SHARED_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        SharedPath {
+            ptr: if ptr == libc::MAP_FAILED { std::ptr::null_mut() } else { ptr.cast() },
+        }
+    }
+
+    fn set(&self, path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        if self.ptr.is_null() || bytes.len() + 2 > SHARED_LEN {
+            return;
+        }
+        // SAFETY: the mapping is SHARED_LEN bytes and we write at most that many.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(2), bytes.len());
+            *self.ptr = (bytes.len() >> 8) as u8;
+            *self.ptr.add(1) = bytes.len() as u8;
+        }
+    }
+
+    fn get(&self) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        if self.ptr.is_null() {
+            return None;
+        }
+        // SAFETY: reading within the mapping; the length was written by `set`.
+        unsafe {
+            let len = ((*self.ptr as usize) << 8) | *self.ptr.add(1) as usize;
+            if len == 0 || len + 2 > SHARED_LEN {
+                return None;
+            }
+            let bytes = std::slice::from_raw_parts(self.ptr.add(2), len);
+            Some(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+        }
+    }
+}
+
+impl Drop for SharedPath {
+    fn drop(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: unmapping the mapping we made.
+            unsafe { libc::munmap(self.ptr.cast(), SHARED_LEN) };
+        }
+    }
+}

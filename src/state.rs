@@ -1,0 +1,365 @@
+//! Where stepctr keeps things, and what each container has done so far.
+//!
+//! - `$STEPCTR_ROOT` (default `/var/lib/stepctr`): the image store (`images/`, an OCI image
+//!   layout) and unpacked layers (`layers/<diff_id hex>/`), shared by all containers.
+//! - `$STEPCTR_RUN` (default `/run/stepctr`): one directory per container with `state.json`,
+//!   `ns/` (namespace files), the writable layer (`upper/`, `work/`) and the mount point `rootfs/`.
+//!
+//! `state.json` holds the stages done and the *journal*: every resource a stage is about to
+//! create is written down before it is created, so `rm` can undo exactly that, even after a
+//! crash in the middle of a stage.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// The two roots.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub run: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Paths {
+        let get = |var: &str, default: &str| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(default))
+        };
+        Paths {
+            root: get("STEPCTR_ROOT", "/var/lib/stepctr"),
+            run: get("STEPCTR_RUN", "/run/stepctr"),
+        }
+    }
+
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    pub fn layers(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    pub fn container(&self, name: &ContainerName) -> PathBuf {
+        self.run.join(name.as_str())
+    }
+}
+
+/// A container's name: what `--name` and the stage commands take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerName(String);
+
+impl ContainerName {
+    /// Names are 1-64 characters of `[a-zA-Z0-9_.-]`, starting with a letter or digit (as
+    /// docker's), so a name is always a safe path component and a safe hostname.
+    pub fn parse(s: &str) -> Result<ContainerName> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            bail!("invalid container name {s:?}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit");
+        }
+        Ok(ContainerName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContainerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The six stages, in the order `docker run` does them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Pull,
+    Load,
+    Cgroup,
+    Ns,
+    Fs,
+    Start,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 6] = [
+        Stage::Pull,
+        Stage::Load,
+        Stage::Cgroup,
+        Stage::Ns,
+        Stage::Fs,
+        Stage::Start,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Pull => "pull",
+            Stage::Load => "load",
+            Stage::Cgroup => "cgroup",
+            Stage::Ns => "ns",
+            Stage::Fs => "fs",
+            Stage::Start => "start",
+        }
+    }
+
+    /// 1-based position, for headers like `[3/6]`.
+    pub fn number(self) -> usize {
+        Stage::ALL.iter().position(|s| *s == self).unwrap_or(0) + 1
+    }
+
+    pub fn previous(self) -> Option<Stage> {
+        let i = self.number() - 1;
+        (i > 0).then(|| Stage::ALL[i - 1])
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One thing a stage created that `rm` must undo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Resource {
+    /// A mount in the host's mount namespace (unmounted with MNT_DETACH).
+    Mount { path: PathBuf },
+    /// A mount inside the container's mount namespace: it goes when the namespace goes.
+    NsMount { path: PathBuf },
+    /// A cgroup directory (removed once empty).
+    Cgroup { path: PathBuf },
+    /// A cgroup we created as the parent of container cgroups (removed if no longer used).
+    CgroupParent { path: PathBuf },
+    /// A directory we created (removed with its contents).
+    Dir { path: PathBuf },
+    /// A file we created.
+    File { path: PathBuf },
+    /// A process (killed if it still runs and is still the same process).
+    Process { pid: i32, start_time: u64 },
+}
+
+/// The image-config fields a container needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CgroupState {
+    /// "v1" (also hybrid) or "v2".
+    pub version: String,
+    /// The container's cgroup directories: one per v1 controller, or one on v2.
+    pub dirs: Vec<PathBuf>,
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub name: String,
+    pub image: String,
+    pub image_digest: String,
+    pub stages: Vec<Stage>,
+    /// Unpacked layer directories, bottom first.
+    pub layers: Vec<PathBuf>,
+    pub config: RunConfig,
+    pub cgroup: Option<CgroupState>,
+    /// The directory holding the namespace files (`ns/mnt`, `ns/pid`, ...).
+    pub ns_dir: Option<PathBuf>,
+    pub rootfs: Option<PathBuf>,
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub journal: Vec<Resource>,
+}
+
+impl State {
+    pub fn done(&self, stage: Stage) -> bool {
+        self.stages.contains(&stage)
+    }
+}
+
+/// An open, locked container directory. The lock (flock on the directory) is held until drop,
+/// so two commands on one container run one after the other; different containers never block.
+pub struct Container {
+    pub name: ContainerName,
+    pub dir: PathBuf,
+    pub state: State,
+    _lock: fs::File,
+}
+
+fn lock_dir(dir: &Path) -> Result<fs::File> {
+    let f = fs::File::open(dir).with_context(|| format!("open {}", dir.display()))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!(
+            "lock {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(f)
+}
+
+impl Container {
+    /// Open an existing container.
+    pub fn open(paths: &Paths, name: &ContainerName) -> Result<Container> {
+        let dir = paths.container(name);
+        if !dir.is_dir() {
+            bail!("no container named {name}: create one with `stepctr load {name}` (or run `stepctr all --name {name}`)");
+        }
+        let lock = lock_dir(&dir)?;
+        let file = dir.join("state.json");
+        let state = match fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("read {}: not valid container state", file.display()))?,
+            // A crash right after the directory was made leaves it without state: an empty
+            // state lets `rm` clean it up.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
+                name: name.to_string(),
+                ..State::default()
+            },
+            Err(e) => return Err(e).with_context(|| format!("read {}", file.display())),
+        };
+        Ok(Container {
+            name: name.clone(),
+            dir,
+            state,
+            _lock: lock,
+        })
+    }
+
+    /// Lock a directory that was just created for a new container.
+    pub fn adopt(paths: &Paths, name: &ContainerName, state: State) -> Result<Container> {
+        let dir = paths.container(name);
+        let lock = lock_dir(&dir)?;
+        let c = Container {
+            name: name.clone(),
+            dir,
+            state,
+            _lock: lock,
+        };
+        c.save()?;
+        Ok(c)
+    }
+
+    /// Write state.json atomically (temp file + rename), so a crash never leaves half a file.
+    pub fn save(&self) -> Result<()> {
+        let file = self.dir.join("state.json");
+        let tmp = self.dir.join(".state.json.tmp");
+        let bytes = serde_json::to_vec_pretty(&self.state)?;
+        fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
+        fs::rename(&tmp, &file).with_context(|| format!("write {}", file.display()))?;
+        Ok(())
+    }
+
+    /// Write down a resource *before* creating it.
+    pub fn journal(&mut self, r: Resource) -> Result<()> {
+        if !self.state.journal.contains(&r) {
+            self.state.journal.push(r);
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Fail with the command to run first unless `stage`'s predecessor is done, and refuse to
+    /// do a stage twice.
+    pub fn require_before(&self, stage: Stage) -> Result<()> {
+        if self.state.done(stage) {
+            bail!(
+                "container {} has already done stage `{stage}`: remove it with `stepctr rm {}` and start over",
+                self.name,
+                self.name
+            );
+        }
+        if let Some(prev) = stage.previous() {
+            if prev != Stage::Pull && !self.state.done(prev) {
+                bail!(
+                    "stage `{stage}` needs stage `{prev}` first: run `stepctr {prev} {}`",
+                    self.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(&mut self, stage: Stage) -> Result<()> {
+        self.state.stages.push(stage);
+        self.save()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+}
+
+/// A process's start time (field 22 of /proc/PID/stat), so a recycled pid is never mistaken
+/// for ours.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// All container names under the run root.
+pub fn list_containers(paths: &Paths) -> Result<Vec<ContainerName>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(&paths.run) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("read {}", paths.run.display())),
+    };
+    for entry in rd {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            if let Some(name) = entry.file_name().to_str() {
+                if let Ok(n) = ContainerName::parse(name) {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_safe_path_components() {
+        assert!(ContainerName::parse("web-1.a_b").is_ok());
+        for bad in ["", "../x", "a/b", ".hidden", "-x", &"a".repeat(65)] {
+            assert!(ContainerName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn stages_know_their_order() {
+        assert_eq!(Stage::Cgroup.number(), 3);
+        assert_eq!(Stage::Ns.previous(), Some(Stage::Cgroup));
+        assert_eq!(Stage::Pull.previous(), None);
+    }
+
+    #[test]
+    fn start_time_of_self_is_readable() {
+        assert!(process_start_time(std::process::id() as i32).is_some());
+    }
+}
