@@ -274,7 +274,7 @@ pub trait Kernel {
 
     /// Write a file such as a cgroup or procfs control file: `openat` + `write` + `close`.
     fn write_file(&self, path: &Path, data: &str, why: &str) -> KResult<()> {
-        let fd = self.openat(path, libc::O_WRONLY | libc::O_CLOEXEC, 0, why)?;
+        let fd = self.openat(path, libc::O_WRONLY | libc::O_CLOEXEC, 0, "")?;
         let res = self.write(fd, data.as_bytes(), why);
         let _ = self.close(fd);
         res.map(|_| ())

@@ -11,6 +11,7 @@
 use super::render::{self, Detail};
 use super::{Child, ChildBody, Errno, KResult, Kernel, Ret, Sys};
 use colored::Colorize;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,6 +30,8 @@ pub struct Narrate<K: Kernel> {
     color: bool,
     out_fd: i32,
     main_pid: i32,
+    /// In a child: (pid seen from the host, pid seen inside its own PID namespace).
+    me: Cell<Option<(i32, i32)>>,
 }
 
 impl<K: Kernel> Narrate<K> {
@@ -41,6 +44,7 @@ impl<K: Kernel> Narrate<K> {
             color,
             out_fd,
             main_pid,
+            me: Cell::new(None),
         }
     }
 
@@ -67,12 +71,29 @@ impl<K: Kernel> Narrate<K> {
         }
     }
 
+    /// `[pid 4242] ` for a child; `[pid 4242, 1 inside] ` for the container's PID 1, whose
+    /// getpid() says 1. Nothing for stepctr's own process.
     fn prefix(&self, pid: i32) -> String {
-        if pid == self.main_pid {
-            String::new()
-        } else {
-            format!("[pid {pid:>5}] ")
+        match self.me.get() {
+            Some((host, inside)) if host != inside => format!("[pid {host:>5}, {inside} inside] "),
+            Some((host, _)) => format!("[pid {host:>5}] "),
+            None if pid == self.main_pid => String::new(),
+            None => format!("[pid {pid:>5}] "),
         }
+    }
+
+    /// The calling process's pid as the host sees it (NSpid's first field), and as it sees it.
+    fn learn_own_pid(&self) {
+        let inside = self.inner.getpid();
+        let host = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .and_then(|v| v.split_whitespace().next().and_then(|p| p.parse().ok()))
+            })
+            .unwrap_or(inside);
+        self.me.set(Some((host, inside)));
     }
 
     fn line(&self, pid: i32, call: &str, result: &str, ok: bool, took: Duration, why: &str) {
@@ -152,8 +173,14 @@ impl<K: Kernel> Kernel for Narrate<K> {
         let start = Instant::now();
         // The child announces the fork itself, before anything else it does, so the clone line
         // always comes before the child's own calls in the narration.
+        let parent_label = self.me.get();
         self.inner.spawn(why, &mut || {
-            let me = self.inner.getpid();
+            // Narrated from the child, so print the parent's prefix for the parent's call.
+            let child_me = {
+                self.learn_own_pid();
+                self.me.replace(parent_label)
+            };
+            let me = child_me.map_or(self.inner.getpid(), |(host, _)| host);
             self.line(
                 parent,
                 &render::call(&Sys::Clone, Detail::Short, &|_| None),
@@ -162,6 +189,7 @@ impl<K: Kernel> Kernel for Narrate<K> {
                 start.elapsed(),
                 why,
             );
+            self.me.set(child_me);
             body()
         })
     }
@@ -176,6 +204,8 @@ impl<K: Kernel> Kernel for Narrate<K> {
 
     fn report_exec(&self, pid: i32, call: &Sys) {
         let text = render::call(call, self.detail(), &|_| None);
+        // The exec happened in the child: show its prefix, not ours.
+        let ours = self.me.replace(Some((pid, pid)));
         self.line(
             pid,
             &text,
@@ -184,6 +214,7 @@ impl<K: Kernel> Kernel for Narrate<K> {
             Duration::ZERO,
             "the container's command replaces our code: PID 1 is now the program",
         );
+        self.me.set(ours);
     }
 
     fn header(&self, step: usize, of: usize, stage: &str, what: &str) {

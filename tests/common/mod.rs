@@ -1,0 +1,242 @@
+//! Shared by the integration tests: a private mount namespace for the whole test binary,
+//! throw-away stepctr roots, unique container names, and leak checks.
+//!
+//! These tests need root and a real kernel (namespaces, overlayfs, cgroups). Each test binary
+//! uses `harness = false` so that `main` can enter a private mount namespace while it is still
+//! single-threaded: nothing a test mounts can ever reach the host's mount table.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+pub fn stepctr_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stepctr"))
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Enter a private mount namespace (call first thing in `main`, before any thread starts).
+pub fn enter_private_mount_ns() {
+    if !is_root() {
+        return;
+    }
+    // SAFETY: single-threaded at this point; plain syscalls with static strings.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            panic!("unshare(CLONE_NEWNS): {}", std::io::Error::last_os_error());
+        }
+        let flags = libc::MS_REC | libc::MS_PRIVATE;
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        ) != 0
+        {
+            panic!("make / private: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// Run the tests of this binary with libtest-mimic, after entering a private mount namespace.
+/// Tests that need root are reported as ignored when not root.
+pub fn run_tests(tests: Vec<(&'static str, fn())>, needs_root: bool) -> ! {
+    enter_private_mount_ns();
+    let args = libtest_mimic::Arguments::from_args();
+    let root = is_root();
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            libtest_mimic::Trial::test(name, move || {
+                f();
+                Ok(())
+            })
+            .with_ignored_flag(needs_root && !root)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit()
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A container name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// The image store shared by the tests of one binary: the default image is built once.
+fn shared_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("stepctr-test-root-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let out = Command::new(stepctr_bin())
+            .args(["-q", "pull"])
+            .env("STEPCTR_ROOT", &dir)
+            .env("STEPCTR_RUN", dir.join("run-unused"))
+            .output()
+            .expect("run stepctr pull");
+        assert!(out.status.success(), "pull: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+}
+
+/// A stepctr environment: its own run directory, and the shared store (or a fresh one).
+pub struct Env {
+    pub root: PathBuf,
+    pub run: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Env {
+    /// Shared image store, private run directory.
+    pub fn new() -> Env {
+        let tmp = tempfile::Builder::new().prefix("stepctr-test-run-").tempdir().expect("temp dir");
+        Env { root: shared_root().to_path_buf(), run: tmp.path().join("run"), _tmp: tmp }
+    }
+
+    /// A store of its own too (for tests of pull and load).
+    pub fn fresh() -> Env {
+        let tmp = tempfile::Builder::new().prefix("stepctr-test-").tempdir().expect("temp dir");
+        Env { root: tmp.path().join("root"), run: tmp.path().join("run"), _tmp: tmp }
+    }
+
+    /// `stepctr ARGS` in this environment (no colour).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(stepctr_bin());
+        c.args(args)
+            .env("STEPCTR_ROOT", &self.root)
+            .env("STEPCTR_RUN", &self.run)
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run stepctr")
+    }
+
+    /// Run and insist on exit code 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "stepctr {args:?} failed ({:?}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn container_dir(&self, name: &str) -> PathBuf {
+        self.run.join(name)
+    }
+
+    /// The container's state.json, parsed.
+    pub fn state(&self, name: &str) -> serde_json::Value {
+        let bytes = std::fs::read(self.container_dir(name).join("state.json")).expect("state.json");
+        serde_json::from_slice(&bytes).expect("state.json is JSON")
+    }
+
+    /// Remove the container (if any) and assert that nothing of it is left.
+    pub fn rm_and_check(&self, name: &str) {
+        if self.container_dir(name).exists() {
+            self.ok(&["-q", "rm", name]);
+        }
+        assert_no_leaks(self, name);
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Best effort: never leave containers behind, even when a test fails half-way.
+        if self.run.exists() {
+            let _ = self.cmd(&["-q", "reset"]).output();
+        }
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every cgroup directory named `name` under any hierarchy (v1 or v2).
+pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let base = Path::new("/sys/fs/cgroup");
+    let mut candidates = vec![base.join("stepctr").join(name)];
+    if let Ok(rd) = std::fs::read_dir(base) {
+        for e in rd.flatten() {
+            candidates.push(e.path().join("stepctr").join(name));
+        }
+    }
+    for c in candidates {
+        if c.is_dir() {
+            found.push(c);
+        }
+    }
+    found
+}
+
+/// Processes whose command line mentions `needle` (other than ourselves).
+pub fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(needle) {
+            out.push((pid, text));
+        }
+    }
+    out
+}
+
+/// Is this pid alive (and not a zombie)?
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rfind(')').is_some_and(|i| s[i + 2..].starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Nothing of container `name` is left (see [`assert_no_leaks`]), and none of `pids` runs.
+pub fn assert_no_leaks_with(env: &Env, name: &str, pids: &[i32]) {
+    assert_no_leaks(env, name);
+    for pid in pids {
+        assert!(!alive(*pid), "process {pid} of {name} still runs");
+    }
+}
+
+/// Nothing of container `name` is left: no mount, no cgroup, no state, no stepctr process
+/// working on it.
+pub fn assert_no_leaks(env: &Env, name: &str) {
+    let dir = env.container_dir(name);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir_s = dir.to_string_lossy();
+    let mounts: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&*dir_s)).collect();
+    assert!(mounts.is_empty(), "mounts of {name} left:\n{}", mounts.join("\n"));
+    let cgroups = cgroup_dirs_named(name);
+    assert!(cgroups.is_empty(), "cgroups of {name} left: {cgroups:?}");
+    assert!(!dir.exists(), "state directory {} left", dir.display());
+    let procs = processes_mentioning(name);
+    assert!(procs.is_empty(), "processes of {name} left: {procs:?}");
+}
