@@ -1,0 +1,5 @@
+mod common;
+
+fn main() {
+    common::run_tests(vec![], true);
+}
