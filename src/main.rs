@@ -1,6 +1,5 @@
 //! stepctr: build a container stage by stage, for real, and watch every kernel call.
 
-use stepctr::{cli, image, kernel, pipeline, remove, stage, state};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use cli::{Cli, Command, LimitArgs};
@@ -12,6 +11,7 @@ use state::{Container, ContainerName, Paths};
 use std::io::IsTerminal;
 use std::os::fd::IntoRawFd;
 use std::path::Path;
+use stepctr::{cli, image, kernel, pipeline, remove, stage, state};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -49,7 +49,11 @@ fn narrator(cli: &Cli) -> Result<Narrate<Linux>> {
 
 fn limits(args: &LimitArgs) -> Result<Limits> {
     Ok(Limits {
-        memory: args.memory.as_deref().map(stage::cgroup::parse_size).transpose()?,
+        memory: args
+            .memory
+            .as_deref()
+            .map(stage::cgroup::parse_size)
+            .transpose()?,
         pids: match args.pids_limit {
             Some(0) => bail!("--pids-limit must be at least 1"),
             p => p,
@@ -86,9 +90,8 @@ fn run(cli: Cli) -> Result<i32> {
     let k = narrator(&cli)?;
     let k: &dyn Kernel = &k;
     let cgroup_root = Path::new(CGROUP_ROOT);
-    let open = |name: &str| -> Result<Container> {
-        Container::open(&paths, &ContainerName::parse(name)?)
-    };
+    let open =
+        |name: &str| -> Result<Container> { Container::open(&paths, &ContainerName::parse(name)?) };
     match &cli.command {
         Command::Pull { image } => {
             need_root("pull")?;
@@ -97,7 +100,12 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Load { name, image } => {
             need_root("load")?;
             let name = ContainerName::parse(name)?;
-            stage::load::run(k, &paths, &name, image.as_deref().unwrap_or(image::DEFAULT_IMAGE))?;
+            stage::load::run(
+                k,
+                &paths,
+                &name,
+                image.as_deref().unwrap_or(image::DEFAULT_IMAGE),
+            )?;
         }
         Command::Cgroup { name, limits: l } => {
             need_root("cgroup")?;
@@ -116,7 +124,13 @@ fn run(cli: Cli) -> Result<i32> {
             need_root("start")?;
             return stage::start::run(k, &mut open(name)?, cmd);
         }
-        Command::All { image, name, limits: l, rm, cmd } => {
+        Command::All {
+            image,
+            name,
+            limits: l,
+            rm,
+            cmd,
+        } => {
             need_root("all")?;
             let l = limits(l)?;
             let name = match name {
@@ -145,7 +159,10 @@ fn run(cli: Cli) -> Result<i32> {
             k.note(&format!("removed {n} container(s)"));
         }
         Command::Ps => {
-            println!("{:<20} {:<36} {:<28} {:>7} EXIT", "NAME", "IMAGE", "STAGES", "PID");
+            println!(
+                "{:<20} {:<36} {:<28} {:>7} EXIT",
+                "NAME", "IMAGE", "STAGES", "PID"
+            );
             for name in state::list_containers(&paths)? {
                 let c = open(name.as_str())?;
                 let stages: Vec<&str> = c.state.stages.iter().map(|s| s.name()).collect();
@@ -154,8 +171,14 @@ fn run(cli: Cli) -> Result<i32> {
                     name.as_str(),
                     c.state.image,
                     stages.join(","),
-                    c.state.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                    c.state.exit_code.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    c.state
+                        .pid
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    c.state
+                        .exit_code
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into()),
                 );
             }
         }

@@ -16,7 +16,12 @@ const GRACE: Duration = Duration::from_secs(10);
 
 pub fn remove(k: &dyn Kernel, paths: &Paths, name: &ContainerName) -> Result<()> {
     let c = Container::open(paths, name)?;
-    k.header(1, 1, "rm", &format!("undo everything container {name} created"));
+    k.header(
+        1,
+        1,
+        "rm",
+        &format!("undo everything container {name} created"),
+    );
     let journal: Vec<Resource> = c.state.journal.iter().rev().cloned().collect();
 
     // 1. Processes: the ones we started, then anything still in the container's cgroups.
@@ -39,8 +44,15 @@ pub fn remove(k: &dyn Kernel, paths: &Paths, name: &ContainerName) -> Result<()>
     //    and with the mount namespace every mount inside it (overlay, /dev).
     for r in &journal {
         match r {
-            Resource::Mount { path } => ignore_gone(k.umount2(path, libc::MNT_DETACH, "release the pinned namespace / mount"))?,
-            Resource::NsMount { path } => k.note(&format!("{} goes away with the container's mount namespace", path.display())),
+            Resource::Mount { path } => ignore_gone(k.umount2(
+                path,
+                libc::MNT_DETACH,
+                "release the pinned namespace / mount",
+            ))?,
+            Resource::NsMount { path } => k.note(&format!(
+                "{} goes away with the container's mount namespace",
+                path.display()
+            )),
             _ => {}
         }
     }
@@ -112,11 +124,19 @@ fn kill_cgroup(k: &dyn Kernel, dir: &Path) -> Result<()> {
     }
     if dir.join("cgroup.kill").exists() && !cgroup_pids(dir).is_empty() {
         return k
-            .write_file(&dir.join("cgroup.kill"), "1", "kill every process in the cgroup at once")
+            .write_file(
+                &dir.join("cgroup.kill"),
+                "1",
+                "kill every process in the cgroup at once",
+            )
             .map_err(Into::into);
     }
     for pid in cgroup_pids(dir) {
-        ignore_gone(k.kill(pid, libc::SIGKILL, "a process still in the container's cgroup"))?;
+        ignore_gone(k.kill(
+            pid,
+            libc::SIGKILL,
+            "a process still in the container's cgroup",
+        ))?;
     }
     Ok(())
 }
@@ -125,7 +145,9 @@ fn wait_gone(journal: &[Resource]) {
     let deadline = Instant::now() + GRACE;
     while Instant::now() < deadline {
         let busy = journal.iter().any(|r| match r {
-            Resource::Process { pid, start_time } => alive_as(*pid, *start_time) && !is_zombie(*pid),
+            Resource::Process { pid, start_time } => {
+                alive_as(*pid, *start_time) && !is_zombie(*pid)
+            }
             Resource::Cgroup { path } => !cgroup_pids(path).is_empty(),
             _ => false,
         });
@@ -151,7 +173,15 @@ fn remove_cgroup(k: &dyn Kernel, dir: &Path, must: bool) -> Result<()> {
     }
     let deadline = Instant::now() + GRACE;
     loop {
-        match k.unlinkat(dir, libc::AT_REMOVEDIR, if must { "remove the container's cgroup" } else { "remove the parent cgroup if no other container uses it" }) {
+        match k.unlinkat(
+            dir,
+            libc::AT_REMOVEDIR,
+            if must {
+                "remove the container's cgroup"
+            } else {
+                "remove the parent cgroup if no other container uses it"
+            },
+        ) {
             Ok(()) => return Ok(()),
             Err(e) if e.errno == Errno::ENOENT => return Ok(()),
             Err(e) if !must && matches!(e.errno, Errno::EBUSY | Errno::ENOTEMPTY) => return Ok(()),
@@ -175,7 +205,10 @@ fn remove_tree(k: &dyn Kernel, dir: &Path) -> Result<()> {
     }
     let entries = count_entries(dir);
     if entries > 0 {
-        k.note(&format!("removing {} ({entries} entries inside)", dir.display()));
+        k.note(&format!(
+            "removing {} ({entries} entries inside)",
+            dir.display()
+        ));
     }
     fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))
 }

@@ -61,8 +61,7 @@ impl ContainerName {
         let ok = !s.is_empty()
             && s.len() <= 64
             && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !ok {
             bail!("invalid container name {s:?}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit");
@@ -200,10 +199,19 @@ pub struct Container {
     pub name: ContainerName,
     pub dir: PathBuf,
     pub state: State,
-    _lock: fs::File,
+    _lock: Lock,
 }
 
-fn lock_dir(dir: &Path) -> Result<fs::File> {
+/// A held flock; child processes close their copy (see `kernel::not_for_children`).
+pub struct Lock(fs::File);
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        crate::kernel::forget_not_for_children(self.0.as_raw_fd());
+    }
+}
+
+pub fn lock_dir(dir: &Path) -> Result<Lock> {
     let f = fs::File::open(dir).with_context(|| format!("open {}", dir.display()))?;
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
@@ -213,7 +221,8 @@ fn lock_dir(dir: &Path) -> Result<fs::File> {
             std::io::Error::last_os_error()
         );
     }
-    Ok(f)
+    crate::kernel::not_for_children(f.as_raw_fd());
+    Ok(Lock(f))
 }
 
 impl Container {

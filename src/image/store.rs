@@ -89,7 +89,8 @@ impl Store {
         else {
             return Ok(None);
         };
-        self.describe(reference, &desc.digest().to_string()).map(Some)
+        self.describe(reference, &desc.digest().to_string())
+            .map(Some)
     }
 
     /// All references in the store with their manifest digests.
@@ -177,9 +178,8 @@ impl Store {
             );
         }
         let manifest_digest = desc.digest().to_string();
-        let src_blob = |d: &str| -> Result<PathBuf> {
-            Ok(src.join("blobs/sha256").join(digest_hex(d)?))
-        };
+        let src_blob =
+            |d: &str| -> Result<PathBuf> { Ok(src.join("blobs/sha256").join(digest_hex(d)?)) };
         let manifest = ImageManifest::from_file(src_blob(&manifest_digest)?)
             .with_context(|| format!("read manifest {manifest_digest} in {}", src.display()))?;
         let mut blobs = vec![manifest.config().digest().to_string()];
@@ -218,7 +218,10 @@ impl Store {
             }
             let got = format!("sha256:{}", hex::encode(hasher.finalize()));
             if got != digest {
-                bail!("blob {} has digest {got}, expected {digest}", from.display());
+                bail!(
+                    "blob {} has digest {got}, expected {digest}",
+                    from.display()
+                );
             }
             out.sync_all()?;
             fs::rename(&tmp, &dest)?;
@@ -254,7 +257,11 @@ impl Store {
         let f = fs::File::open(&self.dir)?;
         // SAFETY: flock on an fd we own; released when the File drops.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            bail!("lock {}: {}", self.dir.display(), std::io::Error::last_os_error());
+            bail!(
+                "lock {}: {}",
+                self.dir.display(),
+                std::io::Error::last_os_error()
+            );
         }
         Ok(f)
     }

@@ -58,8 +58,7 @@ impl<R: Read> Read for HashingReader<R> {
 /// uncompressed stream hashes to `diff_id`.
 pub fn unpack_layer(blob: &Path, media_type: &str, diff_id: &str, dest: &Path) -> Result<Counts> {
     let file = fs::File::open(blob).with_context(|| format!("open layer {}", blob.display()))?;
-    let reader: Box<dyn Read> = if media_type.ends_with("+gzip") || media_type.ends_with(".gzip")
-    {
+    let reader: Box<dyn Read> = if media_type.ends_with("+gzip") || media_type.ends_with(".gzip") {
         Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
     } else if media_type.ends_with(".tar") || media_type.ends_with("tar") {
         Box::new(BufReader::new(file))
@@ -103,7 +102,10 @@ pub fn unpack_layer(blob: &Path, media_type: &str, diff_id: &str, dest: &Path) -
     io::copy(&mut hashing, &mut io::sink()).context("read layer")?;
     let got = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
     if got != diff_id {
-        bail!("layer {} unpacks to {got}, but the image says {diff_id}", blob.display());
+        bail!(
+            "layer {} unpacks to {got}, but the image says {diff_id}",
+            blob.display()
+        );
     }
     Ok(counts)
 }

@@ -191,6 +191,18 @@ impl Kernel for Linux {
                     }
                 }
                 Sys::IfUp { name } => if_up(name),
+                Sys::SchedSetaffinity { cpu } => {
+                    if *cpu >= libc::CPU_SETSIZE as usize {
+                        return Err(Errno::EINVAL);
+                    }
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(*cpu, &mut set);
+                    check(libc::sched_setaffinity(
+                        0,
+                        std::mem::size_of::<libc::cpu_set_t>(),
+                        &set,
+                    ))
+                }
                 Sys::Umask { mask } => Ok(Ret {
                     val: libc::umask(*mask as libc::mode_t) as i64,
                     wstatus: 0,
@@ -199,8 +211,10 @@ impl Kernel for Linux {
                 Sys::Clone => Err(Errno::EINVAL),
                 Sys::Execve { path, argv, envp } => {
                     let p = cstr(path)?;
-                    let a: Vec<CString> = argv.iter().map(|s| cstring(s)).collect::<Result<_, _>>()?;
-                    let e: Vec<CString> = envp.iter().map(|s| cstring(s)).collect::<Result<_, _>>()?;
+                    let a: Vec<CString> =
+                        argv.iter().map(|s| cstring(s)).collect::<Result<_, _>>()?;
+                    let e: Vec<CString> =
+                        envp.iter().map(|s| cstring(s)).collect::<Result<_, _>>()?;
                     let mut ap: Vec<*const libc::c_char> = a.iter().map(|c| c.as_ptr()).collect();
                     ap.push(std::ptr::null());
                     let mut ep: Vec<*const libc::c_char> = e.iter().map(|c| c.as_ptr()).collect();
@@ -251,6 +265,7 @@ pub(crate) fn spawn_child(body: &mut ChildBody<'_>) -> KResult<Child> {
     if pid == 0 {
         // SAFETY: the child closes the read end it does not use.
         unsafe { libc::close(rd) };
+        super::close_parent_only_fds();
         let code = match body() {
             Ok(()) => 0,
             Err(e) => {

@@ -112,6 +112,10 @@ pub enum Sys {
     Umask {
         mask: u32,
     },
+    /// Run the calling thread on this one CPU only.
+    SchedSetaffinity {
+        cpu: usize,
+    },
     /// fork(): made only through [`Kernel::spawn`]; listed here so it is rendered and recorded
     /// like every other call.
     Clone,
@@ -143,6 +147,7 @@ impl Sys {
             Sys::IfUp { .. } => "ioctl",
             Sys::Execve { .. } => "execve",
             Sys::Umask { .. } => "umask",
+            Sys::SchedSetaffinity { .. } => "sched_setaffinity",
             Sys::Clone => "clone",
         }
     }
@@ -405,6 +410,10 @@ pub trait Kernel {
         self.call(Sys::Umask { mask }, why).map(|r| r.val as u32)
     }
 
+    fn sched_setaffinity(&self, cpu: usize, why: &str) -> KResult<()> {
+        self.call(Sys::SchedSetaffinity { cpu }, why).map(|_| ())
+    }
+
     fn if_up(&self, name: &str, why: &str) -> KResult<()> {
         let c = Sys::IfUp {
             name: name.to_string(),
@@ -420,6 +429,33 @@ pub trait Kernel {
             envp: envp.to_vec(),
         };
         self.call(c, why).map(|_| ())
+    }
+}
+
+static NOT_FOR_CHILDREN: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Mark an fd that a child process must not keep: a lock held through it would otherwise stay
+/// held for as long as the child lives (flock locks belong to the open file, which a fork shares).
+pub fn not_for_children(fd: i32) {
+    if let Ok(mut v) = NOT_FOR_CHILDREN.lock() {
+        v.push(fd);
+    }
+}
+
+/// The fd is closed by its owner: forget it.
+pub fn forget_not_for_children(fd: i32) {
+    if let Ok(mut v) = NOT_FOR_CHILDREN.lock() {
+        v.retain(|f| *f != fd);
+    }
+}
+
+/// In a freshly forked child: close the fds marked with [`not_for_children`].
+pub(crate) fn close_parent_only_fds() {
+    if let Ok(v) = NOT_FOR_CHILDREN.lock() {
+        for fd in v.iter() {
+            // SAFETY: closing the child's copy; the parent's fd and its lock are unaffected.
+            unsafe { libc::close(*fd) };
+        }
     }
 }
 

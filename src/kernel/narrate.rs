@@ -108,7 +108,11 @@ impl<K: Kernel> Narrate<K> {
             format!("  # {why}")
         };
         let text = if self.color {
-            let result = if ok { result.green() } else { result.red().bold() };
+            let result = if ok {
+                result.green()
+            } else {
+                result.red().bold()
+            };
             format!(
                 "{}{}{} {} {}{}\n",
                 self.prefix(pid).dimmed(),

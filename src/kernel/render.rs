@@ -324,6 +324,9 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             format!("{}, {}, {env}", qpath(path, d), string_list(argv, d))
         }
         Sys::Umask { mask } => format!("{mask:03o}"),
+        Sys::SchedSetaffinity { cpu } => {
+            format!("0, {}, [{cpu}]", std::mem::size_of::<libc::cpu_set_t>())
+        }
         Sys::Clone => {
             "child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD".to_string()
         }

@@ -43,7 +43,11 @@ pub fn detect(k: &dyn Kernel, root: &Path) -> Result<Version> {
 }
 
 pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Result<()> {
-    super::header(k, Stage::Cgroup, "a control group to limit what the container may use");
+    super::header(
+        k,
+        Stage::Cgroup,
+        "a control group to limit what the container may use",
+    );
     c.require_before(Stage::Cgroup)?;
     let version = detect(k, root)?;
     let dirs = match version {
@@ -94,7 +98,12 @@ fn make_dir(k: &dyn Kernel, c: &mut Container, dir: &Path, parent: bool, why: &s
     }
 }
 
-fn create_v2(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Result<Vec<PathBuf>> {
+fn create_v2(
+    k: &dyn Kernel,
+    c: &mut Container,
+    root: &Path,
+    limits: Limits,
+) -> Result<Vec<PathBuf>> {
     let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
     let wanted: Vec<&str> = ["memory", "pids"]
         .into_iter()
@@ -105,7 +114,11 @@ fn create_v2(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> 
             bail!("the {ctl} controller is not available in {} (cgroup.controllers: {:?}): cannot set a {ctl} limit", root.display(), available.trim());
         }
     }
-    let enable: String = wanted.iter().map(|w| format!("+{w}")).collect::<Vec<_>>().join(" ");
+    let enable: String = wanted
+        .iter()
+        .map(|w| format!("+{w}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let parent = root.join(PARENT);
     if !enable.is_empty() {
         k.write_file(
@@ -114,7 +127,13 @@ fn create_v2(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> 
             "let the root's children use these controllers",
         )?;
     }
-    make_dir(k, c, &parent, true, "a parent cgroup for all stepctr containers")?;
+    make_dir(
+        k,
+        c,
+        &parent,
+        true,
+        "a parent cgroup for all stepctr containers",
+    )?;
     if !enable.is_empty() {
         k.write_file(
             &parent.join("cgroup.subtree_control"),
@@ -141,7 +160,12 @@ fn create_v2(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> 
     Ok(vec![dir])
 }
 
-fn create_v1(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Result<Vec<PathBuf>> {
+fn create_v1(
+    k: &dyn Kernel,
+    c: &mut Container,
+    root: &Path,
+    limits: Limits,
+) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for ctl in ["memory", "pids"] {
         let hierarchy = root.join(ctl);
@@ -151,15 +175,33 @@ fn create_v1(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> 
                 _ => limits.pids.is_some(),
             };
             if limited {
-                bail!("the {ctl} controller is not mounted at {}: cannot set a {ctl} limit", hierarchy.display());
+                bail!(
+                    "the {ctl} controller is not mounted at {}: cannot set a {ctl} limit",
+                    hierarchy.display()
+                );
             }
-            k.note(&format!("{} is not mounted: skipping {ctl}", hierarchy.display()));
+            k.note(&format!(
+                "{} is not mounted: skipping {ctl}",
+                hierarchy.display()
+            ));
             continue;
         }
         let parent = hierarchy.join(PARENT);
-        make_dir(k, c, &parent, true, "a parent cgroup for all stepctr containers")?;
+        make_dir(
+            k,
+            c,
+            &parent,
+            true,
+            "a parent cgroup for all stepctr containers",
+        )?;
         let dir = parent.join(c.name.as_str());
-        make_dir(k, c, &dir, false, "the container's own cgroup in this hierarchy")?;
+        make_dir(
+            k,
+            c,
+            &dir,
+            false,
+            "the container's own cgroup in this hierarchy",
+        )?;
         match (ctl, limits.memory, limits.pids) {
             ("memory", Some(m), _) => k.write_file(
                 &dir.join("memory.limit_in_bytes"),
@@ -182,7 +224,10 @@ fn create_v1(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> 
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
-    let lower = lower.strip_suffix('b').filter(|r| !r.is_empty()).unwrap_or(&lower);
+    let lower = lower
+        .strip_suffix('b')
+        .filter(|r| !r.is_empty())
+        .unwrap_or(&lower);
     let (num, mult) = match lower.chars().last() {
         Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
         Some('m') => (&lower[..lower.len() - 1], 1 << 20),
@@ -190,12 +235,12 @@ pub fn parse_size(s: &str) -> Result<u64> {
         Some('t') => (&lower[..lower.len() - 1], 1 << 40),
         _ => (lower, 1),
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid size {s:?}: use a number with an optional unit, like 256M or 1G"))?;
-    n.checked_mul(mult)
-        .filter(|v| *v > 0)
-        .ok_or_else(|| anyhow::anyhow!("invalid size {s:?}: must be more than 0 and fit in 64 bits"))
+    let n: u64 = num.parse().map_err(|_| {
+        anyhow::anyhow!("invalid size {s:?}: use a number with an optional unit, like 256M or 1G")
+    })?;
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| {
+        anyhow::anyhow!("invalid size {s:?}: must be more than 0 and fit in 64 bits")
+    })
 }
 
 #[cfg(test)]

@@ -52,10 +52,17 @@ impl Plan {
 }
 
 pub fn run(k: &dyn Kernel, c: &mut Container) -> Result<()> {
-    super::header(k, Stage::Fs, "the container's root filesystem: image layers + a writable layer");
+    super::header(
+        k,
+        Stage::Fs,
+        "the container's root filesystem: image layers + a writable layer",
+    );
     c.require_before(Stage::Fs)?;
     let Some(ns_dir) = c.state.ns_dir.clone() else {
-        bail!("stage `fs` needs stage `ns` first: run `stepctr ns {}`", c.name);
+        bail!(
+            "stage `fs` needs stage `ns` first: run `stepctr ns {}`",
+            c.name
+        );
     };
     let plan = Plan {
         ns_mnt: ns_dir.join("mnt"),
@@ -65,11 +72,21 @@ pub fn run(k: &dyn Kernel, c: &mut Container) -> Result<()> {
         rootfs: c.path("rootfs"),
     };
     if plan.layers.is_empty() {
-        bail!("container {} has no layers: run `stepctr rm {}` and load it again", c.name, c.name);
+        bail!(
+            "container {} has no layers: run `stepctr rm {}` and load it again",
+            c.name,
+            c.name
+        );
     }
     for (dir, why) in [
-        (&plan.upper, "the writable layer: everything the container writes lands here"),
-        (&plan.work, "overlayfs's scratch space (same filesystem as upperdir)"),
+        (
+            &plan.upper,
+            "the writable layer: everything the container writes lands here",
+        ),
+        (
+            &plan.work,
+            "overlayfs's scratch space (same filesystem as upperdir)",
+        ),
         (&plan.rootfs, "the mount point of the container's root"),
     ] {
         c.journal(Resource::Dir { path: dir.clone() })?;
@@ -92,16 +109,39 @@ pub fn mount_rootfs(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<()
     for p in [plan.rootfs.clone(), plan.rootfs.join("dev")] {
         c.journal(Resource::NsMount { path: p })?;
     }
-    let helper = k.spawn("a helper to mount inside the container's mount namespace", &mut || {
-        k.prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, "die if stepctr dies")?;
-        let fd = k.openat(&plan.ns_mnt, libc::O_RDONLY | libc::O_CLOEXEC, 0, "open the container's mount namespace")?;
-        k.setns(fd, libc::CLONE_NEWNS, "enter it: mounts from now on are the container's alone")?;
-        k.close(fd)?;
-        let opts = plan.overlay_options();
-        k.mount(Some("overlay"), &plan.rootfs, Some("overlay"), 0, Some(&opts), "stack the layers: read-only image below, writable layer on top")?;
-        populate_dev(k, &plan.rootfs.join("dev"))?;
-        Ok(())
-    })?;
+    let helper = k.spawn(
+        "a helper to mount inside the container's mount namespace",
+        &mut || {
+            k.prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as u64,
+                "die if stepctr dies",
+            )?;
+            let fd = k.openat(
+                &plan.ns_mnt,
+                libc::O_RDONLY | libc::O_CLOEXEC,
+                0,
+                "open the container's mount namespace",
+            )?;
+            k.setns(
+                fd,
+                libc::CLONE_NEWNS,
+                "enter it: mounts from now on are the container's alone",
+            )?;
+            k.close(fd)?;
+            let opts = plan.overlay_options();
+            k.mount(
+                Some("overlay"),
+                &plan.rootfs,
+                Some("overlay"),
+                0,
+                Some(&opts),
+                "stack the layers: read-only image below, writable layer on top",
+            )?;
+            populate_dev(k, &plan.rootfs.join("dev"))?;
+            Ok(())
+        },
+    )?;
     let status = k.wait4(helper.pid, 0, "wait for the mounts")?;
     if let Some(err) = k.child_error(&helper) {
         bail!("mount the root filesystem: {err}");
@@ -115,7 +155,11 @@ pub fn mount_rootfs(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<()
 /// A fresh tmpfs on /dev with only the standard device nodes: none of the host's devices.
 fn populate_dev(k: &dyn Kernel, dev: &Path) -> Result<()> {
     if !dev.is_dir() {
-        k.mkdirat(dev, 0o755, "the image has no /dev: make one (in the writable layer)")?;
+        k.mkdirat(
+            dev,
+            0o755,
+            "the image has no /dev: make one (in the writable layer)",
+        )?;
     }
     k.mount(
         Some("tmpfs"),
@@ -127,7 +171,13 @@ fn populate_dev(k: &dyn Kernel, dev: &Path) -> Result<()> {
     )?;
     k.umask(0, "create device nodes with exactly the modes we ask for")?;
     for (name, major, minor) in DEVICES {
-        k.mknodat(&dev.join(name), libc::S_IFCHR | 0o666, major, minor, "a standard device node")?;
+        k.mknodat(
+            &dev.join(name),
+            libc::S_IFCHR | 0o666,
+            major,
+            minor,
+            "a standard device node",
+        )?;
     }
     for (name, target) in [
         ("fd", "/proc/self/fd"),
@@ -135,7 +185,11 @@ fn populate_dev(k: &dyn Kernel, dev: &Path) -> Result<()> {
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        k.symlinkat(Path::new(target), &dev.join(name), "the usual /dev symlinks")?;
+        k.symlinkat(
+            Path::new(target),
+            &dev.join(name),
+            "the usual /dev symlinks",
+        )?;
     }
     Ok(())
 }

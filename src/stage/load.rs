@@ -23,8 +23,7 @@ pub fn run(
         anyhow!("image {reference} is not in the store: run `stepctr pull {reference}` first")
     })?;
 
-    fs::create_dir_all(&paths.run)
-        .with_context(|| format!("create {}", paths.run.display()))?;
+    fs::create_dir_all(&paths.run).with_context(|| format!("create {}", paths.run.display()))?;
     let dir = paths.container(name);
     match k.mkdirat(&dir, 0o700, "the container's state directory") {
         Ok(()) => {}
@@ -46,8 +45,7 @@ pub fn run(
     )?;
 
     let layers_dir = paths.layers();
-    fs::create_dir_all(&layers_dir)
-        .with_context(|| format!("create {}", layers_dir.display()))?;
+    fs::create_dir_all(&layers_dir).with_context(|| format!("create {}", layers_dir.display()))?;
     let mut layers = Vec::new();
     for (i, layer) in info.layers.iter().enumerate() {
         let hex = image::store::digest_hex(&layer.diff_id)?;
@@ -73,7 +71,11 @@ pub fn run(
             i + 1,
             blob.display()
         ));
-        match k.renameat(&tmp, &dest, "publish the whole layer at once, under its diff_id") {
+        match k.renameat(
+            &tmp,
+            &dest,
+            "publish the whole layer at once, under its diff_id",
+        ) {
             Ok(()) => {}
             // Another container unpacked the same layer meanwhile: use theirs.
             Err(e) if matches!(e.errno, Errno::EEXIST | Errno::ENOTEMPTY) => {

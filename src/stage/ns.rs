@@ -15,9 +15,9 @@
 //! ever enter it again. So `start` makes it, with the container's command as its PID 1, and
 //! pins it in ns/pid next to the others.
 
-use crate::kernel::{Kernel, WaitStatus};
+use crate::kernel::{Child, Kernel, WaitStatus};
 use crate::state::{Container, Resource, Stage};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 /// The namespaces made here, as (file under ns/ and under /proc/PID/ns/, clone flag).
@@ -40,26 +40,52 @@ pub fn run(k: &dyn Kernel, c: &mut Container) -> Result<()> {
     super::header(k, Stage::Ns, "new namespaces: what the container can see");
     c.require_before(Stage::Ns)?;
     let dir = c.path("ns");
-    let cgroups = c.state.cgroup.as_ref().map(|g| g.dirs.clone()).unwrap_or_default();
+    let cgroups = c
+        .state
+        .cgroup
+        .as_ref()
+        .map(|g| g.dirs.clone())
+        .unwrap_or_default();
     create(k, c, &dir, &cgroups)?;
     c.state.ns_dir = Some(dir.clone());
     c.finish(Stage::Ns)?;
-    k.note(&format!("look: ls -l {}  (each file is a namespace, kept alive by a bind mount)", dir.display()));
+    k.note(&format!(
+        "look: ls -l {}  (each file is a namespace, kept alive by a bind mount)",
+        dir.display()
+    ));
     k.note(&format!("next: `stepctr fs {}`", c.name));
     Ok(())
 }
 
 /// Make the namespaces and pin them as files in `dir`.
 pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, cgroups: &[PathBuf]) -> Result<()> {
-    c.journal(Resource::Dir { path: dir.to_path_buf() })?;
+    c.journal(Resource::Dir {
+        path: dir.to_path_buf(),
+    })?;
     k.mkdirat(dir, 0o755, "a directory for the namespace files")?;
     // The directory becomes its own private mount: the bind mounts below then never propagate
     // anywhere, and a mount namespace's file can never end up inside that namespace (a loop
     // that would keep it alive forever).
-    c.journal(Resource::Mount { path: dir.to_path_buf() })?;
+    c.journal(Resource::Mount {
+        path: dir.to_path_buf(),
+    })?;
     let dir_str = dir.to_string_lossy();
-    k.mount(Some(&dir_str), dir, None, libc::MS_BIND, None, "make the ns directory a mount point...")?;
-    k.mount(None, dir, None, libc::MS_PRIVATE, None, "...that shares nothing with other mounts")?;
+    k.mount(
+        Some(&dir_str),
+        dir,
+        None,
+        libc::MS_BIND,
+        None,
+        "make the ns directory a mount point...",
+    )?;
+    k.mount(
+        None,
+        dir,
+        None,
+        libc::MS_PRIVATE,
+        None,
+        "...that shares nothing with other mounts",
+    )?;
     for file in NAMESPACES.iter().map(|(f, _)| *f).chain([PID_FILE]) {
         let path = dir.join(file);
         c.journal(Resource::Mount { path: path.clone() })?;
@@ -72,9 +98,49 @@ pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, cgroups: &[PathBuf]
         k.close(fd)?;
     }
 
+    // Usually the first helper will do. See `cpus_to_try` for why there may be more.
+    let mut attempts = cpus_to_try().into_iter().map(Some);
+    let mut pin: Option<usize> = None;
+    let helper = loop {
+        let helper = spawn_helper(k, cgroups, pin)?;
+        match pin_helper_namespaces(k, c, dir, &helper) {
+            Ok(()) => break helper,
+            Err(e) => {
+                // Never leave the helper stopped: it would keep the namespaces alive.
+                let _ = k.kill(
+                    helper.pid,
+                    libc::SIGKILL,
+                    "clean up the helper after the failure",
+                );
+                let _ = k.wait4(helper.pid, 0, "reap the helper");
+                let _ = k.child_error(&helper);
+                match (e, attempts.next()) {
+                    (Pin::MntLoop(_), Some(next)) => {
+                        k.note("the kernel took that mount namespace for one older than ours (it numbers them per CPU): trying again on another CPU");
+                        pin = next;
+                    }
+                    (e, _) => return Err(e.into()),
+                }
+            }
+        }
+    };
+    let _ = k.child_error(&helper);
+    k.note("the PID namespace comes with `start`: it can only exist together with its PID 1");
+    Ok(())
+}
+
+/// fork a helper that makes the namespaces (optionally on one CPU only) and stops.
+fn spawn_helper(k: &dyn Kernel, cgroups: &[PathBuf], cpu: Option<usize>) -> Result<Child> {
     let flags = all_flags();
     let helper = k.spawn("a helper process to create the namespaces in", &mut || {
-        k.prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, "die if stepctr dies")?;
+        k.prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as u64,
+            "die if stepctr dies",
+        )?;
+        if let Some(cpu) = cpu {
+            k.sched_setaffinity(cpu, "make the namespaces on this CPU (see the note above)")?;
+        }
         for cg in cgroups {
             k.write_file(
                 &cg.join("cgroup.procs"),
@@ -82,7 +148,10 @@ pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, cgroups: &[PathBuf]
                 "join the container's cgroup first: a new cgroup namespace is rooted where we are",
             )?;
         }
-        k.unshare(flags, "new namespaces: mount, cgroup, hostname, IPC, network")?;
+        k.unshare(
+            flags,
+            "new namespaces: mount, cgroup, hostname, IPC, network",
+        )?;
         k.mount(
             None,
             Path::new("/"),
@@ -91,29 +160,112 @@ pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, cgroups: &[PathBuf]
             None,
             "mounts made in here must never propagate back to the host",
         )?;
-        k.if_up("lo", "a new network namespace has only a loopback device, and it is down")?;
+        k.if_up(
+            "lo",
+            "a new network namespace has only a loopback device, and it is down",
+        )?;
         let me = k.getpid();
-        k.kill(me, libc::SIGSTOP, "pause, so the parent can pin our namespaces")?;
+        k.kill(
+            me,
+            libc::SIGSTOP,
+            "pause, so the parent can pin our namespaces",
+        )?;
         Ok(())
     })?;
+    Ok(helper)
+}
+
+/// Why pinning failed.
+enum Pin {
+    /// The kernel refused to bind the mount namespace file with EINVAL: its "is this a loop?"
+    /// check compares namespace sequence numbers, which recent kernels hand out in per-CPU
+    /// batches, so a namespace made on another CPU can look older than ours. Another helper
+    /// on another CPU gets a number that passes.
+    MntLoop(crate::kernel::SysError),
+    Other(anyhow::Error),
+}
+
+impl From<Pin> for anyhow::Error {
+    fn from(p: Pin) -> anyhow::Error {
+        match p {
+            Pin::MntLoop(e) => e.into(),
+            Pin::Other(e) => e,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Pin {
+    fn from(e: anyhow::Error) -> Pin {
+        Pin::Other(e)
+    }
+}
+
+impl From<crate::kernel::SysError> for Pin {
+    fn from(e: crate::kernel::SysError) -> Pin {
+        Pin::Other(e.into())
+    }
+}
+
+/// The CPUs we may run on, each a candidate for a retry.
+fn cpus_to_try() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills a cpu_set_t we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|c| libc::CPU_ISSET(*c, &set))
+            .collect()
+    }
+}
+
+/// Wait for the helper to stop, bind its namespace files, then end it.
+fn pin_helper_namespaces(
+    k: &dyn Kernel,
+    c: &mut Container,
+    dir: &Path,
+    helper: &Child,
+) -> Result<(), Pin> {
     c.journal(Resource::Process {
         pid: helper.pid,
         start_time: crate::state::process_start_time(helper.pid).unwrap_or(0),
     })?;
-    match k.wait4(helper.pid, libc::WUNTRACED, "wait until the helper has its namespaces")? {
+    match k.wait4(
+        helper.pid,
+        libc::WUNTRACED,
+        "wait until the helper has its namespaces",
+    )? {
         WaitStatus::Stopped(_) => {}
         other => {
-            let why = k.child_error(&helper).unwrap_or_else(|| format!("{other:?}"));
-            bail!("create namespaces: {why}");
+            let why = k
+                .child_error(&helper)
+                .unwrap_or_else(|| format!("{other:?}"));
+            return Err(Pin::Other(anyhow::anyhow!("create namespaces: {why}")));
         }
     }
-    for (file, _) in NAMESPACES {
+    for (file, flag) in NAMESPACES {
         let src = format!("/proc/{}/ns/{file}", helper.pid);
-        k.mount(Some(&src), &dir.join(file), None, libc::MS_BIND, None, "pin the namespace: it lives as long as this mount")?;
+        match k.mount(
+            Some(&src),
+            &dir.join(file),
+            None,
+            libc::MS_BIND,
+            None,
+            "pin the namespace: it lives as long as this mount",
+        ) {
+            Ok(()) => {}
+            Err(e) if flag == libc::CLONE_NEWNS && e.errno == crate::kernel::Errno::EINVAL => {
+                return Err(Pin::MntLoop(e))
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    k.kill(helper.pid, libc::SIGKILL, "the helper is done: its namespaces live on in the files")?;
+    k.kill(
+        helper.pid,
+        libc::SIGKILL,
+        "the helper is done: its namespaces live on in the files",
+    )?;
     k.wait4(helper.pid, 0, "reap the helper")?;
-    let _ = k.child_error(&helper);
-    k.note("the PID namespace comes with `start`: it can only exist together with its PID 1");
     Ok(())
 }

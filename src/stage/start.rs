@@ -39,16 +39,26 @@ const JOIN_ORDER: [(&str, i32); 5] = [
 
 pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
     let (Some(ns_dir), Some(rootfs)) = (c.state.ns_dir.clone(), c.state.rootfs.clone()) else {
-        bail!("stage `start` needs stage `fs` first: run `stepctr fs {}`", c.name);
+        bail!(
+            "stage `start` needs stage `fs` first: run `stepctr fs {}`",
+            c.name
+        );
     };
     let cfg = &c.state.config;
     let argv: Vec<String> = if cmd.is_empty() {
-        cfg.entrypoint.iter().chain(cfg.cmd.iter()).cloned().collect()
+        cfg.entrypoint
+            .iter()
+            .chain(cfg.cmd.iter())
+            .cloned()
+            .collect()
     } else {
         cfg.entrypoint.iter().chain(cmd.iter()).cloned().collect()
     };
     if argv.is_empty() {
-        bail!("the image {} has no command: give one after `--`", c.state.image);
+        bail!(
+            "the image {} has no command: give one after `--`",
+            c.state.image
+        );
     }
     let mut env = cfg.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -58,7 +68,12 @@ pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
     env.push(format!("HOSTNAME={}", c.name));
     Ok(Plan {
         ns_dir,
-        cgroups: c.state.cgroup.as_ref().map(|g| g.dirs.clone()).unwrap_or_default(),
+        cgroups: c
+            .state
+            .cgroup
+            .as_ref()
+            .map(|g| g.dirs.clone())
+            .unwrap_or_default(),
         rootfs,
         hostname: c.name.to_string(),
         argv,
@@ -69,7 +84,11 @@ pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
 
 /// Run the container's command as its PID 1 and wait for it; returns its exit code.
 pub fn run(k: &dyn Kernel, c: &mut Container, cmd: &[String]) -> Result<i32> {
-    super::header(k, Stage::Start, "the command becomes PID 1 of the container");
+    super::header(
+        k,
+        Stage::Start,
+        "the command becomes PID 1 of the container",
+    );
     c.require_before(Stage::Start)?;
     let plan = plan(c, cmd)?;
     // Mark the stage as begun: a second `start` must not try to reuse the PID namespace
@@ -79,37 +98,71 @@ pub fn run(k: &dyn Kernel, c: &mut Container, cmd: &[String]) -> Result<i32> {
     let code = status.exit_code();
     c.state.exit_code = Some(code);
     c.save()?;
-    k.note(&format!("PID 1 ended ({status:?}): the container has stopped; `stepctr rm {}` removes it", c.name));
+    k.note(&format!(
+        "PID 1 ended ({status:?}): the container has stopped; `stepctr rm {}` removes it",
+        c.name
+    ));
     Ok(code)
 }
 
 pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStatus> {
-    k.unshare(libc::CLONE_NEWPID, "a new PID namespace for our next child, which will be its PID 1 (we stay where we are)")?;
+    k.unshare(
+        libc::CLONE_NEWPID,
+        "a new PID namespace for our next child, which will be its PID 1 (we stay where we are)",
+    )?;
     let mut fds = Vec::new();
     for (name, flag) in JOIN_ORDER {
-        let fd = k.openat(&plan.ns_dir.join(name), libc::O_RDONLY | libc::O_CLOEXEC, 0, "open the namespace now, while its path is visible")?;
+        let fd = k.openat(
+            &plan.ns_dir.join(name),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0,
+            "open the namespace now, while its path is visible",
+        )?;
         fds.push((fd, flag));
     }
     // The child resolves the command inside the container; it leaves the path here (memory
     // shared across the fork) so the narration can show the execve as the kernel saw it.
     let resolved = SharedPath::new();
     let child = k.spawn("the future PID 1", &mut || {
-        k.prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as u64, "if stepctr dies, the container dies with it")?;
+        k.prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as u64,
+            "if stepctr dies, the container dies with it",
+        )?;
         for cg in &plan.cgroups {
-            k.write_file(&cg.join("cgroup.procs"), "0", "join the container's cgroup before anything else runs (0 = me)")?;
+            k.write_file(
+                &cg.join("cgroup.procs"),
+                "0",
+                "join the container's cgroup before anything else runs (0 = me)",
+            )?;
         }
         let pin = plan.ns_dir.join(crate::stage::ns::PID_FILE);
-        k.mount(Some("/proc/self/ns/pid"), &pin, None, libc::MS_BIND, None, "pin our PID namespace beside the others (we are still in the host's mount namespace)")?;
+        k.mount(
+            Some("/proc/self/ns/pid"),
+            &pin,
+            None,
+            libc::MS_BIND,
+            None,
+            "pin our PID namespace beside the others (we are still in the host's mount namespace)",
+        )?;
         for (fd, flag) in &fds {
             k.setns(*fd, *flag, "join the container's namespace")?;
         }
-        k.sethostname(&plan.hostname, "the container's own hostname, in its UTS namespace")?;
+        k.sethostname(
+            &plan.hostname,
+            "the container's own hostname, in its UTS namespace",
+        )?;
         pivot_into(k, &plan.rootfs)?;
         mount_pseudo_filesystems(k)?;
         k.chdir(&plan.workdir, "the image's working directory")?;
         let path = resolve_command(&plan.argv[0], &plan.env)?;
         resolved.set(&path);
-        k.execve(&path, &plan.argv, &plan.env, "become the container's command")?;
+        k.execve(
+            &path,
+            &plan.argv,
+            &plan.env,
+            "become the container's command",
+        )?;
         Ok(())
     });
     for (fd, _) in &fds {
@@ -117,17 +170,30 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
     }
     let child = child?;
     c.state.pid = Some(child.pid);
-    c.journal(Resource::Process { pid: child.pid, start_time: crate::state::process_start_time(child.pid).unwrap_or(0) })?;
+    c.journal(Resource::Process {
+        pid: child.pid,
+        start_time: crate::state::process_start_time(child.pid).unwrap_or(0),
+    })?;
     if let Some(err) = k.child_error(&child) {
         let _ = k.wait4(child.pid, 0, "reap the failed child");
         bail!("start the container: {err}");
     }
     // The execve succeeded (the error channel closed without a word). Its narration comes from
     // here: a successful execve never returns to the code that called it.
-    let path = resolved.get().unwrap_or_else(|| PathBuf::from(&plan.argv[0]));
-    let shown = Sys::Execve { path, argv: plan.argv.clone(), envp: plan.env.clone() };
+    let path = resolved
+        .get()
+        .unwrap_or_else(|| PathBuf::from(&plan.argv[0]));
+    let shown = Sys::Execve {
+        path,
+        argv: plan.argv.clone(),
+        envp: plan.env.clone(),
+    };
     k.report_exec(child.pid, &shown);
-    let status = k.wait4(child.pid, 0, "wait for PID 1: when it exits, the container stops")?;
+    let status = k.wait4(
+        child.pid,
+        0,
+        "wait for PID 1: when it exits, the container stops",
+    )?;
     Ok(status)
 }
 
@@ -136,8 +202,16 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
 /// (Same trick as runc and lxc; no put_old directory needed.)
 pub fn pivot_into(k: &dyn Kernel, rootfs: &Path) -> Result<()> {
     k.chdir(rootfs, "go into the new root")?;
-    k.pivot_root(Path::new("."), Path::new("."), "make the overlay our / (old root stacked on top)")?;
-    k.umount2(Path::new("."), libc::MNT_DETACH, "detach the old root: the host's files are gone from view")?;
+    k.pivot_root(
+        Path::new("."),
+        Path::new("."),
+        "make the overlay our / (old root stacked on top)",
+    )?;
+    k.umount2(
+        Path::new("."),
+        libc::MNT_DETACH,
+        "detach the old root: the host's files are gone from view",
+    )?;
     k.chdir(Path::new("/"), "settle at the new /")?;
     Ok(())
 }
@@ -146,11 +220,29 @@ fn mount_pseudo_filesystems(k: &dyn Kernel) -> Result<()> {
     let nsd = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     for dir in ["/proc", "/sys"] {
         if !Path::new(dir).is_dir() {
-            k.mkdirat(Path::new(dir), 0o555, "the image has no such directory: make one")?;
+            k.mkdirat(
+                Path::new(dir),
+                0o555,
+                "the image has no such directory: make one",
+            )?;
         }
     }
-    k.mount(Some("proc"), Path::new("/proc"), Some("proc"), nsd, None, "a /proc of our PID namespace: only the container's processes")?;
-    k.mount(Some("sysfs"), Path::new("/sys"), Some("sysfs"), nsd | libc::MS_RDONLY, None, "/sys of our network namespace, read-only")?;
+    k.mount(
+        Some("proc"),
+        Path::new("/proc"),
+        Some("proc"),
+        nsd,
+        None,
+        "a /proc of our PID namespace: only the container's processes",
+    )?;
+    k.mount(
+        Some("sysfs"),
+        Path::new("/sys"),
+        Some("sysfs"),
+        nsd | libc::MS_RDONLY,
+        None,
+        "/sys of our network namespace, read-only",
+    )?;
     Ok(())
 }
 
@@ -159,7 +251,10 @@ fn resolve_command(arg0: &str, env: &[String]) -> Result<PathBuf> {
     if arg0.contains('/') {
         return Ok(PathBuf::from(arg0));
     }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(arg0);
         if let Ok(meta) = std::fs::metadata(&candidate) {
@@ -169,7 +264,10 @@ fn resolve_command(arg0: &str, env: &[String]) -> Result<PathBuf> {
             }
         }
     }
-    Err(anyhow::anyhow!("{arg0}: executable file not found in $PATH ({path})")).context("exec the container's command")
+    Err(anyhow::anyhow!(
+        "{arg0}: executable file not found in $PATH ({path})"
+    ))
+    .context("exec the container's command")
 }
 
 /// A page of memory shared between parent and child across fork (MAP_SHARED), holding a path.
@@ -193,7 +291,11 @@ impl SharedPath {
             )
         };
         SharedPath {
-            ptr: if ptr == libc::MAP_FAILED { std::ptr::null_mut() } else { ptr.cast() },
+            ptr: if ptr == libc::MAP_FAILED {
+                std::ptr::null_mut()
+            } else {
+                ptr.cast()
+            },
         }
     }
 

@@ -87,7 +87,11 @@ fn shared_root() -> &'static Path {
             .env("STEPCTR_RUN", dir.join("run-unused"))
             .output()
             .expect("run stepctr pull");
-        assert!(out.status.success(), "pull: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pull: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         dir
     })
 }
@@ -102,14 +106,28 @@ pub struct Env {
 impl Env {
     /// Shared image store, private run directory.
     pub fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("stepctr-test-run-").tempdir().expect("temp dir");
-        Env { root: shared_root().to_path_buf(), run: tmp.path().join("run"), _tmp: tmp }
+        let tmp = tempfile::Builder::new()
+            .prefix("stepctr-test-run-")
+            .tempdir()
+            .expect("temp dir");
+        Env {
+            root: shared_root().to_path_buf(),
+            run: tmp.path().join("run"),
+            _tmp: tmp,
+        }
     }
 
     /// A store of its own too (for tests of pull and load).
     pub fn fresh() -> Env {
-        let tmp = tempfile::Builder::new().prefix("stepctr-test-").tempdir().expect("temp dir");
-        Env { root: tmp.path().join("root"), run: tmp.path().join("run"), _tmp: tmp }
+        let tmp = tempfile::Builder::new()
+            .prefix("stepctr-test-")
+            .tempdir()
+            .expect("temp dir");
+        Env {
+            root: tmp.path().join("root"),
+            run: tmp.path().join("run"),
+            _tmp: tmp,
+        }
     }
 
     /// `stepctr ARGS` in this environment (no colour).
@@ -197,7 +215,9 @@ pub fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -233,7 +253,11 @@ pub fn assert_no_leaks(env: &Env, name: &str) {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let dir_s = dir.to_string_lossy();
     let mounts: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&*dir_s)).collect();
-    assert!(mounts.is_empty(), "mounts of {name} left:\n{}", mounts.join("\n"));
+    assert!(
+        mounts.is_empty(),
+        "mounts of {name} left:\n{}",
+        mounts.join("\n")
+    );
     let cgroups = cgroup_dirs_named(name);
     assert!(cgroups.is_empty(), "cgroups of {name} left: {cgroups:?}");
     assert!(!dir.exists(), "state directory {} left", dir.display());
