@@ -42,8 +42,10 @@ pub fn remove(k: &dyn Kernel, paths: &Paths, name: &ContainerName) -> Result<()>
     // 2. Mounts in the host's namespace (namespace files, then their directory). Once the
     //    namespace files are unmounted and the processes are gone, the namespaces are freed,
     //    and with the mount namespace every mount inside it (overlay, /dev).
+    let mounted = mount_points();
     for r in &journal {
         match r {
+            Resource::Mount { path } if !mounted.contains(path) => {}
             Resource::Mount { path } => ignore_gone(k.umount2(
                 path,
                 libc::MNT_DETACH,
@@ -93,6 +95,36 @@ pub fn reset(k: &dyn Kernel, paths: &Paths) -> Result<usize> {
         anyhow::bail!("reset left some containers: {}", errors.join("; "));
     }
     Ok(names.len())
+}
+
+/// The mount points of our mount namespace (field 5 of /proc/self/mountinfo, unescaped).
+fn mount_points() -> Vec<std::path::PathBuf> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| std::path::PathBuf::from(unescape_mountinfo(p)))
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\040` etc.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn ignore_gone(r: crate::kernel::KResult<()>) -> Result<()> {
@@ -215,4 +247,16 @@ fn remove_tree(k: &dyn Kernel, dir: &Path) -> Result<()> {
 
 fn count_entries(dir: &Path) -> usize {
     fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/run/a\\040b"), "/run/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/end\\04"), "/end\\04");
+    }
 }

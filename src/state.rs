@@ -296,13 +296,23 @@ impl Container {
                 self.name
             );
         }
-        if let Some(prev) = stage.previous() {
-            if prev != Stage::Pull && !self.state.done(prev) {
-                bail!(
-                    "stage `{stage}` needs stage `{prev}` first: run `stepctr {prev} {}`",
-                    self.name
-                );
-            }
+        let missing: Vec<Stage> = Stage::ALL
+            .iter()
+            .copied()
+            .filter(|s| *s != Stage::Pull && *s < stage && !self.state.done(*s))
+            .collect();
+        if let Some(first) = missing.first() {
+            let names: Vec<String> = missing.iter().map(|s| format!("`{s}`")).collect();
+            let then: Vec<String> = missing[1..]
+                .iter()
+                .map(|s| format!(", then `stepctr {s} {}`", self.name))
+                .collect();
+            bail!(
+                "stage `{stage}` needs {} first: run `stepctr {first} {}`{}",
+                names.join(" and "),
+                self.name,
+                then.concat()
+            );
         }
         Ok(())
     }

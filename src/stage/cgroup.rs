@@ -98,6 +98,38 @@ fn make_dir(k: &dyn Kernel, c: &mut Container, dir: &Path, parent: bool, why: &s
     }
 }
 
+/// The shared parent (made if missing, then `setup` on it), then the container's own cgroup.
+/// `rm` of the last other container may remove the parent between the two mkdirs: then the
+/// child's mkdir fails with ENOENT and we go round again.
+fn make_cgroup(
+    k: &dyn Kernel,
+    c: &mut Container,
+    parent: &Path,
+    dir: &Path,
+    setup: impl Fn(&dyn Kernel) -> Result<()>,
+) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        make_dir(
+            k,
+            c,
+            parent,
+            true,
+            "a parent cgroup for all stepctr containers",
+        )?;
+        setup(k)?;
+        match make_dir(k, c, dir, false, "the container's own cgroup") {
+            Err(e) if tries < 3 && is_enoent(&e) => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+fn is_enoent(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::kernel::SysError>()
+        .is_some_and(|s| s.errno == crate::kernel::Errno::ENOENT)
+}
+
 fn create_v2(
     k: &dyn Kernel,
     c: &mut Container,
@@ -127,22 +159,17 @@ fn create_v2(
             "let the root's children use these controllers",
         )?;
     }
-    make_dir(
-        k,
-        c,
-        &parent,
-        true,
-        "a parent cgroup for all stepctr containers",
-    )?;
-    if !enable.is_empty() {
-        k.write_file(
-            &parent.join("cgroup.subtree_control"),
-            &enable,
-            "and let the containers below it use them too",
-        )?;
-    }
     let dir = parent.join(c.name.as_str());
-    make_dir(k, c, &dir, false, "the container's own cgroup")?;
+    make_cgroup(k, c, &parent, &dir, |k| {
+        if !enable.is_empty() {
+            k.write_file(
+                &parent.join("cgroup.subtree_control"),
+                &enable,
+                "and let the containers below it use them too",
+            )?;
+        }
+        Ok(())
+    })?;
     if let Some(m) = limits.memory {
         k.write_file(
             &dir.join("memory.max"),
@@ -187,21 +214,8 @@ fn create_v1(
             continue;
         }
         let parent = hierarchy.join(PARENT);
-        make_dir(
-            k,
-            c,
-            &parent,
-            true,
-            "a parent cgroup for all stepctr containers",
-        )?;
         let dir = parent.join(c.name.as_str());
-        make_dir(
-            k,
-            c,
-            &dir,
-            false,
-            "the container's own cgroup in this hierarchy",
-        )?;
+        make_cgroup(k, c, &parent, &dir, |_| Ok(()))?;
         match (ctl, limits.memory, limits.pids) {
             ("memory", Some(m), _) => k.write_file(
                 &dir.join("memory.limit_in_bytes"),
