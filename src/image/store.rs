@@ -68,6 +68,10 @@ impl Store {
         if !layout.exists() {
             write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
+        sweep_stale_temps(&dir.join("blobs/sha256"));
+        if let Some(root) = dir.parent() {
+            sweep_stale_temps(root);
+        }
         let index = dir.join("index.json");
         if !index.exists() {
             write_atomic(&index, br#"{"schemaVersion":2,"manifests":[]}"#)?;
@@ -267,9 +271,36 @@ impl Store {
     }
 }
 
+/// Remove temporary files and directories (`.tmp-...-PID`, `.build-...-PID`) left in `dir` by a
+/// stepctr process that was killed: their PID no longer runs.
+pub fn sweep_stale_temps(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(".tmp-") || name.starts_with(".build-")) {
+            continue;
+        }
+        let Some(pid) = name.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid > 0 && !Path::new(&format!("/proc/{pid}")).exists() {
+            let path = entry.path();
+            let _ = if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+        }
+    }
+}
+
 /// Write a file via a temporary sibling and rename, so readers never see half of it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".tmp-{name}-{}", std::process::id()));
     fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
 }

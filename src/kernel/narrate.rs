@@ -129,6 +129,64 @@ impl<K: Kernel> Narrate<K> {
     }
 }
 
+/// What /proc shows right after a call (`-v`): the proof that the call did what it says.
+fn evidence(call: &Sys) -> Vec<String> {
+    let link = |what: &str| {
+        let path = format!("/proc/self/ns/{what}");
+        std::fs::read_link(&path)
+            .map(|t| format!("{path} is {}", t.display()))
+            .ok()
+    };
+    let ns_names = |flags: i32| -> Vec<&'static str> {
+        [
+            (libc::CLONE_NEWNS, "mnt"),
+            (libc::CLONE_NEWCGROUP, "cgroup"),
+            (libc::CLONE_NEWUTS, "uts"),
+            (libc::CLONE_NEWIPC, "ipc"),
+            (libc::CLONE_NEWPID, "pid_for_children"),
+            (libc::CLONE_NEWNET, "net"),
+        ]
+        .into_iter()
+        .filter(|(f, _)| flags & f != 0)
+        .map(|(_, n)| n)
+        .collect()
+    };
+    match call {
+        Sys::Unshare { flags } | Sys::Setns { nstype: flags, .. } => {
+            ns_names(*flags).into_iter().filter_map(link).collect()
+        }
+        Sys::Mount { target, .. } => {
+            let target = target.to_string_lossy();
+            let abs = if target.starts_with('/') {
+                target.into_owned()
+            } else {
+                std::env::current_dir()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.split(' ').nth(4) == Some(abs.as_str()))
+                .last()
+                .map(|l| vec![format!("/proc/self/mountinfo: {l}")])
+                .unwrap_or_default()
+        }
+        Sys::Write { data, .. } if data == b"0" => std::fs::read_to_string("/proc/self/cgroup")
+            .map(|c| {
+                vec![format!(
+                    "/proc/self/cgroup: {}",
+                    c.lines().collect::<Vec<_>>().join(" ")
+                )]
+            })
+            .unwrap_or_default(),
+        Sys::Sethostname { .. } => nix::sys::utsname::uname()
+            .map(|u| vec![format!("uname -n: {}", u.nodename().to_string_lossy())])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 /// strace's `-y`: what an fd refers to, from /proc/self/fd.
 fn fd_name(fd: i32) -> Option<String> {
     std::fs::read_link(format!("/proc/self/fd/{fd}"))
@@ -169,6 +227,11 @@ impl<K: Kernel> Kernel for Narrate<K> {
             took,
             why,
         );
+        if self.level >= Level::Verbose && res.is_ok() {
+            for line in evidence(call) {
+                self.emit(&format!("{}    -> {line}\n", self.prefix(pid)));
+            }
+        }
         res
     }
 

@@ -46,6 +46,7 @@ pub fn run(
 
     let layers_dir = paths.layers();
     fs::create_dir_all(&layers_dir).with_context(|| format!("create {}", layers_dir.display()))?;
+    crate::image::store::sweep_stale_temps(&layers_dir);
     let mut layers = Vec::new();
     for (i, layer) in info.layers.iter().enumerate() {
         let hex = image::store::digest_hex(&layer.diff_id)?;
