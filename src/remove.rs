@@ -25,16 +25,18 @@ pub fn remove(k: &dyn Kernel, paths: &Paths, name: &ContainerName) -> Result<()>
     let journal: Vec<Resource> = c.state.journal.iter().rev().cloned().collect();
 
     // 1. Processes: the ones we started, then anything still in the container's cgroups.
+    let mut killed = Vec::new();
     for r in &journal {
         if let Resource::Process { pid, start_time } = r {
-            if alive_as(*pid, *start_time) {
+            if alive_as(*pid, *start_time) && !killed.contains(pid) {
                 ignore_gone(k.kill(*pid, libc::SIGKILL, "stop the container's process"))?;
+                killed.push(*pid);
             }
         }
     }
     for r in &journal {
         if let Resource::Cgroup { path } = r {
-            kill_cgroup(k, path)?;
+            kill_cgroup(k, path, &mut killed)?;
         }
     }
     wait_gone(&journal);
@@ -150,11 +152,18 @@ fn cgroup_pids(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
-fn kill_cgroup(k: &dyn Kernel, dir: &Path) -> Result<()> {
+fn kill_cgroup(k: &dyn Kernel, dir: &Path, killed: &mut Vec<i32>) -> Result<()> {
     if !dir.is_dir() {
         return Ok(());
     }
-    if dir.join("cgroup.kill").exists() && !cgroup_pids(dir).is_empty() {
+    let left: Vec<i32> = cgroup_pids(dir)
+        .into_iter()
+        .filter(|p| !killed.contains(p))
+        .collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    if dir.join("cgroup.kill").exists() {
         return k
             .write_file(
                 &dir.join("cgroup.kill"),
@@ -163,12 +172,13 @@ fn kill_cgroup(k: &dyn Kernel, dir: &Path) -> Result<()> {
             )
             .map_err(Into::into);
     }
-    for pid in cgroup_pids(dir) {
+    for pid in left {
         ignore_gone(k.kill(
             pid,
             libc::SIGKILL,
             "a process still in the container's cgroup",
         ))?;
+        killed.push(pid);
     }
     Ok(())
 }

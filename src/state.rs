@@ -199,7 +199,7 @@ pub struct Container {
     pub name: ContainerName,
     pub dir: PathBuf,
     pub state: State,
-    _lock: Lock,
+    lock: Option<Lock>,
 }
 
 /// A held flock; child processes close their copy (see `kernel::not_for_children`).
@@ -249,7 +249,7 @@ impl Container {
             name: name.clone(),
             dir,
             state,
-            _lock: lock,
+            lock: Some(lock),
         })
     }
 
@@ -261,7 +261,7 @@ impl Container {
             name: name.clone(),
             dir,
             state,
-            _lock: lock,
+            lock: Some(lock),
         };
         c.save()?;
         Ok(c)
@@ -315,6 +315,34 @@ impl Container {
             );
         }
         Ok(())
+    }
+
+    /// Let go of the lock (while PID 1 runs, so `rm` and `ps` are not blocked).
+    pub fn unlock(&mut self) {
+        self.lock = None;
+    }
+
+    /// Take the lock again and re-read the state; `false` if the container is gone meanwhile.
+    pub fn relock(&mut self) -> Result<bool> {
+        if self.lock.is_some() {
+            return Ok(true);
+        }
+        if !self.dir.join("state.json").exists() {
+            return Ok(false);
+        }
+        let lock = match lock_dir(&self.dir) {
+            Ok(l) => l,
+            Err(_) if !self.dir.exists() => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match fs::read(self.dir.join("state.json")) {
+            Ok(bytes) => {
+                self.state = serde_json::from_slice(&bytes).context("re-read container state")?;
+                self.lock = Some(lock);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     pub fn finish(&mut self, stage: Stage) -> Result<()> {

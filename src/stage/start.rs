@@ -96,8 +96,11 @@ pub fn run(k: &dyn Kernel, c: &mut Container, cmd: &[String]) -> Result<i32> {
     c.finish(Stage::Start)?;
     let status = launch(k, c, &plan)?;
     let code = status.exit_code();
-    c.state.exit_code = Some(code);
-    c.save()?;
+    // Record the exit, unless the container was removed while it ran.
+    if c.relock()? {
+        c.state.exit_code = Some(code);
+        c.save()?;
+    }
     k.note(&format!(
         "PID 1 ended ({status:?}): the container has stopped; `stepctr rm {}` removes it",
         c.name
@@ -189,6 +192,9 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
         envp: plan.env.clone(),
     };
     k.report_exec(child.pid, &shown);
+    // While the container runs, other commands (`rm`, `ps`) may use it: let go of the lock.
+    c.save()?;
+    c.unlock();
     let status = k.wait4(
         child.pid,
         0,
