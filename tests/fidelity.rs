@@ -28,8 +28,9 @@ use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// What to do with one command of a scenario.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +45,8 @@ use Run::{Setup, Trace};
 /// The scenarios, one command per line. Lines with the same scenario name run in order in one
 /// environment (own run directory, shared image store) and make one test; `{name}` is that
 /// scenario's container, `{name}-b` a second one. Every container named is checked for leaks
-/// at the end, so each scenario must remove what it creates.
+/// at the end, so each scenario must remove what it creates. A scenario whose name starts with
+/// `fresh-` gets an image store of its own (so `pull` builds and `load` unpacks for real).
 #[rustfmt::skip]
 const STEPS: &[(&str, Run, &[&str])] = &[
     ("all",            Trace(0), &["all", "--name", "{name}", "--rm", "--memory", "64M", "--pids-limit", "32", "--", "sh", "-c", "echo hi"]),
@@ -64,6 +66,9 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("stages-limits",  Trace(0), &["fs", "{name}"]),
     ("stages-limits",  Trace(0), &["start", "{name}", "--", "sh", "-c", "echo hello from PID $$"]),
     ("stages-limits",  Trace(0), &["-v", "rm", "{name}"]),
+    ("fresh-store",    Trace(0), &["pull"]),
+    ("fresh-store",    Trace(0), &["load", "{name}"]),
+    ("fresh-store",    Trace(0), &["rm", "{name}"]),
     ("rm-half-done",   Setup,    &["load", "{name}"]),
     ("rm-half-done",   Setup,    &["cgroup", "{name}", "--pids-limit", "8"]),
     ("rm-half-done",   Setup,    &["ns", "{name}"]),
@@ -140,11 +145,16 @@ struct Traced {
     stderr: String,
 }
 
+/// How long one traced command may take before it counts as hung.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
 /// `stepctr ARGS` under `strace -f`, narration to a file; both outputs are read back.
+/// A command that hangs is killed (with every process strace saw it make) and reported.
 fn traced(env: &Env, dir: &Path, tag: &str, args: &[&str]) -> Traced {
     let narr = dir.join(format!("{tag}.narr"));
     let trace = dir.join(format!("{tag}.trace"));
-    let out = Command::new("strace")
+    let errors = dir.join(format!("{tag}.stderr"));
+    let mut child = Command::new("strace")
         .args(["-f", "-qq", "-v", "-y", "-s", "65535", "-o"])
         .arg(&trace)
         .arg(stepctr_bin())
@@ -154,15 +164,48 @@ fn traced(env: &Env, dir: &Path, tag: &str, args: &[&str]) -> Traced {
         .env("STEPCTR_ROOT", &env.root)
         .env("STEPCTR_RUN", &env.run)
         .env("NO_COLOR", "1")
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&errors).expect("stderr file"))
+        .spawn()
         .expect("run strace (is it installed?)");
-    Traced {
-        narration: std::fs::read_to_string(&narr).unwrap_or_default(),
-        trace: String::from_utf8_lossy(&std::fs::read(&trace).unwrap_or_default()).into_owned(),
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for strace") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    let mut t = Traced {
+        narration: read(&narr),
+        trace: read(&trace),
         // strace exits with the traced command's exit code.
-        exit: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        exit: status.and_then(|s| s.code()),
+        stderr: read(&errors),
+    };
+    if status.is_none() {
+        // Hung: kill what we started (stepctr and its children, as strace saw them), then strace.
+        let (_, calls) = parse_strace(&t.trace);
+        let pids: BTreeSet<i32> = calls.iter().map(|c| c.pid).collect();
+        for pid in pids {
+            // SAFETY: plain kill(2) of a process this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        t.stderr = format!(
+            "HUNG: `stepctr {}` did not finish within {TIMEOUT:?} and was killed; narration so far:\n{}\n{}",
+            args.join(" "),
+            t.narration,
+            t.stderr
+        );
     }
+    t
 }
 
 /// Keep the outputs of a failed check where a human can read them.
@@ -174,8 +217,17 @@ fn keep(tag: &str, t: &Traced) -> String {
 }
 
 fn run_scenario(scenario: &str) {
-    let env = Env::new();
-    let name = unique(&format!("fid-{}", &scenario[..scenario.len().min(6)]));
+    let env = if scenario.starts_with("fresh-") {
+        Env::fresh()
+    } else {
+        Env::new()
+    };
+    let short: String = scenario
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(6)
+        .collect();
+    let name = unique(&format!("fid-{short}"));
     let second = format!("{name}-b");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut failures = Vec::new();
@@ -302,12 +354,13 @@ fn close_paren(s: &str) -> Option<usize> {
     None
 }
 
-/// Parse the narration: call lines are returned; headers (`==>`), notes (`# `) and blank lines
-/// are skipped; anything else is an error (the format drifted).
+/// Parse the narration: call lines are returned; headers (`==>`), notes (`# `), evidence
+/// (`    -> `) and blank lines are skipped; anything else is an error (the format drifted).
 fn parse_narration(text: &str) -> Result<Vec<Narrated>, String> {
     let head = Regex::new(r"^(\[pid +(\d+)(, \d+ inside)?\] )?([a-z_0-9]+)\(").unwrap();
     let tail = Regex::new(r"^\) = (.*?) <[0-9.]+>(  # .*)?$").unwrap();
-    let note = Regex::new(r"^(\[pid +\d+(, \d+ inside)?\] )?# ").unwrap();
+    // Notes (`# ...`) and, with -v, the /proc evidence after a call (`    -> ...`).
+    let note = Regex::new(r"^(\[pid +\d+(, \d+ inside)?\] )?(# |    -> )").unwrap();
     let mut calls = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -797,7 +850,7 @@ fn checker_rejects_calls_out_of_order() {
 /// The parsers on fixed text (no root needed).
 fn checker_parses_lines() {
     let n = parse_narration(
-        "\n==> [3/6] cgroup: x\n# a note\n[pid  4242] # a child's note\n\
+        "\n==> [3/6] cgroup: x\n# a note\n[pid  4242] # a child's note\n[pid  4242]     -> /proc/self/cgroup: 4:memory:/x\n\
          write(5</sys/fs/cgroup/pids/x/pids.max>, \"64\", 2) = 2 <0.000010>  # why (0 = me)\n\
          [pid 4243, 1 inside] mount(\"proc\", \"/proc\", \"proc\", MS_NOSUID|MS_NODEV, NULL) = -1 EPERM (Operation not permitted) <0.000001>\n\
          mkdirat(AT_FDCWD, \"/tmp/layers/.tmp-4584b95a47412ddb7b16922258c6745822de4b055cf4\"..., 0o755) = 0 <0.1>\n",

@@ -131,17 +131,18 @@ fn cgroup_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// A point in the middle of `stage`, chosen from the stage's code:
+/// A point in the middle of `stage`, chosen from the stage's code. Every point is one the
+/// main process passes exactly once per run (ns may retry its helper on another CPU, so
+/// counting wait4 or clone across stages would not be deterministic):
 /// - load: the renameat that publishes the unpacked layer (the layer is complete in its
 ///   `.tmp-*` directory, not yet in place);
 /// - cgroup: opening pids.max (the container's cgroups exist, the pids limit is not written);
 /// - ns: the bind mount of ns/uts (ns/mnt is already pinned, the helper is stopped in the new
 ///   namespaces);
-/// - fs: the wait4 for the helper that mounts the overlay and /dev in the container;
-/// - start: the wait4 for PID 1 (`sleep 1000` has been exec'd and runs).
-///
-/// Through `all` (with the image already pulled: pull calls none of these) the wait4 calls of
-/// the earlier stages count too: ns makes two.
+/// - fs alone: the wait4 for the helper that mounts the overlay and /dev in the container;
+///   fs in `all`: the mkdirat of rootfs/ (upper/ and work/ exist);
+/// - start: the close of the container's lock, which start lets go of once PID 1 (`sleep
+///   1000`) has been exec'd, just before waiting for it.
 fn kill_point(env: &Env, stage: Stage, via: Via, name: &str) -> KillPoint {
     let dir = env.container_dir(name);
     match stage {
@@ -167,15 +168,20 @@ fn kill_point(env: &Env, stage: Stage, via: Via, name: &str) -> KillPoint {
             when: 1,
             path: Some(dir.join("ns").join("uts")),
         },
+        Stage::Fs if via == Via::All => KillPoint {
+            syscall: "mkdirat",
+            when: 1,
+            path: Some(dir.join("rootfs")),
+        },
         Stage::Fs => KillPoint {
             syscall: "wait4",
-            when: if via == Via::All { 3 } else { 1 },
+            when: 1,
             path: None,
         },
         Stage::Start => KillPoint {
-            syscall: "wait4",
-            when: if via == Via::All { 4 } else { 1 },
-            path: None,
+            syscall: "close",
+            when: 1,
+            path: Some(dir),
         },
     }
 }
@@ -308,7 +314,7 @@ fn killed(stage: Stage, via: Via) {
             "killed in ns, but ns/mnt is not pinned yet"
         ),
         Stage::Fs => assert!(
-            dir.join("rootfs").is_dir(),
+            dir.join("upper").is_dir(),
             "killed in fs before its directories were made"
         ),
         Stage::Start => assert!(
@@ -504,13 +510,15 @@ fn rm_of_running_container_kills_it() {
     let env = Env::new();
     let name = unique("rm-running");
     let log = tempfile::tempfile().unwrap();
-    let mut bg = env
+    let bg = env
         .cmd(&["-q", "all", "--name", &name, "--", "sleep", "1000"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log.try_clone().unwrap())
         .spawn()
         .expect("spawn stepctr all");
+    // Never leave it running (and holding the container) when the test fails half-way.
+    let mut bg = KillOnDrop(bg);
     // Wait until PID 1 runs `sleep`.
     let deadline = Instant::now() + LIMIT;
     let pid1 = loop {
@@ -524,7 +532,7 @@ fn rm_of_running_container_kills_it() {
                 break p;
             }
         }
-        if let Ok(Some(status)) = bg.try_wait() {
+        if let Ok(Some(status)) = bg.0.try_wait() {
             panic!("stepctr all ended early ({status:?}):\n{}", read_all(log));
         }
         assert!(
@@ -542,7 +550,7 @@ fn rm_of_running_container_kills_it() {
             // Clean up before failing: end PID 1, so `all` ends and releases the container.
             // SAFETY: signalling the pid we saw running `sleep` in this container.
             unsafe { libc::kill(pid1, libc::SIGKILL) };
-            let _ = bg.wait();
+            let _ = bg.0.wait();
             panic!("`stepctr rm` of a running container did not finish: it waits for the lock that the running `all` holds until PID 1 exits ({e})");
         }
     };
@@ -552,7 +560,7 @@ fn rm_of_running_container_kills_it() {
         rm.status,
         stderr(&rm)
     );
-    let status = wait_within(&mut bg, Duration::from_secs(20));
+    let status = wait_within(&mut bg.0, Duration::from_secs(20));
     assert_eq!(
         status.code(),
         Some(128 + libc::SIGKILL),
@@ -560,7 +568,7 @@ fn rm_of_running_container_kills_it() {
         read_all(log)
     );
     let mut all = pids.clone();
-    all.extend([pid1, bg.id() as i32]);
+    all.extend([pid1, bg.0.id() as i32]);
     assert_no_leaks_with(&env, &name, &all);
 }
 
@@ -734,12 +742,22 @@ fn leak_checker_can_fail() {
 
     // A process whose command line names the container, and a process given by pid.
     let name = unique("fake-proc");
-    let mut child = Command::new("sleep")
+    let child = Command::new("sleep")
         .arg0(&name)
         .arg("1000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn sleep");
-    let pid = child.id() as i32;
+    let mut child = KillOnDrop(child);
+    let pid = child.0.id() as i32;
+    // Until the exec, the child's command line is still ours.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(name.as_bytes())) {
+        assert!(Instant::now() < deadline, "sleep never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     expect_leak("a process naming the container", "processes of", || {
         assert_no_leaks(&env, &name)
     });
@@ -747,9 +765,19 @@ fn leak_checker_can_fail() {
     expect_leak("a process by pid", "still runs", || {
         assert_no_leaks_with(&env, &other, &[pid])
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     assert_no_leaks_with(&env, &name, &[pid]);
+}
+
+/// A child process that is killed and reaped even when the test fails half-way.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn mount_tmpfs(at: &Path) {

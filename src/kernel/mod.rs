@@ -240,9 +240,10 @@ pub trait Kernel {
     /// The calling process's pid (getpid is not narrated: it is bookkeeping).
     fn getpid(&self) -> i32;
 
-    /// Tell the narration that `pid` has successfully exec'd `call` (an execve that
-    /// succeeded never returns, so its success is reported by the parent).
-    fn report_exec(&self, _pid: i32, _call: &Sys) {}
+    /// Tell the narration that child `pid` (`inside` in its own PID namespace) made `call`
+    /// successfully, when the child itself cannot say so: an execve that succeeded never
+    /// returns, and a process that stopped itself is killed before it runs again.
+    fn report(&self, _pid: i32, _inside: i32, _call: &Sys, _why: &str) {}
 
     /// A stage header (narration only).
     fn header(&self, _step: usize, _of: usize, _stage: &str, _what: &str) {}

@@ -239,7 +239,9 @@ impl<K: Kernel> Kernel for Narrate<K> {
         let parent = self.inner.getpid();
         let start = Instant::now();
         // The child announces the fork itself, before anything else it does, so the clone line
-        // always comes before the child's own calls in the narration.
+        // always comes before the child's own calls in the narration. For that to hold, the
+        // parent must not narrate anything until it has waited on the child (wait4, or its
+        // error channel): every stage keeps to that rule.
         let parent_label = self.me.get();
         self.inner.spawn(why, &mut || {
             // Narrated from the child, so print the parent's prefix for the parent's call.
@@ -269,18 +271,11 @@ impl<K: Kernel> Kernel for Narrate<K> {
         self.inner.getpid()
     }
 
-    fn report_exec(&self, pid: i32, call: &Sys) {
+    fn report(&self, pid: i32, inside: i32, call: &Sys, why: &str) {
         let text = render::call(call, self.detail(), &|_| None);
-        // The exec happened in the child: show its prefix, not ours.
-        let ours = self.me.replace(Some((pid, pid)));
-        self.line(
-            pid,
-            &text,
-            "= 0",
-            true,
-            Duration::ZERO,
-            "the container's command replaces our code: PID 1 is now the program",
-        );
+        // The call happened in the child: show its prefix, not ours. Its duration is unknown.
+        let ours = self.me.replace(Some((pid, inside)));
+        self.line(pid, &text, "= 0", true, Duration::ZERO, why);
         self.me.set(ours);
     }
 

@@ -138,6 +138,15 @@ const UMOUNT_FLAGS: &[(u64, &str)] = &[
     (libc::UMOUNT_NOFOLLOW as u64, "UMOUNT_NOFOLLOW"),
 ];
 
+/// A file mode the way strace prints it: `0755`.
+pub fn mode(m: u32) -> String {
+    if m == 0 {
+        "000".to_string()
+    } else {
+        format!("0{m:o}")
+    }
+}
+
 pub fn open_flags(f: i32) -> String {
     let access = match f & libc::O_ACCMODE {
         libc::O_WRONLY => "O_WRONLY",
@@ -208,9 +217,10 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
         Sys::Openat { path, flags, mode } => {
             if flags & libc::O_CREAT != 0 {
                 format!(
-                    "AT_FDCWD, {}, {}, {mode:#o}",
+                    "AT_FDCWD, {}, {}, {}",
                     qpath(path, d),
-                    open_flags(*flags)
+                    open_flags(*flags),
+                    self::mode(*mode)
                 )
             } else {
                 format!("AT_FDCWD, {}, {}", qpath(path, d), open_flags(*flags))
@@ -220,7 +230,9 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             format!("{}, {}, {}", fd(*f, names), quote(data, d), data.len())
         }
         Sys::Close { fd: f } => fd(*f, names),
-        Sys::Mkdirat { path, mode } => format!("AT_FDCWD, {}, {mode:#o}", qpath(path, d)),
+        Sys::Mkdirat { path, mode } => {
+            format!("AT_FDCWD, {}, {}", qpath(path, d), self::mode(*mode))
+        }
         Sys::Unlinkat { path, flags } => {
             let f = if *flags & libc::AT_REMOVEDIR != 0 {
                 "AT_REMOVEDIR"
@@ -248,9 +260,9 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
                 _ => "S_IFREG",
             };
             format!(
-                "AT_FDCWD, {}, {kind}|{:#o}, makedev({major:#x}, {minor:#x})",
+                "AT_FDCWD, {}, {kind}|{}, makedev({major:#x}, {minor:#x})",
                 qpath(path, d),
-                mode & 0o7777
+                self::mode(mode & 0o7777)
             )
         }
         Sys::Statfs { path } => match ret {
@@ -303,7 +315,7 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
                 None => "...".to_string(),
             };
             let opts = if options & libc::WUNTRACED != 0 {
-                "WUNTRACED"
+                "WSTOPPED"
             } else {
                 "0"
             };

@@ -236,7 +236,15 @@ fn pin_helper_namespaces(
         libc::WUNTRACED,
         "wait until the helper has its namespaces",
     )? {
-        WaitStatus::Stopped(_) => {}
+        WaitStatus::Stopped(_) => k.report(
+            helper.pid,
+            helper.pid,
+            &crate::kernel::Sys::Kill {
+                pid: helper.pid,
+                sig: libc::SIGSTOP,
+            },
+            "the helper paused itself, so the parent can pin its namespaces",
+        ),
         other => {
             let why = k
                 .child_error(&helper)

@@ -168,16 +168,28 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
         )?;
         Ok(())
     });
-    for (fd, _) in &fds {
-        let _ = k.close(*fd);
-    }
-    let child = child?;
+    let close_fds = || {
+        for (fd, _) in &fds {
+            let _ = k.close(*fd);
+        }
+    };
+    let child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            close_fds();
+            return Err(e.into());
+        }
+    };
     c.state.pid = Some(child.pid);
     c.journal(Resource::Process {
         pid: child.pid,
         start_time: crate::state::process_start_time(child.pid).unwrap_or(0),
     })?;
-    if let Some(err) = k.child_error(&child) {
+    // The parent says nothing until the child has exec'd or failed, so the narration keeps the
+    // order of events (the child narrates its own calls meanwhile).
+    let failed = k.child_error(&child);
+    close_fds();
+    if let Some(err) = failed {
         let _ = k.wait4(child.pid, 0, "reap the failed child");
         bail!("start the container: {err}");
     }
@@ -191,7 +203,12 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
         argv: plan.argv.clone(),
         envp: plan.env.clone(),
     };
-    k.report_exec(child.pid, &shown);
+    k.report(
+        child.pid,
+        1,
+        &shown,
+        "the container's command replaces our code: PID 1 is now the program",
+    );
     // While the container runs, other commands (`rm`, `ps`) may use it: let go of the lock.
     c.save()?;
     c.unlock();
