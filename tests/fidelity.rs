@@ -81,13 +81,18 @@ const STEPS: &[(&str, Run, &[&str])] = &[
 
 fn main() {
     common::enter_private_mount_ns();
-    let args = libtest_mimic::Arguments::from_args();
+    let args = common::test_args();
     let root = common::is_root();
     let have_strace = Command::new("strace")
         .arg("-V")
         .output()
         .is_ok_and(|o| o.status.success());
-    let skip = !root || !have_strace;
+    // Without root nothing here can run; without strace it must not pass silently.
+    assert!(
+        !root || have_strace,
+        "strace is not installed: the fidelity tests need it (apt-get install strace)"
+    );
+    let skip = !root;
     let mut names: Vec<&'static str> = Vec::new();
     for (scenario, _, _) in STEPS {
         if !names.contains(scenario) {

@@ -93,8 +93,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        self.describe(reference, &desc.digest().to_string())
-            .map(Some)
+        self.describe(reference, desc.digest().as_ref()).map(Some)
     }
 
     /// All references in the store with their manifest digests.

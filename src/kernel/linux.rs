@@ -1,5 +1,4 @@
-//! The real kernel: each [`Sys`] becomes exactly one system call (two for `IfUp`, which first
-//! needs a socket to send its ioctl on).
+//! The real kernel: each [`Sys`] becomes exactly one system call.
 //!
 //! We call libc's thin wrappers with the `*at` forms directly (`mkdirat`, `unlinkat`, ...) so the
 //! call that strace sees is the call we narrate, on every architecture.
@@ -26,7 +25,7 @@ fn check_l(rc: libc::c_long) -> Result<Ret, Errno> {
         Err(Errno::last())
     } else {
         Ok(Ret {
-            val: rc as i64,
+            val: rc,
             wstatus: 0,
         })
     }
@@ -40,40 +39,29 @@ fn ptr_or_null(s: &Option<CString>) -> *const libc::c_char {
     s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
 }
 
-/// `ioctl(SIOCGIFFLAGS)` then `ioctl(SIOCSIFFLAGS)` with IFF_UP added, on a fresh UDP socket.
-fn if_up(name: &str) -> Result<Ret, Errno> {
+/// `ioctl(fd, SIOCGIFFLAGS | SIOCSIFFLAGS, &ifreq)`.
+fn if_flags(fd: i32, name: &str, set: Option<i32>) -> Result<Ret, Errno> {
     if name.len() >= libc::IFNAMSIZ {
         return Err(Errno::EINVAL);
-    }
-    // SAFETY: plain socket(2); the fd is closed below on every path.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(Errno::last());
     }
     // SAFETY: ifreq is plain old data; zeroed is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (i, b) in name.bytes().enumerate() {
         req.ifr_name[i] = b as libc::c_char;
     }
-    // SAFETY: req is a valid ifreq for the duration of both ioctls.
-    let res = unsafe {
-        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            Err(Errno::last())
-        } else {
-            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
-                Err(Errno::last())
-            } else {
-                Ok(Ret {
-                    val: sock as i64,
-                    wstatus: 0,
-                })
+    // SAFETY: req is a valid ifreq for the duration of the ioctl.
+    unsafe {
+        match set {
+            Some(flags) => {
+                req.ifr_ifru.ifru_flags = flags as libc::c_short;
+                check(libc::ioctl(fd, libc::SIOCSIFFLAGS, &req))
             }
+            None => check(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req)).map(|mut r| {
+                r.val = req.ifr_ifru.ifru_flags as u16 as i64;
+                r
+            }),
         }
-    };
-    // SAFETY: closing the socket we opened.
-    unsafe { libc::close(sock) };
-    res
+    }
 }
 
 impl Kernel for Linux {
@@ -190,7 +178,8 @@ impl Kernel for Linux {
                         });
                     }
                 }
-                Sys::IfUp { name } => if_up(name),
+                Sys::Socket { domain, ty } => check(libc::socket(*domain, *ty, 0)),
+                Sys::IfFlags { fd, name, set } => if_flags(*fd, name, *set),
                 Sys::SchedSetaffinity { cpu } => {
                     if *cpu >= libc::CPU_SETSIZE as usize {
                         return Err(Errno::EINVAL);

@@ -99,10 +99,17 @@ pub enum Sys {
         pid: i32,
         options: i32,
     },
-    /// Bring a network interface up: `ioctl(fd, SIOCSIFFLAGS, {ifr_name=..., ifr_flags=...})`
-    /// on a socket made by the implementation.
-    IfUp {
+    /// socket(2), for the interface ioctls.
+    Socket {
+        domain: i32,
+        ty: i32,
+    },
+    /// An interface's flags: `ioctl(fd, SIOCGIFFLAGS, ...)` to read them (returned as the
+    /// value), or `ioctl(fd, SIOCSIFFLAGS, ...)` to set them to `set`.
+    IfFlags {
+        fd: i32,
         name: String,
+        set: Option<i32>,
     },
     Execve {
         path: PathBuf,
@@ -144,7 +151,8 @@ impl Sys {
             Sys::Prctl { .. } => "prctl",
             Sys::Kill { .. } => "kill",
             Sys::Wait4 { .. } => "wait4",
-            Sys::IfUp { .. } => "ioctl",
+            Sys::Socket { .. } => "socket",
+            Sys::IfFlags { .. } => "ioctl",
             Sys::Execve { .. } => "execve",
             Sys::Umask { .. } => "umask",
             Sys::SchedSetaffinity { .. } => "sched_setaffinity",
@@ -415,11 +423,35 @@ pub trait Kernel {
         self.call(Sys::SchedSetaffinity { cpu }, why).map(|_| ())
     }
 
+    /// Bring a network interface up: a socket to talk about interfaces, read the flags,
+    /// write them back with IFF_UP added.
     fn if_up(&self, name: &str, why: &str) -> KResult<()> {
-        let c = Sys::IfUp {
-            name: name.to_string(),
+        let socket = Sys::Socket {
+            domain: libc::AF_INET,
+            ty: libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
         };
-        self.call(c, why).map(|_| ())
+        let fd = self
+            .call(
+                socket,
+                "a socket, to ask the kernel about network interfaces",
+            )?
+            .val as i32;
+        let result = (|| {
+            let get = Sys::IfFlags {
+                fd,
+                name: name.to_string(),
+                set: None,
+            };
+            let flags = self.call(get, "read the interface's flags")?.val as i32;
+            let set = Sys::IfFlags {
+                fd,
+                name: name.to_string(),
+                set: Some(flags | libc::IFF_UP | libc::IFF_RUNNING),
+            };
+            self.call(set, why).map(|_| ())
+        })();
+        let _ = self.close(fd);
+        result
     }
 
     /// execve(2). Returns only on failure (the recording kernel returns Ok).

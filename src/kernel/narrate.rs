@@ -167,8 +167,7 @@ fn evidence(call: &Sys) -> Vec<String> {
             std::fs::read_to_string("/proc/self/mountinfo")
                 .unwrap_or_default()
                 .lines()
-                .filter(|l| l.split(' ').nth(4) == Some(abs.as_str()))
-                .last()
+                .rfind(|l| l.split(' ').nth(4) == Some(abs.as_str()))
                 .map(|l| vec![format!("/proc/self/mountinfo: {l}")])
                 .unwrap_or_default()
         }

@@ -85,10 +85,7 @@ impl Kernel for Record {
         let pid = self.current();
         let injected = {
             let mut f = self.failures.borrow_mut();
-            match f.iter().position(|(m, _)| m(call)) {
-                Some(i) => Some(f.remove(i).1),
-                None => None,
-            }
+            f.iter().position(|(m, _)| m(call)).map(|i| f.remove(i).1)
         };
         let result = match injected {
             Some(e) => Err(e),

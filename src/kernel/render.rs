@@ -105,6 +105,25 @@ pub const MOUNT_FLAGS: &[(u64, &str)] = &[
     (libc::MS_LAZYTIME, "MS_LAZYTIME"),
 ];
 
+const SOCKET_TYPES: &[(u64, &str)] = &[
+    (libc::SOCK_DGRAM as u64, "SOCK_DGRAM"),
+    (libc::SOCK_NONBLOCK as u64, "SOCK_NONBLOCK"),
+    (libc::SOCK_CLOEXEC as u64, "SOCK_CLOEXEC"),
+];
+
+const IFF_FLAGS: &[(u64, &str)] = &[
+    (libc::IFF_UP as u64, "IFF_UP"),
+    (libc::IFF_BROADCAST as u64, "IFF_BROADCAST"),
+    (libc::IFF_DEBUG as u64, "IFF_DEBUG"),
+    (libc::IFF_LOOPBACK as u64, "IFF_LOOPBACK"),
+    (libc::IFF_POINTOPOINT as u64, "IFF_POINTOPOINT"),
+    (libc::IFF_NOTRAILERS as u64, "IFF_NOTRAILERS"),
+    (libc::IFF_RUNNING as u64, "IFF_RUNNING"),
+    (libc::IFF_NOARP as u64, "IFF_NOARP"),
+    (libc::IFF_PROMISC as u64, "IFF_PROMISC"),
+    (libc::IFF_MULTICAST as u64, "IFF_MULTICAST"),
+];
+
 pub const CLONE_FLAGS: &[(u64, &str)] = &[
     (libc::CLONE_FS as u64, "CLONE_FS"),
     (libc::CLONE_FILES as u64, "CLONE_FILES"),
@@ -321,10 +340,28 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             };
             format!("{pid}, {status}, {opts}, NULL")
         }
-        Sys::IfUp { name } => {
-            let sock = ret.map(|r| fd(r.val as i32, names)).unwrap_or("?".into());
+        Sys::Socket { domain, ty } => {
+            let dom = if *domain == libc::AF_INET {
+                "AF_INET".to_string()
+            } else {
+                domain.to_string()
+            };
             format!(
-                "{sock}, SIOCSIFFLAGS, {{ifr_name={}, ifr_flags=IFF_UP|IFF_LOOPBACK|IFF_RUNNING}}",
+                "{dom}, {}, IPPROTO_IP",
+                flags(*ty as u64, SOCKET_TYPES, "0")
+            )
+        }
+        Sys::IfFlags { fd: f, name, set } => {
+            let (req, shown) = match set {
+                Some(v) => ("SIOCSIFFLAGS", Some(*v)),
+                None => ("SIOCGIFFLAGS", ret.map(|r| r.val as i32)),
+            };
+            let fl = shown.map_or("...".to_string(), |v| {
+                flags(v as u32 as u64, IFF_FLAGS, "0")
+            });
+            format!(
+                "{}, {req}, {{ifr_name={}, ifr_flags={fl}}}",
+                fd(*f, names),
                 qstr(name, d)
             )
         }
@@ -355,7 +392,7 @@ pub fn call(call: &Sys, detail: Detail, names: &FdName<'_>) -> String {
 pub fn result(call: &Sys, res: &Result<Ret, Errno>) -> String {
     match res {
         Ok(r) => match call {
-            Sys::IfUp { .. } | Sys::Statfs { .. } => "= 0".to_string(),
+            Sys::IfFlags { .. } | Sys::Statfs { .. } => "= 0".to_string(),
             Sys::Umask { .. } => format!("= {:03o}", r.val),
             _ => format!("= {}", r.val),
         },

@@ -247,7 +247,7 @@ fn pin_helper_namespaces(
         ),
         other => {
             let why = k
-                .child_error(&helper)
+                .child_error(helper)
                 .unwrap_or_else(|| format!("{other:?}"));
             return Err(Pin::Other(anyhow::anyhow!("create namespaces: {why}")));
         }

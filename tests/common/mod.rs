@@ -45,11 +45,21 @@ pub fn enter_private_mount_ns() {
     }
 }
 
+/// The test harness's arguments; no colour unless stdout is a terminal, so CI logs carry plain
+/// "test result: ok. N passed" lines.
+pub fn test_args() -> libtest_mimic::Arguments {
+    let mut args = libtest_mimic::Arguments::from_args();
+    if args.color.is_none() && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        args.color = Some(libtest_mimic::ColorSetting::Never);
+    }
+    args
+}
+
 /// Run the tests of this binary with libtest-mimic, after entering a private mount namespace.
 /// Tests that need root are reported as ignored when not root.
 pub fn run_tests(tests: Vec<(&'static str, fn())>, needs_root: bool) -> ! {
     enter_private_mount_ns();
-    let args = libtest_mimic::Arguments::from_args();
+    let args = test_args();
     let root = is_root();
     let trials = tests
         .into_iter()
