@@ -61,27 +61,14 @@ fn main() {
     );
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Stage {
-    Load,
-    Cgroup,
-    Ns,
-    Fs,
-    Start,
+use stepctr::state::Stage;
+
+/// The command line of a stage alone (limits for cgroup, a long-running PID 1 for start).
+trait StageArgs {
+    fn args(self, name: &str) -> Vec<String>;
 }
 
-impl Stage {
-    fn name(self) -> &'static str {
-        match self {
-            Stage::Load => "load",
-            Stage::Cgroup => "cgroup",
-            Stage::Ns => "ns",
-            Stage::Fs => "fs",
-            Stage::Start => "start",
-        }
-    }
-
-    /// The command line of this stage alone (limits for cgroup, a long-running PID 1 for start).
+impl StageArgs for Stage {
     fn args(self, name: &str) -> Vec<String> {
         let mut a = vec!["-q".to_string(), self.name().to_string(), name.to_string()];
         match self {
@@ -146,6 +133,7 @@ fn cgroup_v2() -> bool {
 fn kill_point(env: &Env, stage: Stage, via: Via, name: &str) -> KillPoint {
     let dir = env.container_dir(name);
     match stage {
+        Stage::Pull => unreachable!("pull makes no container"),
         Stage::Load => KillPoint {
             syscall: "renameat",
             when: 1,
@@ -293,6 +281,7 @@ fn killed(stage: Stage, via: Via) {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let dir_s = dir.to_string_lossy().into_owned();
     match stage {
+        Stage::Pull => {}
         Stage::Load => {
             assert!(
                 !tmp_layer_dirs(&env).is_empty(),
