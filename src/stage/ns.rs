@@ -2,7 +2,7 @@
 //!
 //! A namespace lives as long as something refers to it: a process in it, an open fd, or a
 //! bind mount of its file from /proc/PID/ns. `ip netns add` keeps network namespaces alive
-//! with bind mounts; we do the same for all six, so the namespaces outlive the helper process
+//! with bind mounts; we do the same for five of the six, so they outlive the helper process
 //! that made them and the next stages (`fs`, `start`) can join them with setns().
 //!
 //! The helper: fork → join the container's cgroup (so the new cgroup namespace is rooted
@@ -105,6 +105,7 @@ pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, cgroups: &[PathBuf]
         let helper = spawn_helper(k, cgroups, pin)?;
         match pin_helper_namespaces(k, c, dir, &helper) {
             Ok(()) => break helper,
+            Err(Pin::HelperFailed(e)) => return Err(e),
             Err(e) => {
                 // Never leave the helper stopped: it would keep the namespaces alive.
                 let _ = k.kill(
@@ -182,6 +183,8 @@ enum Pin {
     /// batches, so a namespace made on another CPU can look older than ours. Another helper
     /// on another CPU gets a number that passes.
     MntLoop(crate::kernel::SysError),
+    /// The helper itself failed (and has been reaped).
+    HelperFailed(anyhow::Error),
     Other(anyhow::Error),
 }
 
@@ -189,7 +192,7 @@ impl From<Pin> for anyhow::Error {
     fn from(p: Pin) -> anyhow::Error {
         match p {
             Pin::MntLoop(e) => e.into(),
-            Pin::Other(e) => e,
+            Pin::HelperFailed(e) | Pin::Other(e) => e,
         }
     }
 }
@@ -249,7 +252,9 @@ fn pin_helper_namespaces(
             let why = k
                 .child_error(helper)
                 .unwrap_or_else(|| format!("{other:?}"));
-            return Err(Pin::Other(anyhow::anyhow!("create namespaces: {why}")));
+            return Err(Pin::HelperFailed(anyhow::anyhow!(
+                "create namespaces: {why}"
+            )));
         }
     }
     for (file, flag) in NAMESPACES {
