@@ -24,8 +24,17 @@ pub fn remove(k: &dyn Kernel, paths: &Paths, name: &ContainerName) -> Result<()>
     );
     let journal: Vec<Resource> = c.state.journal.iter().rev().cloned().collect();
 
-    // 1. Processes: the ones we started, then anything still in the container's cgroups.
+    // 1. Processes. On cgroup v2 one write to cgroup.kill kills everything in the container's
+    //    cgroup at once, even a process that is forking right now; then the ones we started
+    //    (on v1, or not in the cgroup yet), then anything still in the container's cgroups.
     let mut killed = Vec::new();
+    for r in &journal {
+        if let Resource::Cgroup { path } = r {
+            if path.join("cgroup.kill").exists() {
+                kill_cgroup(k, path, &mut killed)?;
+            }
+        }
+    }
     for r in &journal {
         if let Resource::Process { pid, start_time } = r {
             if alive_as(*pid, *start_time) && !killed.contains(pid) {
@@ -164,6 +173,7 @@ fn kill_cgroup(k: &dyn Kernel, dir: &Path, killed: &mut Vec<i32>) -> Result<()> 
         return Ok(());
     }
     if dir.join("cgroup.kill").exists() {
+        killed.extend(left);
         return k
             .write_file(
                 &dir.join("cgroup.kill"),

@@ -81,12 +81,14 @@ pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Re
 /// mkdir a cgroup (journalled first, so `rm` removes it even if we crash right after).
 fn make_dir(k: &dyn Kernel, c: &mut Container, dir: &Path, parent: bool, why: &str) -> Result<()> {
     if parent {
-        if dir.is_dir() {
-            return Ok(());
-        }
+        // Journalled by every container that uses it, not only the one that made it: then
+        // whichever of them is removed last removes it (`rm` leaves it while others use it).
         c.journal(Resource::CgroupParent {
             path: dir.to_path_buf(),
         })?;
+        if dir.is_dir() {
+            return Ok(());
+        }
     } else {
         c.journal(Resource::Cgroup {
             path: dir.to_path_buf(),

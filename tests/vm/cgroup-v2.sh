@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# Boot a real pure-cgroup-v2 Linux under QEMU (software emulation, no network) and run stepctr in
+# it for real: `all` with limits, the six stages one by one, `rm`, and `rm` of a running container.
+#
+# Usage: tests/vm/cgroup-v2.sh [STEPCTR_BINARY]     (default: target/debug/stepctr)
+#
+# Every result is printed as `CHECK name=value`; the VM also checks each value itself and prints
+# `FAIL: ...` for a wrong one. This script exits non-zero, with a message saying why, when qemu or
+# the kernel cannot be had, the VM does not finish, or any check fails.
+#
+# The kernel is Debian's: the package linux-image-amd64 depends on, fetched with `apt-get
+# download` and unpacked (never installed) into the cache. The initramfs (busybox-static, the
+# stepctr binary and its libraries, the overlay module, /init) is cached by kernel version and a
+# hash of the stepctr binary and this script.
+#
+# Environment:
+#   STEPCTR_VM_CACHE    cache directory (default: target/vm-cache next to the binary's target/)
+#   STEPCTR_VM_TIMEOUT  seconds the VM may run (default 240)
+#   STEPCTR_VM_KERNEL_PKG  kernel package to use instead of what linux-image-amd64 depends on
+set -euo pipefail
+
+die() {
+    echo "cgroup-v2.sh: $*" >&2
+    exit 1
+}
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+bin=${1:-$repo/target/debug/stepctr}
+[[ -x $bin ]] || die "no stepctr binary at $bin: run \`cargo build\` first"
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+target=$(cd "$(dirname "$bin")/.." && pwd)
+cache=${STEPCTR_VM_CACHE:-$target/vm-cache}
+timeout_s=${STEPCTR_VM_TIMEOUT:-240}
+
+need() {
+    command -v "$1" >/dev/null || die "$1 not found: install the Debian package $2 (.ci/run installs it)"
+}
+need qemu-system-x86_64 qemu-system-x86
+need cpio cpio
+need gzip gzip
+need xz xz-utils
+need modinfo kmod
+need dpkg-deb dpkg
+need flock util-linux
+need ldd libc-bin
+busybox=""
+for b in /bin/busybox /usr/bin/busybox; do
+    if [[ -x $b ]] && ! ldd "$b" >/dev/null 2>&1; then
+        busybox=$b
+        break
+    fi
+done
+[[ -n $busybox ]] || die "no statically linked busybox: install the Debian package busybox-static"
+
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9 # one build at a time; parallel runs then share the cache
+
+# --- the kernel -------------------------------------------------------------------------------
+pkg=${STEPCTR_VM_KERNEL_PKG:-}
+if [[ -z $pkg ]] && command -v apt-cache >/dev/null; then
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1) || true
+fi
+if [[ -z $pkg ]]; then
+    # No package index: use the newest kernel already in the cache, if there is one.
+    pkg=$(find "$cache" -maxdepth 1 -type d -name 'linux-image-*' -printf '%f\n' 2>/dev/null |
+        sort -V | tail -n1)
+    [[ -n $pkg ]] || die "cannot find Debian's kernel package: \`apt-cache depends linux-image-amd64\` names none (run apt-get update) and $cache holds none"
+fi
+kdir=$cache/$pkg
+if [[ ! -f $kdir/.complete ]]; then
+    echo "cgroup-v2.sh: fetching $pkg with apt-get download" >&2
+    rm -rf "$kdir" "$cache/dl"
+    mkdir -p "$cache/dl"
+    (cd "$cache/dl" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2) ||
+        die "apt-get download $pkg failed (is Debian's package registry reachable? try apt-get update)"
+    deb=$(find "$cache/dl" -name '*.deb' | head -n1)
+    [[ -n $deb ]] || die "apt-get download $pkg left no .deb"
+    dpkg-deb -x "$deb" "$kdir.tmp" || die "dpkg-deb -x $deb failed"
+    rm -rf "$cache/dl"
+    mv "$kdir.tmp" "$kdir"
+    touch "$kdir/.complete"
+fi
+vmlinuz=$(find "$kdir/boot" -name 'vmlinuz-*' | head -n1)
+[[ -n $vmlinuz ]] || die "$pkg has no boot/vmlinuz-*"
+kver=${vmlinuz##*/vmlinuz-}
+moddir=$(find "$kdir" -maxdepth 3 -type d -path "*/modules/$kver" | head -n1)
+[[ -n $moddir ]] || die "$pkg has no modules/$kver"
+
+# A module file by name (.ko, .ko.xz, .ko.zst, .ko.gz), uncompressed into $2.
+module_file() {
+    local f
+    f=$(find "$moddir/kernel" -name "$1.ko" -o -name "$1.ko.xz" -o -name "$1.ko.zst" -o -name "$1.ko.gz" |
+        head -n1)
+    [[ -n $f ]] || die "module $1 not found under $moddir"
+    case $f in
+        *.xz) xz -dc "$f" >"$2" ;;
+        *.zst) command -v zstd >/dev/null || die "$f needs zstd"; zstd -qdc "$f" >"$2" ;;
+        *.gz) gzip -dc "$f" >"$2" ;;
+        *) cp "$f" "$2" ;;
+    esac
+}
+
+# --- the initramfs ----------------------------------------------------------------------------
+hash=$(cat "$bin" "$busybox" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+initrd=$cache/initramfs-$kver-$hash.cpio.gz
+if [[ ! -f $initrd ]]; then
+    echo "cgroup-v2.sh: building $initrd" >&2
+    find "$cache" -maxdepth 1 -name "initramfs-*.cpio.gz" -delete
+    rm -rf "$cache"/initramfs.?????? # left by a build that was killed
+    stage=$(mktemp -d "$cache/initramfs.XXXXXX")
+    trap 'rm -rf "$stage"' EXIT
+    mkdir -p "$stage"/{bin,dev,proc,sys,run,tmp,newroot,vm/modules,etc}
+    cp "$busybox" "$stage/bin/busybox"
+    for applet in $("$busybox" --list); do
+        [[ $applet == busybox ]] || ln -s busybox "$stage/bin/$applet"
+    done
+    # stepctr, without its debug info (it is big, and the VM unpacks everything in software)...
+    if command -v strip >/dev/null; then
+        strip --strip-debug -o "$stage/bin/stepctr" "$bin"
+    else
+        cp "$bin" "$stage/bin/stepctr"
+    fi
+    # ...and its shared libraries and ELF interpreter, at the paths the binary asks for.
+    for lib in $(ldd "$bin" | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
+        mkdir -p "$stage$(dirname "$lib")"
+        cp -L "$lib" "$stage$lib"
+    done
+    # The overlay module and what it depends on, in load order.
+    order=()
+    add_module() {
+        local m=$1 dep deps
+        [[ " ${order[*]} " == *" $m "* ]] && return 0
+        module_file "$m" "$stage/vm/modules/$m.ko"
+        deps=$(modinfo -F depends "$stage/vm/modules/$m.ko" | tr ',' ' ')
+        for dep in $deps; do add_module "$dep"; done
+        order+=("$m")
+    }
+    add_module overlay
+    printf '%s\n' "${order[@]}" >"$stage/vm/modules.order"
+    [[ -e $stage/dev/console ]] || mknod "$stage/dev/console" c 5 1 2>/dev/null || true
+    [[ -e $stage/dev/null ]] || mknod "$stage/dev/null" c 1 3 2>/dev/null || true
+
+    # Stage 1: pivot_root refuses to leave the initramfs (rootfs has no parent mount), and
+    # runc, crun and stepctr all pivot_root: copy everything to a tmpfs and switch_root there.
+    cat >"$stage/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox mount -t tmpfs -o mode=0755 tmpfs /newroot
+for d in bin etc lib lib64 usr vm; do
+    [ -e /$d ] && /bin/busybox cp -a /$d /newroot/
+done
+/bin/busybox mkdir -p /newroot/dev /newroot/proc /newroot/sys /newroot/run /newroot/tmp
+exec /bin/busybox switch_root /newroot /vm/init2
+echo "FAIL: switch_root failed"
+/bin/busybox poweroff -f
+EOF
+    # Stage 2: the tests.
+    cat >"$stage/vm/init2" <<'EOF'
+#!/bin/sh
+export PATH=/bin HOME=/ NO_COLOR=1
+export STEPCTR_ROOT=/tmp/stepctr STEPCTR_RUN=/run/stepctr
+FAILED=0
+fail() { echo "FAIL: $*"; FAILED=1; }
+check() { echo "CHECK $1=$2"; }
+# expect NAME VALUE WANTED: print the check, and fail if the value is not the wanted one.
+expect() {
+    check "$1" "$2"
+    [ "$2" = "$3" ] || fail "$1 is '$2', expected '$3'"
+}
+show() { echo "---- $1"; sed 's/^/| /' "$1"; echo "----"; }
+finish() {
+    echo "VM-DONE failed=$FAILED"
+    sync
+    poweroff -f
+}
+up() { cut -d' ' -f1 /proc/uptime; }
+# wait_for SECONDS COMMAND...: poll every 0.1 s until COMMAND succeeds.
+wait_for() {
+    local n=$(($1 * 10)); shift
+    while [ $n -gt 0 ]; do
+        "$@" && return 0
+        sleep 0.1
+        n=$((n - 1))
+    done
+    return 1
+}
+state_pid() { sed -n 's/^  "pid": \([0-9][0-9]*\).*/\1/p' "$STEPCTR_RUN/$1/state.json" 2>/dev/null; }
+in_procs() { grep -qx "$2" "/sys/fs/cgroup/stepctr/$1/cgroup.procs" 2>/dev/null; }
+procs_at_least() { [ "$(grep -c . "/sys/fs/cgroup/stepctr/$1/cgroup.procs" 2>/dev/null)" -ge "$2" ] 2>/dev/null; }
+got() { sed -n "s/^CHECK $2=//p" "$1" | head -n1; }
+gone() { [ ! -e "$1" ] && echo yes || echo no; }
+run_mounts() { grep -c " $STEPCTR_RUN" /proc/self/mountinfo; }
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mkdir -p "$STEPCTR_ROOT" "$STEPCTR_RUN"
+exec </dev/null
+echo; echo "VM-START uptime=$(up)"
+check kernel "$(uname -r)"
+# statfs's f_type: CGROUP2_SUPER_MAGIC (busybox's stat has no name for it)
+expect cgroup_fs_magic "$(stat -f -c %t /sys/fs/cgroup)" 63677270
+expect v1_hierarchies "$(grep -c ' cgroup ' /proc/mounts)" 0
+check controllers "$(cat /sys/fs/cgroup/cgroup.controllers)"
+for m in $(cat /vm/modules.order); do
+    insmod "/vm/modules/$m.ko" || fail "insmod $m"
+done
+expect overlay_loaded "$(grep -qw overlay /proc/filesystems && echo yes || echo no)" yes
+check stepctr_version "$(stepctr --version)"
+
+# (1) all, with limits; look at it from the VM's side while it runs.
+PROBE='echo "CHECK inner_pid=$$"; echo "CHECK inner_hostname=$(hostname)"; echo "CHECK inner_cgroup=$(cat /proc/self/cgroup)"; echo "CHECK inner_root=$(ls / | tr "\n" " ")"; echo "PROBE-READY"; sleep 3'
+t0=$(up)
+timeout 120 stepctr all --name v2 --memory 256M --pids-limit 64 -- sh -c "$PROBE" >/tmp/v2.out 2>/tmp/v2.err &
+all_pid=$!
+if wait_for 90 grep -q PROBE-READY /tmp/v2.out; then
+    pid1=$(state_pid v2)
+    check pid1_host "$pid1"
+    cg=/sys/fs/cgroup/stepctr/v2
+    expect memory_max "$(cat $cg/memory.max)" 268435456
+    expect pids_max "$(cat $cg/pids.max)" 64
+    check cgroup_procs "$(cat $cg/cgroup.procs | tr '\n' ' ')"
+    expect procs_has_pid1 "$(in_procs v2 "$pid1" && echo yes || echo no)" yes
+    expect host_cgroup "$(cat /proc/$pid1/cgroup)" 0::/stepctr/v2
+    expect root_subtree_control "$(cat /sys/fs/cgroup/cgroup.subtree_control)" "memory pids"
+    expect parent_subtree_control "$(cat /sys/fs/cgroup/stepctr/cgroup.subtree_control)" "memory pids"
+    check pids_current "$(cat $cg/pids.current)"
+else
+    fail "the container of \`stepctr all\` did not run within 90 s"
+fi
+wait $all_pid
+expect all_exit $? 0
+check all_seconds "$(awk "BEGIN { print $(up) - $t0 }")"
+expect inner_pid "$(got /tmp/v2.out inner_pid)" 1
+expect inner_hostname "$(got /tmp/v2.out inner_hostname)" v2
+expect inner_cgroup "$(got /tmp/v2.out inner_cgroup)" 0::/
+check inner_root "$(got /tmp/v2.out inner_root)"
+[ "$FAILED" = 0 ] || { show /tmp/v2.out; show /tmp/v2.err; }
+expect all_narrated_memory_max "$(grep -q 'memory.max' /tmp/v2.err && echo yes || echo no)" yes
+
+# (2) the six stages one by one, on another container.
+t0=$(up)
+stage() {
+    local name=$1; shift
+    stepctr "$@" >"/tmp/stage-$name.out" 2>"/tmp/stage-$name.err"
+    local rc=$?
+    check "stage_${name}_exit" "$rc"
+    return $rc
+}
+stage pull pull || fail "stepctr pull"
+stage load load v2s || fail "stepctr load v2s"
+stage cgroup cgroup v2s --memory 128M --pids-limit 32 || fail "stepctr cgroup v2s"
+expect stages_memory_max "$(cat /sys/fs/cgroup/stepctr/v2s/memory.max)" 134217728
+expect stages_pids_max "$(cat /sys/fs/cgroup/stepctr/v2s/pids.max)" 32
+stage ns ns v2s || fail "stepctr ns v2s"
+expect stages_procs_after_ns "$(cat /sys/fs/cgroup/stepctr/v2s/cgroup.procs | wc -l)" 0
+stage fs fs v2s || fail "stepctr fs v2s"
+timeout 60 stepctr start v2s -- sh -c 'echo "CHECK stages_inner_cgroup=$(cat /proc/self/cgroup)"; exit 7' \
+    >/tmp/stage-start.out 2>/tmp/stage-start.err
+expect start_exit $? 7
+expect stages_inner_cgroup "$(got /tmp/stage-start.out stages_inner_cgroup)" 0::/
+check stages_seconds "$(awk "BEGIN { print $(up) - $t0 }")"
+[ "$FAILED" = 0 ] || for f in /tmp/stage-*; do show "$f"; done
+
+# (3) rm both: their cgroups go, then the shared parent, and no mount of the run dir is left.
+stepctr rm v2 v2s >/tmp/rm.out 2>/tmp/rm.err
+expect rm_exit $? 0
+expect rm_v2_cgroup_gone "$(gone /sys/fs/cgroup/stepctr/v2)" yes
+expect rm_v2s_cgroup_gone "$(gone /sys/fs/cgroup/stepctr/v2s)" yes
+expect rm_parent_gone "$(gone /sys/fs/cgroup/stepctr)" yes
+expect rm_run_mounts "$(run_mounts)" 0
+expect rm_state_left "$(ls "$STEPCTR_RUN" | wc -l)" 0
+[ "$FAILED" = 0 ] || { show /tmp/rm.err; cat /proc/self/mountinfo; }
+
+# (4) rm while the container runs: a child of PID 1 is killed with cgroup.kill.
+timeout 120 stepctr all --name v2k --pids-limit 16 -- sh -c 'sleep 100 & echo "CHECK kill_child=$!"; sleep 100' \
+    >/tmp/v2k.out 2>/tmp/v2k.err &
+kill_all_pid=$!
+if wait_for 90 grep -q kill_child /tmp/v2k.out && wait_for 10 procs_at_least v2k 2; then
+    kpid=$(state_pid v2k)
+    check kill_procs "$(cat /sys/fs/cgroup/stepctr/v2k/cgroup.procs | tr '\n' ' ')"
+    t0=$(up)
+    stepctr rm v2k >/tmp/rm-k.out 2>/tmp/rm-k.err
+    expect kill_rm_exit $? 0
+    check kill_rm_seconds "$(awk "BEGIN { print $(up) - $t0 }")"
+    expect kill_used_cgroup_kill "$(grep -q 'cgroup.kill' /tmp/rm-k.err && echo yes || echo no)" yes
+    wait $kill_all_pid
+    check kill_all_exit $?
+    expect kill_pid1_gone "$(gone /proc/$kpid)" yes
+    expect kill_sleeps_left "$(cat /proc/[0-9]*/comm 2>/dev/null | grep -cx sleep)" 0
+    expect kill_cgroup_gone "$(gone /sys/fs/cgroup/stepctr/v2k)" yes
+    expect kill_parent_gone "$(gone /sys/fs/cgroup/stepctr)" yes
+    expect kill_run_mounts "$(run_mounts)" 0
+else
+    fail "the container v2k did not run within 90 s"
+    kill $kill_all_pid
+fi
+[ "$FAILED" = 0 ] || { show /tmp/v2k.out; show /tmp/v2k.err; show /tmp/rm-k.err; }
+check vm_seconds "$(up)"
+finish
+EOF
+    chmod 755 "$stage/init" "$stage/vm/init2"
+    (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1) \
+        >"$initrd.tmp"
+    mv "$initrd.tmp" "$initrd"
+    rm -rf "$stage"
+    trap - EXIT
+fi
+exec 9>&- # the cache is ready: let other runs in
+
+# --- the VM -------------------------------------------------------------------------------------
+log=$(mktemp "${TMPDIR:-/tmp}/stepctr-vm.XXXXXX.log")
+echo "cgroup-v2.sh: booting $kver (tcg, no network), serial console in $log" >&2
+start=$(date +%s)
+set +e
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
+    -nographic -no-reboot -m 1024 -smp 2 -accel tcg -nic none \
+    -kernel "$vmlinuz" -initrd "$initrd" \
+    -append "console=ttyS0 cgroup_no_v1=all quiet panic=-1" \
+    </dev/null >"$log" 2>&1
+status=$?
+set -e
+secs=$(($(date +%s) - start))
+# The console without carriage returns and SeaBIOS's terminal escapes.
+tr -d '\r' <"$log" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g'
+echo "cgroup-v2.sh: the VM ran ${secs}s" >&2
+if [[ $status -eq 124 || $status -eq 137 ]]; then
+    die "the VM did not finish within ${timeout_s}s (log: $log)"
+fi
+[[ $status -eq 0 ]] || die "qemu exited with status $status (log: $log)"
+grep -q '^VM-DONE' "$log" || die "the VM stopped before VM-DONE (log: $log)"
+if grep -q '^FAIL' "$log"; then
+    grep '^FAIL' "$log" | tr -d '\r' >&2
+    die "checks failed in the VM (log: $log)"
+fi
+rm -f "$log"
+echo "cgroup-v2.sh: all checks passed" >&2
