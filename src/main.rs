@@ -62,8 +62,7 @@ fn limits(args: &LimitArgs) -> Result<Limits> {
 }
 
 fn need_root(what: &str) -> Result<()> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !kernel::host::is_root() {
         bail!("`stepctr {what}` needs root (namespaces, mounts and cgroups are privileged): run it with sudo");
     }
     Ok(())

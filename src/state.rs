@@ -213,14 +213,7 @@ impl Drop for Lock {
 
 pub fn lock_dir(dir: &Path) -> Result<Lock> {
     let f = fs::File::open(dir).with_context(|| format!("open {}", dir.display()))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        bail!(
-            "lock {}: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        );
-    }
+    crate::kernel::host::lock_exclusive(&f).with_context(|| format!("lock {}", dir.display()))?;
     crate::kernel::not_for_children(f.as_raw_fd());
     Ok(Lock(f))
 }

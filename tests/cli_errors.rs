@@ -146,32 +146,14 @@ fn not_root_is_a_clear_error() {
 
 fn main() {
     common::run_tests(
-        vec![
-            (
-                "unknown_container_names_the_command_that_creates_one",
-                unknown_container_names_the_command_that_creates_one,
-            ),
-            (
-                "a_stage_before_the_one_it_needs_names_the_command_to_run_first",
-                a_stage_before_the_one_it_needs_names_the_command_to_run_first,
-            ),
-            (
-                "a_missing_image_is_reported_and_nothing_is_created",
-                a_missing_image_is_reported_and_nothing_is_created,
-            ),
-            (
-                "a_command_that_does_not_exist_in_the_image_fails_cleanly",
-                a_command_that_does_not_exist_in_the_image_fails_cleanly,
-            ),
-            (
-                "bad_names_and_limits_are_refused",
-                bad_names_and_limits_are_refused,
-            ),
-            (
-                "a_duplicate_name_is_refused_without_touching_the_existing_container",
-                a_duplicate_name_is_refused_without_touching_the_existing_container,
-            ),
-            ("not_root_is_a_clear_error", not_root_is_a_clear_error),
+        tests![
+            unknown_container_names_the_command_that_creates_one,
+            a_stage_before_the_one_it_needs_names_the_command_to_run_first,
+            a_missing_image_is_reported_and_nothing_is_created,
+            a_command_that_does_not_exist_in_the_image_fails_cleanly,
+            bad_names_and_limits_are_refused,
+            a_duplicate_name_is_refused_without_touching_the_existing_container,
+            not_root_is_a_clear_error,
         ],
         true,
     );

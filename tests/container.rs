@@ -354,29 +354,55 @@ fn the_writable_layer_takes_writes_and_the_image_stays_untouched() {
     env.rm_and_check(&name);
 }
 
+/// README's first command (`... && cargo run --release -- all --rm`) works as written: on a
+/// fresh store it builds the default image, runs all six stages, and leaves nothing behind.
+fn the_readme_main_job_runs_on_a_fresh_store() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.contains("cargo run --release -- "))
+        .expect("README gives the main job as `cargo run --release -- ...`");
+    let args: Vec<&str> = line
+        .split("cargo run --release -- ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        args.first(),
+        Some(&"all"),
+        "the main job is `stepctr all`: {line}"
+    );
+    let env = Env::fresh();
+    let out = env.cmd(&args).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{line}:\n{}", stderr(&out));
+    let narration = stderr(&out);
+    assert!(
+        narration.contains("building the default image"),
+        "first use builds the default image"
+    );
+    for stage in ["pull", "load", "cgroup", "ns", "fs", "start"] {
+        assert!(
+            narration.contains(&format!("] {stage}: ")),
+            "no header for {stage}:\n{narration}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&env.run)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "--rm left {left:?}");
+}
+
 fn main() {
     common::run_tests(
-        vec![
-            (
-                "all_gives_an_isolated_limited_container",
-                all_gives_an_isolated_limited_container,
-            ),
-            (
-                "stages_one_by_one_give_the_same_container",
-                stages_one_by_one_give_the_same_container,
-            ),
-            (
-                "exit_code_of_the_command_is_stepctrs",
-                exit_code_of_the_command_is_stepctrs,
-            ),
-            (
-                "the_containers_stdout_is_not_mixed_with_narration",
-                the_containers_stdout_is_not_mixed_with_narration,
-            ),
-            (
-                "the_writable_layer_takes_writes_and_the_image_stays_untouched",
-                the_writable_layer_takes_writes_and_the_image_stays_untouched,
-            ),
+        tests![
+            all_gives_an_isolated_limited_container,
+            stages_one_by_one_give_the_same_container,
+            exit_code_of_the_command_is_stepctrs,
+            the_containers_stdout_is_not_mixed_with_narration,
+            the_writable_layer_takes_writes_and_the_image_stays_untouched,
+            the_readme_main_job_runs_on_a_fresh_store,
         ],
         true,
     );

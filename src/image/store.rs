@@ -7,7 +7,6 @@ use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub const REF_ANNOTATION: &str = "org.opencontainers.image.ref.name";
@@ -258,14 +257,9 @@ impl Store {
 
     fn lock(&self) -> Result<fs::File> {
         let f = fs::File::open(&self.dir)?;
-        // SAFETY: flock on an fd we own; released when the File drops.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            bail!(
-                "lock {}: {}",
-                self.dir.display(),
-                std::io::Error::last_os_error()
-            );
-        }
+        // Released when the File drops.
+        crate::kernel::host::lock_exclusive(&f)
+            .with_context(|| format!("lock {}", self.dir.display()))?;
         Ok(f)
     }
 }

@@ -98,8 +98,8 @@ pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, cgroups: &[PathBuf]
         k.close(fd)?;
     }
 
-    // Usually the first helper will do. See `cpus_to_try` for why there may be more.
-    let mut attempts = cpus_to_try().into_iter().map(Some);
+    // Usually the first helper will do. See `Pin::MntLoop` for why there may be more.
+    let mut attempts = crate::kernel::host::allowed_cpus().into_iter().map(Some);
     let mut pin: Option<usize> = None;
     let helper = loop {
         let helper = spawn_helper(k, cgroups, pin)?;
@@ -206,20 +206,6 @@ impl From<anyhow::Error> for Pin {
 impl From<crate::kernel::SysError> for Pin {
     fn from(e: crate::kernel::SysError) -> Pin {
         Pin::Other(e.into())
-    }
-}
-
-/// The CPUs we may run on, each a candidate for a retry.
-fn cpus_to_try() -> Vec<usize> {
-    // SAFETY: sched_getaffinity fills a cpu_set_t we own.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|c| libc::CPU_ISSET(*c, &set))
-            .collect()
     }
 }
 

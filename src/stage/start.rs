@@ -125,7 +125,7 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
     }
     // The child resolves the command inside the container; it leaves the path here (memory
     // shared across the fork) so the narration can show the execve as the kernel saw it.
-    let resolved = SharedPath::new();
+    let resolved = crate::kernel::host::SharedPath::new();
     let child = k.spawn("the future PID 1", &mut || {
         k.prctl(
             libc::PR_SET_PDEATHSIG,
@@ -291,73 +291,4 @@ fn resolve_command(arg0: &str, env: &[String]) -> Result<PathBuf> {
         "{arg0}: executable file not found in $PATH ({path})"
     ))
     .context("exec the container's command")
-}
-
-/// A page of memory shared between parent and child across fork (MAP_SHARED), holding a path.
-struct SharedPath {
-    ptr: *mut u8,
-}
-
-const SHARED_LEN: usize = 4096;
-
-impl SharedPath {
-    fn new() -> SharedPath {
-        // SAFETY: an anonymous shared mapping; checked for failure below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                SHARED_LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        SharedPath {
-            ptr: if ptr == libc::MAP_FAILED {
-                std::ptr::null_mut()
-            } else {
-                ptr.cast()
-            },
-        }
-    }
-
-    fn set(&self, path: &Path) {
-        use std::os::unix::ffi::OsStrExt;
-        let bytes = path.as_os_str().as_bytes();
-        if self.ptr.is_null() || bytes.len() + 2 > SHARED_LEN {
-            return;
-        }
-        // SAFETY: the mapping is SHARED_LEN bytes and we write at most that many.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(2), bytes.len());
-            *self.ptr = (bytes.len() >> 8) as u8;
-            *self.ptr.add(1) = bytes.len() as u8;
-        }
-    }
-
-    fn get(&self) -> Option<PathBuf> {
-        use std::os::unix::ffi::OsStrExt;
-        if self.ptr.is_null() {
-            return None;
-        }
-        // SAFETY: reading within the mapping; the length was written by `set`.
-        unsafe {
-            let len = ((*self.ptr as usize) << 8) | *self.ptr.add(1) as usize;
-            if len == 0 || len + 2 > SHARED_LEN {
-                return None;
-            }
-            let bytes = std::slice::from_raw_parts(self.ptr.add(2), len);
-            Some(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
-        }
-    }
-}
-
-impl Drop for SharedPath {
-    fn drop(&mut self) {
-        if !self.ptr.is_null() {
-            // SAFETY: unmapping the mapping we made.
-            unsafe { libc::munmap(self.ptr.cast(), SHARED_LEN) };
-        }
-    }
 }

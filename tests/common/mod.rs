@@ -45,6 +45,14 @@ pub fn enter_private_mount_ns() {
     }
 }
 
+/// `tests![a, b]` is `vec![("a", a as fn()), ("b", b as fn())]`: each test named once.
+#[macro_export]
+macro_rules! tests {
+    ($($f:ident),* $(,)?) => {
+        vec![$((stringify!($f), $f as fn())),*]
+    };
+}
+
 /// The test harness's arguments; no colour unless stdout is a terminal, so CI logs carry plain
 /// "test result: ok. N passed" lines.
 pub fn test_args() -> libtest_mimic::Arguments {

@@ -1,0 +1,106 @@
+//! Calls stepctr makes for its own bookkeeping, not to build the container: locks on its state
+//! files, a page of memory shared with a child, which CPUs it may use, who it runs as. They live
+//! here, in the kernel seam, like every other call, but are not narrated: they say nothing about
+//! containers.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// flock(LOCK_EX) on an open file or directory: waits until no other stepctr holds it.
+pub fn lock_exclusive(f: &File) -> std::io::Result<()> {
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Are we root (effective uid 0)?
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The CPUs this process may run on (sched_getaffinity).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills a cpu_set_t we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|c| libc::CPU_ISSET(*c, &set))
+            .collect()
+    }
+}
+
+/// A page of memory shared between parent and child across fork (MAP_SHARED), holding a path.
+pub struct SharedPath {
+    ptr: *mut u8,
+}
+
+const SHARED_LEN: usize = 4096;
+
+impl SharedPath {
+    pub fn new() -> SharedPath {
+        // SAFETY: an anonymous shared mapping; checked for failure below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SHARED_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        SharedPath {
+            ptr: if ptr == libc::MAP_FAILED {
+                std::ptr::null_mut()
+            } else {
+                ptr.cast()
+            },
+        }
+    }
+
+    pub fn set(&self, path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        if self.ptr.is_null() || bytes.len() + 2 > SHARED_LEN {
+            return;
+        }
+        // SAFETY: the mapping is SHARED_LEN bytes and we write at most that many.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(2), bytes.len());
+            *self.ptr = (bytes.len() >> 8) as u8;
+            *self.ptr.add(1) = bytes.len() as u8;
+        }
+    }
+
+    pub fn get(&self) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        if self.ptr.is_null() {
+            return None;
+        }
+        // SAFETY: reading within the mapping; the length was written by `set`.
+        unsafe {
+            let len = ((*self.ptr as usize) << 8) | *self.ptr.add(1) as usize;
+            if len == 0 || len + 2 > SHARED_LEN {
+                return None;
+            }
+            let bytes = std::slice::from_raw_parts(self.ptr.add(2), len);
+            Some(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+        }
+    }
+}
+
+impl Drop for SharedPath {
+    fn drop(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: unmapping the mapping we made.
+            unsafe { libc::munmap(self.ptr.cast(), SHARED_LEN) };
+        }
+    }
+}
