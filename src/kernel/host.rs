@@ -96,6 +96,12 @@ impl SharedPath {
     }
 }
 
+impl Default for SharedPath {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for SharedPath {
     fn drop(&mut self) {
         if !self.ptr.is_null() {
