@@ -360,12 +360,13 @@ fn close_paren(s: &str) -> Option<usize> {
 }
 
 /// Parse the narration: call lines are returned; headers (`==>`), notes (`# `), evidence
-/// (`    -> `) and blank lines are skipped; anything else is an error (the format drifted).
+/// (`    -> `), HTTP lines (`[http] `) and blank lines are skipped; anything else is an error (the format drifted).
 fn parse_narration(text: &str) -> Result<Vec<Narrated>, String> {
     let head = Regex::new(r"^(\[pid +(\d+)(, \d+ inside)?\] )?([a-z_0-9]+)\(").unwrap();
     let tail = Regex::new(r"^\) = (.*?) <[0-9.]+>(  # .*)?$").unwrap();
-    // Notes (`# ...`) and, with -v, the /proc evidence after a call (`    -> ...`).
-    let note = Regex::new(r"^(\[pid +\d+(, \d+ inside)?\] )?(# |    -> )").unwrap();
+    // Notes (`# ...`), with -v the /proc evidence after a call (`    -> ...`), and HTTP
+    // exchanges (`[http] GET url -> 200 OK`), which are not system calls.
+    let note = Regex::new(r"^(\[pid +\d+(, \d+ inside)?\] )?(# |    -> |\[http\] )").unwrap();
     let mut calls = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;

@@ -260,6 +260,25 @@ pub trait Kernel {
     /// A line of narration that is not a call (prefixed with `#`).
     fn note(&self, _text: &str) {}
 
+    /// An HTTP exchange (narration only): `GET https://host/v2/ -> 401 Unauthorized`.
+    /// `outcome` is the status line, or the error when no answer came.
+    fn http(
+        &self,
+        _method: &str,
+        _url: &str,
+        _outcome: Result<&str, &str>,
+        _took: std::time::Duration,
+        _why: &str,
+    ) {
+    }
+
+    /// Start a run of many similar calls (unpacking a layer: one or more calls per file). At the
+    /// default level they are counted, not printed, and `bulk_end` prints one summary line;
+    /// `-v` prints every call as usual. Failed calls are always printed.
+    fn bulk_begin(&self, _what: &str) {}
+
+    fn bulk_end(&self) {}
+
     // ---- one typed method per call; each goes through `sys` ----
 
     fn call(&self, c: Sys, why: &str) -> KResult<Ret> {

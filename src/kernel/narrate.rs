@@ -11,7 +11,7 @@
 use super::render::{self, Detail};
 use super::{Child, ChildBody, Errno, KResult, Kernel, Ret, Sys};
 use colored::Colorize;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,6 +32,14 @@ pub struct Narrate<K: Kernel> {
     main_pid: i32,
     /// In a child: (pid seen from the host, pid seen inside its own PID namespace).
     me: Cell<Option<(i32, i32)>>,
+    /// Inside `bulk_begin`/`bulk_end` at the default level: what, and calls counted by name.
+    bulk: RefCell<Option<Bulk>>,
+}
+
+struct Bulk {
+    what: String,
+    counts: Vec<(&'static str, usize)>,
+    took: Duration,
 }
 
 impl<K: Kernel> Narrate<K> {
@@ -45,6 +53,7 @@ impl<K: Kernel> Narrate<K> {
             out_fd,
             main_pid,
             me: Cell::new(None),
+            bulk: RefCell::new(None),
         }
     }
 
@@ -204,6 +213,16 @@ impl<K: Kernel> Kernel for Narrate<K> {
         let start = Instant::now();
         let res = self.inner.sys(call, why);
         let took = start.elapsed();
+        if res.is_ok() {
+            if let Some(bulk) = self.bulk.borrow_mut().as_mut() {
+                bulk.took += took;
+                match bulk.counts.iter_mut().find(|(n, _)| *n == call.name()) {
+                    Some((_, c)) => *c += 1,
+                    None => bulk.counts.push((call.name(), 1)),
+                }
+                return res;
+            }
+        }
         if matches!(call, Sys::Close { .. }) {
             // close is bookkeeping: shown only with -v.
             if self.level < Level::Verbose {
@@ -288,6 +307,59 @@ impl<K: Kernel> Kernel for Narrate<K> {
         } else {
             self.emit(&format!("\n{text}\n"));
         }
+    }
+
+    fn http(
+        &self,
+        method: &str,
+        url: &str,
+        outcome: Result<&str, &str>,
+        took: Duration,
+        why: &str,
+    ) {
+        if self.level == Level::Quiet {
+            return;
+        }
+        let (result, ok) = match outcome {
+            Ok(status) => (format!("-> {status}"), true),
+            Err(e) => (format!("-> failed: {e}"), false),
+        };
+        self.line(
+            self.inner.getpid(),
+            &format!("[http] {method} {url}"),
+            &result,
+            ok,
+            took,
+            why,
+        );
+    }
+
+    fn bulk_begin(&self, what: &str) {
+        if self.level == Level::Normal {
+            *self.bulk.borrow_mut() = Some(Bulk {
+                what: what.to_string(),
+                counts: Vec::new(),
+                took: Duration::ZERO,
+            });
+        }
+    }
+
+    fn bulk_end(&self) {
+        let Some(bulk) = self.bulk.borrow_mut().take() else {
+            return;
+        };
+        let total: usize = bulk.counts.iter().map(|(_, c)| c).sum();
+        let each: Vec<String> = bulk
+            .counts
+            .iter()
+            .map(|(n, c)| format!("{c} {n}"))
+            .collect();
+        self.note(&format!(
+            "{}: {total} calls ({}) in {:.1} ms; -v shows each one",
+            bulk.what,
+            each.join(", "),
+            bulk.took.as_secs_f64() * 1000.0
+        ));
     }
 
     fn note(&self, text: &str) {
