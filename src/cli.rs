@@ -33,9 +33,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Stage 1: get an image into the local store (the default image is built offline)
+    #[command(
+        long_about = "Stage 1: get an image into the local store, $STEPCTR_ROOT/images (an OCI \
+image layout).\n\nFrom a registry, IMAGE is a reference as docker writes it: `alpine` (Docker \
+Hub, library/alpine:latest), `alpine:3.19`, `ghcr.io/owner/repo:tag`, `localhost:5000/x`, \
+`name@sha256:...`. stepctr speaks the OCI distribution API and narrates every request: the \
+manifest (an index of platforms first, for multi-platform images), the token dance when the \
+registry asks for one, then each blob, checked against its sha256 as it arrives. Loopback \
+registries are spoken to over plain HTTP, every other one over HTTPS. Credentials come from \
+--username/--password or from `docker login` (~/.docker/config.json, or $DOCKER_CONFIG).\n\n\
+Without IMAGE, the default busybox image is built on this machine (no network). \
+oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docker save` tar.",
+        after_help = "Examples:\n  stepctr pull alpine:3.19\n  stepctr pull --platform linux/arm64 alpine\n  stepctr pull localhost:5000/myimage@sha256:<64 hex>\n  stepctr pull oci:./layout:v1\n  stepctr pull docker-archive:busybox.tar   (after `docker save -o busybox.tar busybox`)"
+    )]
     Pull {
-        /// The image: omit for the default busybox image, or oci:DIR[:TAG] for an OCI layout
+        /// The image: a registry reference, oci:DIR[:TAG], docker-archive:FILE[:REF] (what
+        /// `docker save` writes), or nothing for the default busybox image
         image: Option<String>,
+        #[command(flatten)]
+        registry: PullArgs,
     },
     /// Stage 2: create a container and unpack its image's layers
     Load {
@@ -77,6 +93,8 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
+        registry: PullArgs,
+        #[command(flatten)]
         limits: LimitArgs,
         /// Remove the container once it has stopped
         #[arg(long)]
@@ -95,6 +113,70 @@ pub enum Command {
     Reset,
     /// List containers and the stages they have done
     Ps,
+    /// List the images in the local store
+    #[command(
+        long_about = "List the images in the local store, $STEPCTR_ROOT/images: a standard OCI \
+image layout, so `skopeo inspect oci:$STEPCTR_ROOT/images:REF` and `umoci unpack --image \
+$STEPCTR_ROOT/images:REF` read it too.\n\nDIGEST is the sha256 of the image's manifest (the \
+file blobs/sha256/<hex>); SIZE counts the manifest, config and compressed layer blobs (layers \
+shared with other images are counted for each)."
+    )]
+    Images {
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove images from the store, and the blobs and unpacked layers nothing else uses
+    #[command(
+        long_about = "Remove images from the store: each reference is dropped from index.json, \
+then every blob that no remaining image points to is deleted (mark and sweep: blobs shared with \
+other images stay), and so is every unpacked layer under $STEPCTR_ROOT/layers that no \
+remaining image and no container uses. An image a container still uses is refused unless \
+--force.",
+        after_help = "Example:\n  stepctr images\n  stepctr rmi localhost/everything:latest"
+    )]
+    Rmi {
+        /// The images, as `stepctr images` shows them (or as you pulled them)
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+        /// Remove images that containers still use (their unpacked layers stay until `stepctr rm`)
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Show an image's manifest and config: entrypoint, cmd, env, layers and history
+    #[command(
+        long_about = "Show what the store knows about an image: the manifest (which config and \
+which layer blobs, by digest), and the config (how to run it: entrypoint, cmd, env, working \
+directory, user; each layer's diff_id, the sha256 of its uncompressed tar; the history of how \
+the layers were made). --json prints the manifest and config as stored."
+    )]
+    Inspect {
+        /// The image, as `stepctr images` shows it (or as you pulled it)
+        image: String,
+        /// Print JSON: the manifest and config as stored, plus a summary of the layers
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How to talk to a registry (`pull`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PullArgs {
+    /// The platform to pick from a multi-platform image (default: this machine's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// User name for the registry (default: what `docker login` stored)
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Password or token for the registry (visible in `ps`: prefer --password-stdin)
+    #[arg(long, conflicts_with = "password_stdin", requires = "username")]
+    pub password: Option<String>,
+    /// Read the password from standard input
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Speak plain HTTP to this registry even though it is not on loopback
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

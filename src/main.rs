@@ -61,6 +61,25 @@ fn limits(args: &LimitArgs) -> Result<Limits> {
     })
 }
 
+fn pull_options(args: &cli::PullArgs, quiet: bool) -> Result<image::registry::PullOptions> {
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("read the password from standard input")?;
+        Some(line.trim_end_matches(['\n', '\r']).to_string())
+    } else {
+        args.password.clone()
+    };
+    Ok(image::registry::PullOptions {
+        platform: args.platform.clone(),
+        username: args.username.clone(),
+        password,
+        insecure: args.insecure,
+        progress: !quiet,
+    })
+}
+
 fn need_root(what: &str) -> Result<()> {
     if !kernel::host::is_root() {
         bail!("`stepctr {what}` needs root (namespaces, mounts and cgroups are privileged): run it with sudo");
@@ -92,9 +111,15 @@ fn run(cli: Cli) -> Result<i32> {
     let open =
         |name: &str| -> Result<Container> { Container::open(&paths, &ContainerName::parse(name)?) };
     match &cli.command {
-        Command::Pull { image } => {
+        Command::Pull { image, registry } => {
             need_root("pull")?;
-            stage::pull::run(k, &paths, image.as_deref().unwrap_or(image::DEFAULT_IMAGE))?;
+            let opts = pull_options(registry, cli.quiet)?;
+            stage::pull::run_with(
+                k,
+                &paths,
+                image.as_deref().unwrap_or(image::DEFAULT_IMAGE),
+                &opts,
+            )?;
         }
         Command::Load { name, image } => {
             need_root("load")?;
@@ -126,18 +151,21 @@ fn run(cli: Cli) -> Result<i32> {
         Command::All {
             image,
             name,
+            registry,
             limits: l,
             rm,
             cmd,
         } => {
             need_root("all")?;
             let l = limits(l)?;
+            let pull = pull_options(registry, cli.quiet)?;
             let name = match name {
                 Some(n) => ContainerName::parse(n)?,
                 None => fresh_name(&paths)?,
             };
             let opts = pipeline::AllOptions {
                 image: image.as_deref().unwrap_or(image::DEFAULT_IMAGE),
+                pull,
                 name: &name,
                 limits: l,
                 cmd,
@@ -157,6 +185,12 @@ fn run(cli: Cli) -> Result<i32> {
             let n = remove::reset(k, &paths)?;
             k.note(&format!("removed {n} container(s)"));
         }
+        Command::Images { json } => image::commands::images(&paths, *json)?,
+        Command::Rmi { images, force } => {
+            need_root("rmi")?;
+            image::commands::rmi(k, &paths, images, *force)?;
+        }
+        Command::Inspect { image, json } => image::commands::inspect(&paths, image, *json)?,
         Command::Ps => {
             println!(
                 "{:<20} {:<36} {:<28} {:>7} EXIT",

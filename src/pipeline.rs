@@ -11,6 +11,8 @@ use std::time::Instant;
 
 pub struct AllOptions<'a> {
     pub image: &'a str,
+    /// How to pull (platform, credentials, progress).
+    pub pull: crate::image::registry::PullOptions,
     pub name: &'a ContainerName,
     pub limits: Limits,
     pub cmd: &'a [String],
@@ -24,7 +26,7 @@ pub fn all(k: &dyn Kernel, paths: &Paths, o: &AllOptions<'_>) -> Result<i32> {
     let total = Instant::now();
     let mut timings = Vec::new();
     let t = Instant::now();
-    let info = stage::pull::run(k, paths, o.image)?;
+    let info = stage::pull::run_with(k, paths, o.image, &o.pull)?;
     timings.push(("pull", t.elapsed()));
 
     let result = (|| -> Result<i32> {

@@ -5,9 +5,14 @@
 //! umoci can read it. Each image in `index.json` carries its full reference in the
 //! `org.opencontainers.image.ref.name` annotation.
 
+pub mod archive;
+pub mod commands;
+pub mod reference;
+pub mod registry;
 pub mod store;
 pub mod unpack;
 
+pub use reference::ImageRef;
 pub use store::{ImageInfo, LayerInfo, Store};
 
 /// The image `stepctr all` uses when none is given: busybox, built on this machine by
@@ -17,19 +22,14 @@ pub const DEFAULT_IMAGE: &str = "localhost/stepctr-busybox:latest";
 /// The short names a learner may type for the default image.
 const DEFAULT_ALIASES: &[&str] = &["default", "stepctr-busybox", "localhost/stepctr-busybox"];
 
-/// A reference as stored: `name:tag` or `name@sha256:...`; `:latest` when no tag is given.
+/// The store's key for what the user typed: the canonical reference
+/// (`alpine` → `docker.io/library/alpine:latest`), the local name of an `oci:` source, the
+/// default image for its aliases; anything unparseable is returned as typed (it will not be
+/// found).
 pub fn normalize(reference: &str) -> String {
-    if DEFAULT_ALIASES.contains(&reference) {
-        return DEFAULT_IMAGE.to_string();
-    }
-    if reference.contains('@') {
-        return reference.to_string();
-    }
-    let last = reference.rsplit('/').next().unwrap_or(reference);
-    if last.contains(':') {
-        reference.to_string()
-    } else {
-        format!("{reference}:latest")
+    match Source::parse(reference) {
+        Ok((_, stored)) => stored,
+        Err(_) => reference.to_string(),
     }
 }
 
@@ -43,27 +43,73 @@ pub enum Source {
         dir: std::path::PathBuf,
         tag: Option<String>,
     },
+    /// `docker-archive:FILE[:REF]`: what `docker save` writes; REF picks one of its images by
+    /// tag (or `@N`, its position) when it holds several.
+    DockerArchive {
+        file: std::path::PathBuf,
+        reference: Option<String>,
+    },
+    /// A registry reference (`alpine`, `ghcr.io/o/r:t`, `localhost:5000/x@sha256:...`).
+    Registry(ImageRef),
 }
 
 impl Source {
-    /// Parse what the user typed; `None` means "a registry reference" (not supported yet).
-    pub fn parse(reference: &str) -> Option<(Source, String)> {
-        if normalize(reference) == DEFAULT_IMAGE {
-            return Some((Source::Default, DEFAULT_IMAGE.to_string()));
+    /// Parse what the user typed into where to get the image from and the name to store it
+    /// under; a malformed registry reference is refused with the reason.
+    pub fn parse(reference: &str) -> Result<(Source, String), reference::RefError> {
+        if DEFAULT_ALIASES.contains(&reference) || reference == DEFAULT_IMAGE {
+            return Ok((Source::Default, DEFAULT_IMAGE.to_string()));
         }
-        let rest = reference.strip_prefix("oci:")?;
-        let (dir, tag) = match rest.rsplit_once(':') {
-            Some((d, t)) if !t.contains('/') && !d.is_empty() => (d, Some(t.to_string())),
-            _ => (rest, None),
-        };
-        let dir = std::path::PathBuf::from(dir);
-        let base = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_lowercase())
-            .unwrap_or_else(|| "image".to_string());
-        let stored = format!("localhost/{base}:{}", tag.as_deref().unwrap_or("latest"));
-        Some((Source::OciLayout { dir, tag }, stored))
+        if let Some(rest) = reference.strip_prefix("oci:") {
+            let (dir, tag) = match rest.rsplit_once(':') {
+                Some((d, t)) if !t.contains('/') && !d.is_empty() => (d, Some(t.to_string())),
+                _ => (rest, None),
+            };
+            let dir = std::path::PathBuf::from(dir);
+            let stored = format!(
+                "localhost/{}:{}",
+                local_name(&dir, false),
+                tag.as_deref().unwrap_or("latest")
+            );
+            return Ok((Source::OciLayout { dir, tag }, stored));
+        }
+        if let Some(rest) = reference.strip_prefix("docker-archive:") {
+            // As skopeo reads it: the file name ends at the first ':'.
+            let (file, want) = match rest.split_once(':') {
+                Some((f, r)) if !f.is_empty() && !r.is_empty() => (f, Some(r.to_string())),
+                _ => (rest, None),
+            };
+            let file = std::path::PathBuf::from(file);
+            // The archive's own tag decides the name; this one is for untagged archives.
+            let stored = format!("localhost/{}:latest", local_name(&file, true));
+            return Ok((
+                Source::DockerArchive {
+                    file,
+                    reference: want,
+                },
+                stored,
+            ));
+        }
+        let r = ImageRef::parse(reference)?;
+        let stored = r.to_string();
+        if stored == DEFAULT_IMAGE {
+            return Ok((Source::Default, stored));
+        }
+        Ok((Source::Registry(r), stored))
     }
+}
+
+/// A repository name for a local directory (its lower-cased base name) or file (without its
+/// extension).
+fn local_name(path: &std::path::Path, is_file: bool) -> String {
+    let name = if is_file {
+        path.file_stem()
+    } else {
+        path.file_name()
+    };
+    name.map(|n| n.to_string_lossy().to_lowercase())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "image".to_string())
 }
 
 #[cfg(test)]
@@ -72,11 +118,17 @@ mod tests {
 
     #[test]
     fn references_get_latest_when_untagged() {
-        assert_eq!(normalize("alpine"), "alpine:latest");
-        assert_eq!(normalize("alpine:3.19"), "alpine:3.19");
+        assert_eq!(normalize("alpine"), "docker.io/library/alpine:latest");
+        assert_eq!(normalize("alpine:3.19"), "docker.io/library/alpine:3.19");
         assert_eq!(normalize("localhost:5000/x"), "localhost:5000/x:latest");
-        assert_eq!(normalize("x@sha256:ab"), "x@sha256:ab");
+        assert_eq!(
+            normalize("x@sha256:ab"),
+            "x@sha256:ab",
+            "unparseable: kept as typed"
+        );
         assert_eq!(normalize("default"), DEFAULT_IMAGE);
+        assert_eq!(normalize(DEFAULT_IMAGE), DEFAULT_IMAGE);
+        assert_eq!(normalize("oci:/tmp/img:v1"), "localhost/img:v1");
     }
 
     #[test]
@@ -90,6 +142,10 @@ mod tests {
             }
         );
         assert_eq!(stored, "localhost/img:v1");
-        assert!(Source::parse("alpine").is_none());
+        assert!(matches!(
+            Source::parse("alpine"),
+            Ok((Source::Registry(_), s)) if s == "docker.io/library/alpine:latest"
+        ));
+        assert!(Source::parse("Alpine").is_err());
     }
 }

@@ -1,23 +1,33 @@
 //! Stage 1, pull: get the image into the local store.
 //!
-//! For the default image this means building it on this machine (busybox, by rootfs-fetch:
-//! no network needed); `oci:DIR[:TAG]` copies an image from an OCI image layout on disk.
-//! Each blob is checked against its sha256 digest before it enters the store.
+//! From a registry (`alpine`, `ghcr.io/o/r:t`, `localhost:5000/x@sha256:...`) this is the OCI
+//! distribution API: the manifest (choosing this machine's platform from an index), then the
+//! config and layer blobs, streamed to disk and checked against their sha256 as they arrive.
+//! The default image is built on this machine instead (busybox, by rootfs-fetch: no network
+//! needed); `oci:DIR[:TAG]` copies an image from an OCI image layout on disk. Either way each
+//! blob is checked against its digest before it enters the store, and the store is a standard
+//! OCI image layout that skopeo and umoci read.
 
+use crate::image::registry::{self, PullOptions};
 use crate::image::{self, ImageInfo, Source, Store};
 use crate::kernel::Kernel;
 use crate::state::{Paths, Stage};
 use anyhow::{anyhow, Context, Result};
 use std::fs;
 
+/// Pull with the defaults (host platform, docker's credentials): what `stepctr all` does.
 pub fn run(k: &dyn Kernel, paths: &Paths, reference: &str) -> Result<ImageInfo> {
+    run_with(k, paths, reference, &PullOptions::new())
+}
+
+pub fn run_with(
+    k: &dyn Kernel,
+    paths: &Paths,
+    reference: &str,
+    opts: &PullOptions,
+) -> Result<ImageInfo> {
     super::header(k, Stage::Pull, "get the image into the local store");
-    let (source, stored) = Source::parse(reference).ok_or_else(|| {
-        anyhow!(
-            "cannot pull {reference}: registries are not supported yet; use the default image \
-             (no argument) or a local OCI layout as oci:DIR[:TAG]"
-        )
-    })?;
+    let (source, stored) = Source::parse(reference)?;
     let store = Store::open(paths.images())?;
     let info = match source {
         Source::Default => {
@@ -39,6 +49,11 @@ pub fn run(k: &dyn Kernel, paths: &Paths, reference: &str) -> Result<ImageInfo> 
             ));
             store.import_layout(&dir, tag.as_deref(), &stored)?
         }
+        Source::DockerArchive { file, reference } => {
+            image::archive::import(k, &store, &file, reference.as_deref(), &stored)?
+        }
+        Source::Registry(r) => registry::pull(k, &store, &r, &stored, opts)
+            .with_context(|| format!("cannot pull {reference}"))?,
     };
     describe(k, &info);
     Ok(info)
