@@ -59,6 +59,10 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         name: String,
         /// The image (must be pulled first); omit for the default image
         image: Option<String>,
+        /// Apply all layers into one directory (whiteouts deleting for real) instead of one
+        /// directory per layer for overlayfs: the image's root filesystem as one plain tree
+        #[arg(long)]
+        flatten: bool,
     },
     /// Stage 3: create the container's cgroup and write its limits
     Cgroup {

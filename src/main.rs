@@ -121,14 +121,19 @@ fn run(cli: Cli) -> Result<i32> {
                 &opts,
             )?;
         }
-        Command::Load { name, image } => {
+        Command::Load {
+            name,
+            image,
+            flatten,
+        } => {
             need_root("load")?;
             let name = ContainerName::parse(name)?;
-            stage::load::run(
+            stage::load::run_with(
                 k,
                 &paths,
                 &name,
                 image.as_deref().unwrap_or(image::DEFAULT_IMAGE),
+                *flatten,
             )?;
         }
         Command::Cgroup { name, limits: l } => {

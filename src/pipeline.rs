@@ -26,7 +26,7 @@ pub fn all(k: &dyn Kernel, paths: &Paths, o: &AllOptions<'_>) -> Result<i32> {
     let total = Instant::now();
     let mut timings = Vec::new();
     let t = Instant::now();
-    let info = stage::pull::run_with(k, paths, o.image, &o.pull)?;
+    let info = stage::pull::run_if_missing(k, paths, o.image, &o.pull)?;
     timings.push(("pull", t.elapsed()));
 
     let result = (|| -> Result<i32> {

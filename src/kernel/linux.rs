@@ -198,6 +198,197 @@ impl Kernel for Linux {
                 }),
                 // A fork must go through spawn(), which sets up the child's error channel.
                 Sys::Clone => Err(Errno::EINVAL),
+                Sys::Openat2 {
+                    dirfd,
+                    path,
+                    flags,
+                    mode,
+                    resolve,
+                } => {
+                    let p = cstr(path)?;
+                    // open_how is non_exhaustive in libc: start from zeroes.
+                    let mut how: libc::open_how = std::mem::zeroed();
+                    how.flags = *flags as u32 as u64;
+                    how.mode = *mode as u64;
+                    how.resolve = *resolve;
+                    check_l(libc::syscall(
+                        libc::SYS_openat2,
+                        *dirfd,
+                        p.as_ptr(),
+                        &how as *const libc::open_how,
+                        std::mem::size_of::<libc::open_how>(),
+                    ))
+                }
+                Sys::OpenatIn {
+                    dirfd,
+                    path,
+                    flags,
+                    mode,
+                } => {
+                    let p = cstr(path)?;
+                    check(libc::openat(
+                        *dirfd,
+                        p.as_ptr(),
+                        *flags,
+                        *mode as libc::c_uint,
+                    ))
+                }
+                Sys::MkdiratIn { dirfd, path, mode } => {
+                    let p = cstr(path)?;
+                    check(libc::mkdirat(*dirfd, p.as_ptr(), *mode))
+                }
+                Sys::UnlinkatIn { dirfd, path, flags } => {
+                    let p = cstr(path)?;
+                    check(libc::unlinkat(*dirfd, p.as_ptr(), *flags))
+                }
+                Sys::SymlinkatIn {
+                    target,
+                    dirfd,
+                    linkpath,
+                } => {
+                    let (t, l) = (cstr(target)?, cstr(linkpath)?);
+                    check(libc::symlinkat(t.as_ptr(), *dirfd, l.as_ptr()))
+                }
+                Sys::MknodatIn {
+                    dirfd,
+                    path,
+                    mode,
+                    major,
+                    minor,
+                } => {
+                    let p = cstr(path)?;
+                    let dev = libc::makedev(*major, *minor);
+                    check(libc::mknodat(*dirfd, p.as_ptr(), *mode, dev))
+                }
+                Sys::Linkat {
+                    olddirfd,
+                    oldpath,
+                    newdirfd,
+                    newpath,
+                    flags,
+                } => {
+                    let (o, n) = (cstr(oldpath)?, cstr(newpath)?);
+                    check(libc::linkat(
+                        *olddirfd,
+                        o.as_ptr(),
+                        *newdirfd,
+                        n.as_ptr(),
+                        *flags,
+                    ))
+                }
+                Sys::Fchown { fd, uid, gid } => check(libc::fchown(*fd, *uid, *gid)),
+                Sys::Fchownat {
+                    dirfd,
+                    path,
+                    uid,
+                    gid,
+                    flags,
+                } => {
+                    let p = cstr(path)?;
+                    check(libc::fchownat(*dirfd, p.as_ptr(), *uid, *gid, *flags))
+                }
+                Sys::Fchmod { fd, mode } => check(libc::fchmod(*fd, *mode)),
+                Sys::Fchmodat { dirfd, path, mode } => {
+                    // The system call itself (glibc's fchmodat may emulate flags with /proc).
+                    let p = cstr(path)?;
+                    check_l(libc::syscall(
+                        libc::SYS_fchmodat,
+                        *dirfd,
+                        p.as_ptr(),
+                        *mode as libc::c_uint,
+                    ))
+                }
+                Sys::Utimensat {
+                    dirfd,
+                    path,
+                    atime,
+                    mtime,
+                    flags,
+                } => {
+                    let p = path.as_deref().map(cstr).transpose()?;
+                    let times = [
+                        libc::timespec {
+                            tv_sec: atime.0 as libc::time_t,
+                            tv_nsec: atime.1 as _,
+                        },
+                        libc::timespec {
+                            tv_sec: mtime.0 as libc::time_t,
+                            tv_nsec: mtime.1 as _,
+                        },
+                    ];
+                    // The system call: glibc's utimensat refuses a NULL path.
+                    check_l(libc::syscall(
+                        libc::SYS_utimensat,
+                        *dirfd,
+                        p.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+                        times.as_ptr(),
+                        *flags,
+                    ))
+                }
+                Sys::Fsetxattr { fd, name, value } => {
+                    let n = cstring(name)?;
+                    check(libc::fsetxattr(
+                        *fd,
+                        n.as_ptr(),
+                        value.as_ptr().cast(),
+                        value.len(),
+                        0,
+                    ))
+                }
+                Sys::Lsetxattr { path, name, value } => {
+                    let (p, n) = (cstr(path)?, cstring(name)?);
+                    check(libc::lsetxattr(
+                        p.as_ptr(),
+                        n.as_ptr(),
+                        value.as_ptr().cast(),
+                        value.len(),
+                        0,
+                    ))
+                }
+                Sys::Llistxattr { path, out } => {
+                    let p = cstr(path)?;
+                    out.with(|buf| {
+                        // XATTR_LIST_MAX: every name list fits.
+                        buf.resize(65536, 0);
+                        let n = libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len());
+                        buf.truncate(n.max(0) as usize);
+                        check_l(n as libc::c_long)
+                    })
+                    .unwrap_or(Err(Errno::EINVAL))
+                }
+                Sys::Lremovexattr { path, name } => {
+                    let (p, n) = (cstr(path)?, cstring(name)?);
+                    check(libc::lremovexattr(p.as_ptr(), n.as_ptr()))
+                }
+                Sys::Newfstatat { dirfd, path, flags } => {
+                    let p = cstr(path)?;
+                    let mut st: libc::stat = std::mem::zeroed();
+                    check(libc::fstatat(*dirfd, p.as_ptr(), &mut st, *flags)).map(|mut r| {
+                        r.val = st.st_mode as i64;
+                        r
+                    })
+                }
+                Sys::Getdents64 { fd, out } => out
+                    .with(|buf| {
+                        buf.resize(32768, 0);
+                        let n =
+                            libc::syscall(libc::SYS_getdents64, *fd, buf.as_mut_ptr(), buf.len());
+                        buf.truncate(n.max(0) as usize);
+                        check_l(n)
+                    })
+                    .unwrap_or(Err(Errno::EINVAL)),
+                Sys::WriteData {
+                    fd,
+                    data,
+                    start,
+                    len,
+                } => {
+                    let Some(chunk) = data.get(*start..start.saturating_add(*len)) else {
+                        return Err(Errno::EINVAL);
+                    };
+                    let n = libc::write(*fd, chunk.as_ptr().cast(), chunk.len());
+                    check_l(n as libc::c_long)
+                }
                 Sys::Execve { path, argv, envp } => {
                     let p = cstr(path)?;
                     let a: Vec<CString> =

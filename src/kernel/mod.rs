@@ -127,6 +127,128 @@ pub enum Sys {
     /// fork(): made only through [`Kernel::spawn`]; listed here so it is rendered and recorded
     /// like every other call.
     Clone,
+    // ---- fd-relative calls, for unpacking layers safely (see image::unpack) ----
+    /// openat2(2): `path` resolved relative to `dirfd` as `resolve` says. With
+    /// RESOLVE_IN_ROOT, `..` and absolute symlinks stay inside `dirfd`, as if it were `/`.
+    Openat2 {
+        dirfd: i32,
+        path: PathBuf,
+        flags: i32,
+        mode: u32,
+        resolve: u64,
+    },
+    /// openat(2) relative to a directory fd.
+    OpenatIn {
+        dirfd: i32,
+        path: PathBuf,
+        flags: i32,
+        mode: u32,
+    },
+    /// mkdirat(2) relative to a directory fd.
+    MkdiratIn {
+        dirfd: i32,
+        path: PathBuf,
+        mode: u32,
+    },
+    /// unlinkat(2) relative to a directory fd.
+    UnlinkatIn {
+        dirfd: i32,
+        path: PathBuf,
+        flags: i32,
+    },
+    /// symlinkat(2) relative to a directory fd.
+    SymlinkatIn {
+        target: PathBuf,
+        dirfd: i32,
+        linkpath: PathBuf,
+    },
+    /// mknodat(2) relative to a directory fd (char or block device, fifo).
+    MknodatIn {
+        dirfd: i32,
+        path: PathBuf,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    },
+    /// linkat(2): a hardlink; `flags` 0 never follows a symlink at `oldpath`.
+    Linkat {
+        olddirfd: i32,
+        oldpath: PathBuf,
+        newdirfd: i32,
+        newpath: PathBuf,
+        flags: i32,
+    },
+    Fchown {
+        fd: i32,
+        uid: u32,
+        gid: u32,
+    },
+    /// fchownat(2); AT_SYMLINK_NOFOLLOW changes a symlink itself.
+    Fchownat {
+        dirfd: i32,
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        flags: i32,
+    },
+    Fchmod {
+        fd: i32,
+        mode: u32,
+    },
+    /// fchmodat(2) (the system call has no flags: never use it on a symlink).
+    Fchmodat {
+        dirfd: i32,
+        path: PathBuf,
+        mode: u32,
+    },
+    /// utimensat(2): access and modification times as (seconds, nanoseconds). Without a path
+    /// it sets the times of `dirfd` itself.
+    Utimensat {
+        dirfd: i32,
+        path: Option<PathBuf>,
+        atime: (i64, i64),
+        mtime: (i64, i64),
+        flags: i32,
+    },
+    Fsetxattr {
+        fd: i32,
+        name: String,
+        value: Vec<u8>,
+    },
+    /// lsetxattr(2): never follows a symlink at the end of `path`.
+    Lsetxattr {
+        path: PathBuf,
+        name: String,
+        value: Vec<u8>,
+    },
+    /// llistxattr(2): the names, NUL-terminated, land in `out`.
+    Llistxattr {
+        path: PathBuf,
+        out: OutBuf,
+    },
+    Lremovexattr {
+        path: PathBuf,
+        name: String,
+    },
+    /// newfstatat(2) (fstatat): the file's `st_mode` is returned as the value.
+    Newfstatat {
+        dirfd: i32,
+        path: PathBuf,
+        flags: i32,
+    },
+    /// getdents64(2): raw `linux_dirent64` records land in `out` (see [`dirents`]).
+    Getdents64 {
+        fd: i32,
+        out: OutBuf,
+    },
+    /// write(2) of file contents: `len` bytes of `data` from `start`. The data is shared, not
+    /// copied, and only its first bytes are ever shown.
+    WriteData {
+        fd: i32,
+        data: std::sync::Arc<Vec<u8>>,
+        start: usize,
+        len: usize,
+    },
 }
 
 impl Sys {
@@ -158,8 +280,98 @@ impl Sys {
             Sys::Umask { .. } => "umask",
             Sys::SchedSetaffinity { .. } => "sched_setaffinity",
             Sys::Clone => "clone",
+            Sys::Openat2 { .. } => "openat2",
+            Sys::OpenatIn { .. } => "openat",
+            Sys::MkdiratIn { .. } => "mkdirat",
+            Sys::UnlinkatIn { .. } => "unlinkat",
+            Sys::SymlinkatIn { .. } => "symlinkat",
+            Sys::MknodatIn { .. } => "mknodat",
+            Sys::Linkat { .. } => "linkat",
+            Sys::Fchown { .. } => "fchown",
+            Sys::Fchownat { .. } => "fchownat",
+            Sys::Fchmod { .. } => "fchmod",
+            Sys::Fchmodat { .. } => "fchmodat",
+            Sys::Utimensat { .. } => "utimensat",
+            Sys::Fsetxattr { .. } => "fsetxattr",
+            Sys::Lsetxattr { .. } => "lsetxattr",
+            Sys::Llistxattr { .. } => "llistxattr",
+            Sys::Lremovexattr { .. } => "lremovexattr",
+            Sys::Newfstatat { .. } => "newfstatat",
+            Sys::Getdents64 { .. } => "getdents64",
+            Sys::WriteData { .. } => "write",
         }
     }
+}
+
+/// A buffer the kernel fills (getdents64, llistxattr): shared between the call and its caller,
+/// so the call can be narrated and recorded like any other. Two are equal when they are the
+/// same buffer.
+#[derive(Debug, Clone, Default)]
+pub struct OutBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl OutBuf {
+    pub fn new() -> OutBuf {
+        OutBuf::default()
+    }
+
+    /// What the last call put in the buffer.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Run `f` on the buffer (the real kernel fills it this way).
+    pub fn with<T>(&self, f: impl FnOnce(&mut Vec<u8>) -> T) -> Option<T> {
+        self.0.lock().ok().map(|mut b| f(&mut b))
+    }
+}
+
+impl PartialEq for OutBuf {
+    fn eq(&self, other: &OutBuf) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for OutBuf {}
+
+/// One entry of a getdents64 buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dirent {
+    pub ino: u64,
+    pub off: i64,
+    pub reclen: u16,
+    /// DT_DIR, DT_REG, DT_LNK, ... (DT_UNKNOWN when the filesystem does not say).
+    pub kind: u8,
+    pub name: Vec<u8>,
+}
+
+/// Decode the `linux_dirent64` records of a getdents64 buffer.
+pub fn dirents(buf: &[u8]) -> Vec<Dirent> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    // struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+    while at + 19 <= buf.len() {
+        let ino = u64::from_ne_bytes(buf[at..at + 8].try_into().unwrap_or([0; 8]));
+        let off = i64::from_ne_bytes(buf[at + 8..at + 16].try_into().unwrap_or([0; 8]));
+        let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]);
+        if reclen < 19 || at + reclen as usize > buf.len() {
+            break;
+        }
+        let kind = buf[at + 18];
+        let name_area = &buf[at + 19..at + reclen as usize];
+        let end = name_area
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(name_area.len());
+        out.push(Dirent {
+            ino,
+            off,
+            reclen,
+            kind,
+            name: name_area[..end].to_vec(),
+        });
+        at += reclen as usize;
+    }
+    out
 }
 
 /// What a successful call returned.
@@ -441,6 +653,245 @@ pub trait Kernel {
 
     fn sched_setaffinity(&self, cpu: usize, why: &str) -> KResult<()> {
         self.call(Sys::SchedSetaffinity { cpu }, why).map(|_| ())
+    }
+
+    // ---- fd-relative calls, for unpacking layers ----
+
+    fn openat2(
+        &self,
+        dirfd: i32,
+        path: &Path,
+        flags: i32,
+        mode: u32,
+        resolve: u64,
+        why: &str,
+    ) -> KResult<i32> {
+        let c = Sys::Openat2 {
+            dirfd,
+            path: path.to_path_buf(),
+            flags,
+            mode,
+            resolve,
+        };
+        self.call(c, why).map(|r| r.val as i32)
+    }
+
+    fn openat_in(&self, dirfd: i32, path: &Path, flags: i32, mode: u32, why: &str) -> KResult<i32> {
+        let c = Sys::OpenatIn {
+            dirfd,
+            path: path.to_path_buf(),
+            flags,
+            mode,
+        };
+        self.call(c, why).map(|r| r.val as i32)
+    }
+
+    fn mkdirat_in(&self, dirfd: i32, path: &Path, mode: u32, why: &str) -> KResult<()> {
+        let c = Sys::MkdiratIn {
+            dirfd,
+            path: path.to_path_buf(),
+            mode,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn unlinkat_in(&self, dirfd: i32, path: &Path, flags: i32, why: &str) -> KResult<()> {
+        let c = Sys::UnlinkatIn {
+            dirfd,
+            path: path.to_path_buf(),
+            flags,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn symlinkat_in(&self, target: &Path, dirfd: i32, linkpath: &Path, why: &str) -> KResult<()> {
+        let c = Sys::SymlinkatIn {
+            target: target.to_path_buf(),
+            dirfd,
+            linkpath: linkpath.to_path_buf(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn mknodat_in(
+        &self,
+        dirfd: i32,
+        path: &Path,
+        mode: u32,
+        major: u32,
+        minor: u32,
+        why: &str,
+    ) -> KResult<()> {
+        let c = Sys::MknodatIn {
+            dirfd,
+            path: path.to_path_buf(),
+            mode,
+            major,
+            minor,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn linkat(
+        &self,
+        olddirfd: i32,
+        oldpath: &Path,
+        newdirfd: i32,
+        newpath: &Path,
+        flags: i32,
+        why: &str,
+    ) -> KResult<()> {
+        let c = Sys::Linkat {
+            olddirfd,
+            oldpath: oldpath.to_path_buf(),
+            newdirfd,
+            newpath: newpath.to_path_buf(),
+            flags,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn fchown(&self, fd: i32, uid: u32, gid: u32, why: &str) -> KResult<()> {
+        self.call(Sys::Fchown { fd, uid, gid }, why).map(|_| ())
+    }
+
+    fn fchownat(
+        &self,
+        dirfd: i32,
+        path: &Path,
+        uid: u32,
+        gid: u32,
+        flags: i32,
+        why: &str,
+    ) -> KResult<()> {
+        let c = Sys::Fchownat {
+            dirfd,
+            path: path.to_path_buf(),
+            uid,
+            gid,
+            flags,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn fchmod(&self, fd: i32, mode: u32, why: &str) -> KResult<()> {
+        self.call(Sys::Fchmod { fd, mode }, why).map(|_| ())
+    }
+
+    fn fchmodat(&self, dirfd: i32, path: &Path, mode: u32, why: &str) -> KResult<()> {
+        let c = Sys::Fchmodat {
+            dirfd,
+            path: path.to_path_buf(),
+            mode,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn utimensat(
+        &self,
+        dirfd: i32,
+        path: Option<&Path>,
+        atime: (i64, i64),
+        mtime: (i64, i64),
+        flags: i32,
+        why: &str,
+    ) -> KResult<()> {
+        let c = Sys::Utimensat {
+            dirfd,
+            path: path.map(Path::to_path_buf),
+            atime,
+            mtime,
+            flags,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn fsetxattr(&self, fd: i32, name: &str, value: &[u8], why: &str) -> KResult<()> {
+        let c = Sys::Fsetxattr {
+            fd,
+            name: name.to_string(),
+            value: value.to_vec(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn lsetxattr(&self, path: &Path, name: &str, value: &[u8], why: &str) -> KResult<()> {
+        let c = Sys::Lsetxattr {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            value: value.to_vec(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    /// The names of the extended attributes at `path` (not following a final symlink).
+    fn llistxattr(&self, path: &Path, why: &str) -> KResult<Vec<String>> {
+        let out = OutBuf::new();
+        let c = Sys::Llistxattr {
+            path: path.to_path_buf(),
+            out: out.clone(),
+        };
+        self.call(c, why)?;
+        Ok(out
+            .bytes()
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect())
+    }
+
+    fn lremovexattr(&self, path: &Path, name: &str, why: &str) -> KResult<()> {
+        let c = Sys::Lremovexattr {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    /// fstatat(2); returns `st_mode`.
+    fn newfstatat(&self, dirfd: i32, path: &Path, flags: i32, why: &str) -> KResult<u32> {
+        let c = Sys::Newfstatat {
+            dirfd,
+            path: path.to_path_buf(),
+            flags,
+        };
+        self.call(c, why).map(|r| r.val as u32)
+    }
+
+    /// Every entry of the directory open at `fd` (getdents64 until it returns 0), `.` and
+    /// `..` included.
+    fn read_dir_fd(&self, fd: i32, why: &str) -> KResult<Vec<Dirent>> {
+        let mut all = Vec::new();
+        loop {
+            let out = OutBuf::new();
+            let c = Sys::Getdents64 {
+                fd,
+                out: out.clone(),
+            };
+            let n = self.call(c, why)?.val;
+            if n <= 0 {
+                return Ok(all);
+            }
+            all.extend(dirents(&out.bytes()));
+        }
+    }
+
+    /// write(2) of `len` bytes of `data` from `start` (file contents; see [`Sys::WriteData`]).
+    fn write_data(
+        &self,
+        fd: i32,
+        data: &std::sync::Arc<Vec<u8>>,
+        start: usize,
+        len: usize,
+        why: &str,
+    ) -> KResult<usize> {
+        let c = Sys::WriteData {
+            fd,
+            data: data.clone(),
+            start,
+            len,
+        };
+        self.call(c, why).map(|r| r.val as usize)
     }
 
     /// Bring a network interface up: a socket to talk about interfaces, read the flags,

@@ -22,25 +22,61 @@ const SHORT_LIMIT: usize = 64;
 
 /// A string argument, quoted and escaped the way strace does it.
 pub fn quote(bytes: &[u8], detail: Detail) -> String {
-    let cut = detail == Detail::Short && bytes.len() > SHORT_LIMIT;
-    let shown = if cut { &bytes[..SHORT_LIMIT] } else { bytes };
-    let mut s = String::with_capacity(shown.len() + 2);
+    let limit = match detail {
+        Detail::Short => SHORT_LIMIT,
+        Detail::Full => bytes.len(),
+    };
+    quote_upto(bytes, limit)
+}
+
+/// The first `limit` bytes of `bytes`, quoted and escaped as strace does it, followed by `...`
+/// when cut. Like strace, a byte shown in octal takes three digits when an octal digit
+/// follows it (`\0017` is byte 1 then `7`), so the escaping is unambiguous.
+pub fn quote_upto(bytes: &[u8], limit: usize) -> String {
+    let cut = bytes.len() > limit;
+    let shown = limit.min(bytes.len());
+    let mut s = String::with_capacity(shown + 2);
     s.push('"');
-    for &b in shown {
+    escape_into(&mut s, bytes, shown, b"");
+    s.push('"');
+    if cut {
+        s.push_str("...");
+    }
+    s
+}
+
+/// Escape `bytes[..shown]` into `s` as strace does, also writing the bytes in `extra` in octal.
+fn escape_into(s: &mut String, bytes: &[u8], shown: usize, extra: &[u8]) {
+    for (i, &b) in bytes[..shown].iter().enumerate() {
         match b {
+            _ if extra.contains(&b) => octal(s, b, bytes.get(i + 1)),
             b'"' => s.push_str("\\\""),
             b'\\' => s.push_str("\\\\"),
             b'\n' => s.push_str("\\n"),
             b'\t' => s.push_str("\\t"),
             b'\r' => s.push_str("\\r"),
+            0x0b => s.push_str("\\v"),
+            0x0c => s.push_str("\\f"),
             0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\{b:o}")),
+            _ => octal(s, b, bytes.get(i + 1)),
         }
     }
-    s.push('"');
-    if cut {
-        s.push_str("...");
+}
+
+/// `\ooo`: three digits when an octal digit follows, as few as needed otherwise.
+fn octal(s: &mut String, b: u8, next: Option<&u8>) {
+    if next.is_some_and(|n| (b'0'..=b'7').contains(n)) {
+        s.push_str(&format!("\\{b:03o}"));
+    } else {
+        s.push_str(&format!("\\{b:o}"));
     }
+}
+
+/// What an fd refers to, as strace's `-y` shows it between `<` and `>`: escaped like a
+/// string, and `<`, `>` in octal.
+pub fn fd_path(name: &str) -> String {
+    let mut s = String::with_capacity(name.len());
+    escape_into(&mut s, name.as_bytes(), name.len(), b"<>");
     s
 }
 
@@ -144,10 +180,11 @@ const OPEN_FLAGS: &[(u64, &str)] = &[
     (libc::O_TRUNC as u64, "O_TRUNC"),
     (libc::O_APPEND as u64, "O_APPEND"),
     (libc::O_NONBLOCK as u64, "O_NONBLOCK"),
-    (libc::O_DIRECTORY as u64, "O_DIRECTORY"),
+    // In the order strace prints them (O_DIRECTORY last).
     (libc::O_NOFOLLOW as u64, "O_NOFOLLOW"),
     (libc::O_CLOEXEC as u64, "O_CLOEXEC"),
     (libc::O_PATH as u64, "O_PATH"),
+    (libc::O_DIRECTORY as u64, "O_DIRECTORY"),
 ];
 
 const UMOUNT_FLAGS: &[(u64, &str)] = &[
@@ -156,6 +193,86 @@ const UMOUNT_FLAGS: &[(u64, &str)] = &[
     (libc::MNT_EXPIRE as u64, "MNT_EXPIRE"),
     (libc::UMOUNT_NOFOLLOW as u64, "UMOUNT_NOFOLLOW"),
 ];
+
+pub const RESOLVE_FLAGS: &[(u64, &str)] = &[
+    (libc::RESOLVE_NO_XDEV, "RESOLVE_NO_XDEV"),
+    (libc::RESOLVE_NO_MAGICLINKS, "RESOLVE_NO_MAGICLINKS"),
+    (libc::RESOLVE_NO_SYMLINKS, "RESOLVE_NO_SYMLINKS"),
+    (libc::RESOLVE_BENEATH, "RESOLVE_BENEATH"),
+    (libc::RESOLVE_IN_ROOT, "RESOLVE_IN_ROOT"),
+    (libc::RESOLVE_CACHED, "RESOLVE_CACHED"),
+];
+
+const AT_FLAGS: &[(u64, &str)] = &[
+    (libc::AT_SYMLINK_NOFOLLOW as u64, "AT_SYMLINK_NOFOLLOW"),
+    (libc::AT_REMOVEDIR as u64, "AT_REMOVEDIR"),
+    (libc::AT_SYMLINK_FOLLOW as u64, "AT_SYMLINK_FOLLOW"),
+    (libc::AT_EMPTY_PATH as u64, "AT_EMPTY_PATH"),
+];
+
+/// A `st_mode` as strace prints it: `S_IFDIR|S_ISGID|0755`.
+pub fn st_mode(m: u32) -> String {
+    let kind = match m & libc::S_IFMT {
+        libc::S_IFREG => "S_IFREG",
+        libc::S_IFDIR => "S_IFDIR",
+        libc::S_IFLNK => "S_IFLNK",
+        libc::S_IFCHR => "S_IFCHR",
+        libc::S_IFBLK => "S_IFBLK",
+        libc::S_IFIFO => "S_IFIFO",
+        libc::S_IFSOCK => "S_IFSOCK",
+        _ => "0",
+    };
+    let mut s = kind.to_string();
+    for (bit, name) in [
+        (libc::S_ISUID, "S_ISUID"),
+        (libc::S_ISGID, "S_ISGID"),
+        (libc::S_ISVTX, "S_ISVTX"),
+    ] {
+        if m & bit != 0 {
+            s.push('|');
+            s.push_str(name);
+        }
+    }
+    s.push('|');
+    s.push_str(&mode(m & 0o777));
+    s
+}
+
+/// A device number part as strace prints it: `0x8`, but `0` for zero.
+fn dev_part(v: u32) -> String {
+    if v == 0 {
+        "0".to_string()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+fn d_type(t: u8) -> String {
+    let name = match t {
+        libc::DT_UNKNOWN => "DT_UNKNOWN",
+        libc::DT_FIFO => "DT_FIFO",
+        libc::DT_CHR => "DT_CHR",
+        libc::DT_DIR => "DT_DIR",
+        libc::DT_BLK => "DT_BLK",
+        libc::DT_REG => "DT_REG",
+        libc::DT_LNK => "DT_LNK",
+        libc::DT_SOCK => "DT_SOCK",
+        _ => return t.to_string(),
+    };
+    name.to_string()
+}
+
+fn dirfd(f: i32, names: &FdName<'_>) -> String {
+    if f == libc::AT_FDCWD {
+        "AT_FDCWD".to_string()
+    } else {
+        fd(f, names)
+    }
+}
+
+fn timespec(t: (i64, i64)) -> String {
+    format!("{{tv_sec={}, tv_nsec={}}}", t.0, t.1)
+}
 
 /// A file mode the way strace prints it: `0755`.
 pub fn mode(m: u32) -> String {
@@ -218,7 +335,7 @@ fn wait_status(raw: i32) -> String {
 
 fn fd(fd: i32, names: &FdName<'_>) -> String {
     match names(fd) {
-        Some(n) => format!("{fd}<{n}>"),
+        Some(n) => format!("{fd}<{}>", fd_path(&n)),
         None => fd.to_string(),
     }
 }
@@ -379,6 +496,236 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
         Sys::Clone => {
             "child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD".to_string()
         }
+        Sys::Openat2 {
+            dirfd: f,
+            path,
+            flags: fl,
+            mode,
+            resolve,
+        } => {
+            let mut how = format!("flags={}", open_flags(*fl));
+            if fl & libc::O_CREAT != 0 || *mode != 0 {
+                how.push_str(&format!(", mode={}", self::mode(*mode)));
+            }
+            if *resolve != 0 {
+                how.push_str(&format!(
+                    ", resolve={}",
+                    flags(*resolve, RESOLVE_FLAGS, "0")
+                ));
+            }
+            format!(
+                "{}, {}, {{{how}}}, {}",
+                dirfd(*f, names),
+                qpath(path, d),
+                std::mem::size_of::<libc::open_how>()
+            )
+        }
+        Sys::OpenatIn {
+            dirfd: f,
+            path,
+            flags: fl,
+            mode,
+        } => {
+            if fl & libc::O_CREAT != 0 {
+                format!(
+                    "{}, {}, {}, {}",
+                    dirfd(*f, names),
+                    qpath(path, d),
+                    open_flags(*fl),
+                    self::mode(*mode)
+                )
+            } else {
+                format!(
+                    "{}, {}, {}",
+                    dirfd(*f, names),
+                    qpath(path, d),
+                    open_flags(*fl)
+                )
+            }
+        }
+        Sys::MkdiratIn {
+            dirfd: f,
+            path,
+            mode,
+        } => format!(
+            "{}, {}, {}",
+            dirfd(*f, names),
+            qpath(path, d),
+            self::mode(*mode)
+        ),
+        Sys::UnlinkatIn {
+            dirfd: f,
+            path,
+            flags: fl,
+        } => format!(
+            "{}, {}, {}",
+            dirfd(*f, names),
+            qpath(path, d),
+            flags(*fl as u64, AT_FLAGS, "0")
+        ),
+        Sys::SymlinkatIn {
+            target,
+            dirfd: f,
+            linkpath,
+        } => format!(
+            "{}, {}, {}",
+            qpath(target, d),
+            dirfd(*f, names),
+            qpath(linkpath, d)
+        ),
+        Sys::MknodatIn {
+            dirfd: f,
+            path,
+            mode,
+            major,
+            minor,
+        } => {
+            let kind = st_mode(*mode);
+            let ty = mode & libc::S_IFMT;
+            if ty == libc::S_IFCHR || ty == libc::S_IFBLK {
+                format!(
+                    "{}, {}, {kind}, makedev({}, {})",
+                    dirfd(*f, names),
+                    qpath(path, d),
+                    dev_part(*major),
+                    dev_part(*minor)
+                )
+            } else {
+                format!("{}, {}, {kind}", dirfd(*f, names), qpath(path, d))
+            }
+        }
+        Sys::Linkat {
+            olddirfd,
+            oldpath,
+            newdirfd,
+            newpath,
+            flags: fl,
+        } => format!(
+            "{}, {}, {}, {}, {}",
+            dirfd(*olddirfd, names),
+            qpath(oldpath, d),
+            dirfd(*newdirfd, names),
+            qpath(newpath, d),
+            flags(*fl as u64, AT_FLAGS, "0")
+        ),
+        Sys::Fchown { fd: f, uid, gid } => format!("{}, {uid}, {gid}", fd(*f, names)),
+        Sys::Fchownat {
+            dirfd: f,
+            path,
+            uid,
+            gid,
+            flags: fl,
+        } => format!(
+            "{}, {}, {uid}, {gid}, {}",
+            dirfd(*f, names),
+            qpath(path, d),
+            flags(*fl as u64, AT_FLAGS, "0")
+        ),
+        Sys::Fchmod { fd: f, mode } => format!("{}, {}", fd(*f, names), self::mode(*mode)),
+        Sys::Fchmodat {
+            dirfd: f,
+            path,
+            mode,
+        } => format!(
+            "{}, {}, {}",
+            dirfd(*f, names),
+            qpath(path, d),
+            self::mode(*mode)
+        ),
+        Sys::Utimensat {
+            dirfd: f,
+            path,
+            atime,
+            mtime,
+            flags: fl,
+        } => format!(
+            "{}, {}, [{}, {}], {}",
+            dirfd(*f, names),
+            path.as_ref().map_or("NULL".to_string(), |p| qpath(p, d)),
+            timespec(*atime),
+            timespec(*mtime),
+            flags(*fl as u64, AT_FLAGS, "0")
+        ),
+        Sys::Fsetxattr { fd: f, name, value } => format!(
+            "{}, {}, {}, {}, 0",
+            fd(*f, names),
+            qstr(name, d),
+            quote(value, d),
+            value.len()
+        ),
+        Sys::Lsetxattr { path, name, value } => format!(
+            "{}, {}, {}, {}, 0",
+            qpath(path, d),
+            qstr(name, d),
+            quote(value, d),
+            value.len()
+        ),
+        Sys::Llistxattr { path, out } => {
+            let list = match ret {
+                Some(_) => quote(&out.bytes(), d),
+                None => "...".to_string(),
+            };
+            format!("{}, {list}, 65536", qpath(path, d))
+        }
+        Sys::Lremovexattr { path, name } => format!("{}, {}", qpath(path, d), qstr(name, d)),
+        Sys::Newfstatat {
+            dirfd: f,
+            path,
+            flags: fl,
+        } => {
+            let st = match ret {
+                Some(r) => format!("{{st_mode={}, ...}}", st_mode(r.val as u32)),
+                None => "...".to_string(),
+            };
+            format!(
+                "{}, {}, {st}, {}",
+                dirfd(*f, names),
+                qpath(path, d),
+                flags(*fl as u64, AT_FLAGS, "0")
+            )
+        }
+        Sys::Getdents64 { fd: f, out } => {
+            let list = match ret {
+                Some(_) => {
+                    let entries = super::dirents(&out.bytes());
+                    match d {
+                        Detail::Short => format!("[/* {} entries */]", entries.len()),
+                        Detail::Full => {
+                            let each: Vec<String> = entries
+                                .iter()
+                                .map(|e| {
+                                    format!(
+                                        "{{d_ino={}, d_off={}, d_reclen={}, d_type={}, d_name={}}}",
+                                        e.ino,
+                                        e.off,
+                                        e.reclen,
+                                        d_type(e.kind),
+                                        quote(&e.name, d)
+                                    )
+                                })
+                                .collect();
+                            format!("[{}]", each.join(", "))
+                        }
+                    }
+                }
+                None => "...".to_string(),
+            };
+            format!("{}, {list}, 32768", fd(*f, names))
+        }
+        Sys::WriteData {
+            fd: f,
+            data,
+            start,
+            len,
+        } => {
+            let bytes = data.get(*start..start.saturating_add(*len)).unwrap_or(&[]);
+            // File contents: only their beginning, even with -v.
+            format!(
+                "{}, {}, {len}",
+                fd(*f, names),
+                quote_upto(bytes, SHORT_LIMIT)
+            )
+        }
     };
     format!("{}({args})", call.name())
 }
@@ -392,7 +739,7 @@ pub fn call(call: &Sys, detail: Detail, names: &FdName<'_>) -> String {
 pub fn result(call: &Sys, res: &Result<Ret, Errno>) -> String {
     match res {
         Ok(r) => match call {
-            Sys::IfFlags { .. } | Sys::Statfs { .. } => "= 0".to_string(),
+            Sys::IfFlags { .. } | Sys::Statfs { .. } | Sys::Newfstatat { .. } => "= 0".to_string(),
             Sys::Umask { .. } => format!("= {:03o}", r.val),
             _ => format!("= {}", r.val),
         },
@@ -447,6 +794,237 @@ mod tests {
             result(&c, &Err(Errno::EPERM)),
             "= -1 EPERM (Operation not permitted)"
         );
+    }
+
+    /// The fd-relative calls the unpacker makes, against lines strace 6.1 printed for the
+    /// same calls (`strace -y -v`).
+    #[test]
+    fn unpack_calls_render_like_strace() {
+        let names = |fd: i32| match fd {
+            3 => Some("/tmp/st/root".to_string()),
+            4 => Some("/tmp/st/root/a/b".to_string()),
+            6 => Some("/tmp/st/root/a/b/f".to_string()),
+            _ => None,
+        };
+        let p = PathBuf::from;
+        let cases: Vec<(Sys, Option<Ret>, &str)> = vec![
+            (
+                Sys::Openat2 {
+                    dirfd: 3,
+                    path: p("a/b"),
+                    flags: libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    mode: 0,
+                    resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+                },
+                None,
+                r#"openat2(3</tmp/st/root>, "a/b", {flags=O_RDONLY|O_CLOEXEC|O_PATH|O_DIRECTORY, resolve=RESOLVE_NO_MAGICLINKS|RESOLVE_IN_ROOT}, 24)"#,
+            ),
+            (
+                Sys::OpenatIn {
+                    dirfd: 4,
+                    path: p("f"),
+                    flags: libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                    mode: 0o4755,
+                },
+                None,
+                r#"openat(4</tmp/st/root/a/b>, "f", O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 04755)"#,
+            ),
+            (
+                Sys::WriteData {
+                    fd: 6,
+                    data: std::sync::Arc::new(b"\x7fE\x017\t\x0b\x0c".to_vec()),
+                    start: 0,
+                    len: 7,
+                },
+                None,
+                r#"write(6</tmp/st/root/a/b/f>, "\177E\0017\t\v\f", 7)"#,
+            ),
+            (
+                Sys::Fchown { fd: 6, uid: 1000, gid: 1000 },
+                None,
+                "fchown(6</tmp/st/root/a/b/f>, 1000, 1000)",
+            ),
+            (
+                Sys::Fsetxattr {
+                    fd: 6,
+                    name: "user.foo".into(),
+                    value: b"bar\x01x".to_vec(),
+                },
+                None,
+                r#"fsetxattr(6</tmp/st/root/a/b/f>, "user.foo", "bar\1x", 5, 0)"#,
+            ),
+            (
+                Sys::Fchownat {
+                    dirfd: 4,
+                    path: p("d"),
+                    uid: 5,
+                    gid: 6,
+                    flags: libc::AT_SYMLINK_NOFOLLOW,
+                },
+                None,
+                r#"fchownat(4</tmp/st/root/a/b>, "d", 5, 6, AT_SYMLINK_NOFOLLOW)"#,
+            ),
+            (
+                Sys::Fchmodat { dirfd: 4, path: p("d"), mode: 0o2755 },
+                None,
+                r#"fchmodat(4</tmp/st/root/a/b>, "d", 02755)"#,
+            ),
+            (
+                Sys::SymlinkatIn {
+                    target: p("/etc/passwd"),
+                    dirfd: 4,
+                    linkpath: p("s"),
+                },
+                None,
+                r#"symlinkat("/etc/passwd", 4</tmp/st/root/a/b>, "s")"#,
+            ),
+            (
+                Sys::Linkat {
+                    olddirfd: 4,
+                    oldpath: p("f"),
+                    newdirfd: 3,
+                    newpath: p("hl"),
+                    flags: 0,
+                },
+                None,
+                r#"linkat(4</tmp/st/root/a/b>, "f", 3</tmp/st/root>, "hl", 0)"#,
+            ),
+            (
+                Sys::MknodatIn { dirfd: 4, path: p("c"), mode: libc::S_IFCHR | 0o600, major: 1, minor: 3 },
+                None,
+                r#"mknodat(4</tmp/st/root/a/b>, "c", S_IFCHR|0600, makedev(0x1, 0x3))"#,
+            ),
+            (
+                Sys::MknodatIn { dirfd: 4, path: p("w"), mode: libc::S_IFCHR, major: 0, minor: 0 },
+                None,
+                r#"mknodat(4</tmp/st/root/a/b>, "w", S_IFCHR|000, makedev(0, 0))"#,
+            ),
+            (
+                Sys::MknodatIn { dirfd: 4, path: p("fifo"), mode: libc::S_IFIFO | 0o644, major: 0, minor: 0 },
+                None,
+                r#"mknodat(4</tmp/st/root/a/b>, "fifo", S_IFIFO|0644)"#,
+            ),
+            (
+                Sys::Utimensat {
+                    dirfd: 4,
+                    path: Some(p("s")),
+                    atime: (1_700_000_000, 5),
+                    mtime: (1_600_000_000, 123_456_789),
+                    flags: libc::AT_SYMLINK_NOFOLLOW,
+                },
+                None,
+                "utimensat(4</tmp/st/root/a/b>, \"s\", [{tv_sec=1700000000, tv_nsec=5}, {tv_sec=1600000000, tv_nsec=123456789}], AT_SYMLINK_NOFOLLOW)",
+            ),
+            (
+                Sys::Newfstatat { dirfd: 4, path: p("d"), flags: libc::AT_SYMLINK_NOFOLLOW },
+                Some(Ret { val: (libc::S_IFDIR | libc::S_ISGID | 0o755) as i64, wstatus: 0 }),
+                r#"newfstatat(4</tmp/st/root/a/b>, "d", {st_mode=S_IFDIR|S_ISGID|0755, ...}, AT_SYMLINK_NOFOLLOW)"#,
+            ),
+            (
+                Sys::Lsetxattr { path: p("/proc/self/fd/4/s"), name: "trusted.x".into(), value: b"y".to_vec() },
+                None,
+                r#"lsetxattr("/proc/self/fd/4/s", "trusted.x", "y", 1, 0)"#,
+            ),
+            (
+                Sys::UnlinkatIn { dirfd: 4, path: p("d"), flags: libc::AT_REMOVEDIR },
+                None,
+                r#"unlinkat(4</tmp/st/root/a/b>, "d", AT_REMOVEDIR)"#,
+            ),
+        ];
+        for (c, ret, want) in cases {
+            assert_eq!(call_with(&c, Detail::Full, &names, ret.as_ref()), want);
+        }
+        assert_eq!(
+            result(
+                &Sys::Newfstatat {
+                    dirfd: 4,
+                    path: p("d"),
+                    flags: 0
+                },
+                &Ok(Ret {
+                    val: 0o40755,
+                    wstatus: 0
+                })
+            ),
+            "= 0"
+        );
+    }
+
+    #[test]
+    fn getdents_and_xattr_lists_show_what_the_kernel_returned() {
+        let mut rec = Vec::new();
+        for (ino, name) in [(7u64, "."), (2, "..")] {
+            let reclen = 24u16;
+            rec.extend_from_slice(&ino.to_ne_bytes());
+            rec.extend_from_slice(&9i64.to_ne_bytes());
+            rec.extend_from_slice(&reclen.to_ne_bytes());
+            rec.push(libc::DT_DIR);
+            let mut n = name.as_bytes().to_vec();
+            n.resize(5, 0);
+            rec.extend_from_slice(&n);
+        }
+        let out = super::super::OutBuf::new();
+        out.with(|b| *b = rec.clone());
+        let c = Sys::Getdents64 {
+            fd: 7,
+            out: out.clone(),
+        };
+        let ret = Ret {
+            val: rec.len() as i64,
+            wstatus: 0,
+        };
+        assert_eq!(
+            call_with(&c, Detail::Full, &|_| None, Some(&ret)),
+            r#"getdents64(7, [{d_ino=7, d_off=9, d_reclen=24, d_type=DT_DIR, d_name="."}, {d_ino=2, d_off=9, d_reclen=24, d_type=DT_DIR, d_name=".."}], 32768)"#
+        );
+        assert_eq!(
+            call_with(&c, Detail::Short, &|_| None, Some(&ret)),
+            "getdents64(7, [/* 2 entries */], 32768)"
+        );
+        let list = super::super::OutBuf::new();
+        list.with(|b| *b = b"trusted.x\0".to_vec());
+        let c = Sys::Llistxattr {
+            path: PathBuf::from("/proc/self/fd/4/s"),
+            out: list,
+        };
+        assert_eq!(
+            call_with(
+                &c,
+                Detail::Full,
+                &|_| None,
+                Some(&Ret {
+                    val: 10,
+                    wstatus: 0
+                })
+            ),
+            r#"llistxattr("/proc/self/fd/4/s", "trusted.x\0", 65536)"#
+        );
+    }
+
+    #[test]
+    fn fd_names_are_escaped_like_strace_y() {
+        assert_eq!(
+            fd_path("/tmp/st/esc/a<b>\u{fc} c\\d\"e\te"),
+            r#"/tmp/st/esc/a\74b\76\303\274 c\\d\"e\te"#
+        );
+    }
+
+    #[test]
+    fn file_data_shows_only_its_beginning() {
+        let data = std::sync::Arc::new(vec![b'x'; 1000]);
+        let c = Sys::WriteData {
+            fd: 5,
+            data,
+            start: 10,
+            len: 900,
+        };
+        let text = call(&c, Detail::Full, &|_| None);
+        assert!(text.ends_with(r#"..., 900)"#), "{text}");
+        assert!(text.len() < 100, "{text}");
     }
 
     #[test]

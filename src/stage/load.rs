@@ -1,22 +1,50 @@
 //! Stage 2, load: unpack the image's layers, each once, into its own directory.
 //!
 //! Layers are kept by diff_id under `$STEPCTR_ROOT/layers/` and shared by every container of
-//! the image: the `fs` stage stacks them read-only with overlayfs. Each layer is unpacked into
-//! a temporary directory first and renamed into place, so a crash never leaves half a layer.
+//! the image: the `fs` stage stacks them read-only with overlayfs. Whiteouts become overlayfs
+//! whiteouts (a character device 0/0, the xattr `trusted.overlay.opaque`), so overlayfs does
+//! the deleting when it stacks them.
+//!
+//! `--flatten` instead applies every layer, in order, into one directory under
+//! `$STEPCTR_ROOT/flat/<manifest digest>/` (whiteouts delete for real): the image's root
+//! filesystem as one plain tree, as `umoci unpack` or `docker export` give it, good for a
+//! `chroot` lesson. The `fs` stage then stacks that one directory.
+//!
+//! Either way each directory is unpacked into a temporary directory first and renamed into
+//! place, so a crash never leaves half a layer. How a layer is unpacked, safely:
+//! [`crate::image::unpack`].
 
-use crate::image::{self, unpack, Store};
+use crate::image::{self, unpack, ImageInfo, Store};
 use crate::kernel::{Errno, Kernel};
 use crate::state::{Container, ContainerName, Paths, Resource, Stage, State};
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs;
+use std::path::{Path, PathBuf};
 
+/// Stage 2 with the layers stacked (what `stepctr load` and `stepctr all` do).
 pub fn run(
     k: &dyn Kernel,
     paths: &Paths,
     name: &ContainerName,
     reference: &str,
 ) -> Result<Container> {
-    super::header(k, Stage::Load, "unpack the image's layers");
+    run_with(k, paths, name, reference, false)
+}
+
+/// Stage 2; `flatten` applies all layers into one directory instead of one per layer.
+pub fn run_with(
+    k: &dyn Kernel,
+    paths: &Paths,
+    name: &ContainerName,
+    reference: &str,
+    flatten: bool,
+) -> Result<Container> {
+    let what = if flatten {
+        "apply the image's layers into one directory"
+    } else {
+        "unpack the image's layers"
+    };
+    super::header(k, Stage::Load, what);
     let reference = image::normalize(reference);
     let store = Store::open(paths.images())?;
     let info = store.resolve(&reference)?.ok_or_else(|| {
@@ -44,6 +72,32 @@ pub fn run(
         },
     )?;
 
+    let (layers, shown) = if flatten {
+        let flat = flatten_image(k, paths, &mut c, &store, &info)?;
+        (vec![flat], paths.root.join("flat"))
+    } else {
+        (
+            unpack_layers(k, paths, &mut c, &store, &info)?,
+            paths.layers(),
+        )
+    };
+    c.state.layers = layers;
+    c.finish(Stage::Load)?;
+    k.note(&format!(
+        "next: `stepctr cgroup {name}` (layers are in {})",
+        shown.display()
+    ));
+    Ok(c)
+}
+
+/// One directory per layer, by diff_id, unpacked only once.
+fn unpack_layers(
+    k: &dyn Kernel,
+    paths: &Paths,
+    c: &mut Container,
+    store: &Store,
+    info: &ImageInfo,
+) -> Result<Vec<PathBuf>> {
     let layers_dir = paths.layers();
     fs::create_dir_all(&layers_dir).with_context(|| format!("create {}", layers_dir.display()))?;
     crate::image::store::sweep_stale_temps(&layers_dir);
@@ -65,34 +119,101 @@ pub fn run(
         c.journal(Resource::Dir { path: tmp.clone() })?;
         k.mkdirat(&tmp, 0o755, "unpack into a temporary directory first")?;
         let blob = store.blob_path(&layer.digest)?;
-        let counts = unpack::unpack_layer(&blob, &layer.media_type, &layer.diff_id, &tmp)
-            .with_context(|| format!("unpack layer {}", layer.digest))?;
+        let label = format!("unpack layer {} ({})", i + 1, short(&layer.diff_id));
+        let src = unpack::LayerBlob {
+            path: &blob,
+            media_type: &layer.media_type,
+            diff_id: &layer.diff_id,
+        };
+        let counts = unpack::unpack_layer(k, &src, &tmp, &label)
+            .with_context(|| format!("unpack layer {} ({})", i + 1, layer.digest))?;
         k.note(&format!(
             "layer {}: unpacked {counts} from {}",
             i + 1,
             blob.display()
         ));
-        match k.renameat(
+        publish(
+            k,
             &tmp,
             &dest,
             "publish the whole layer at once, under its diff_id",
-        ) {
-            Ok(()) => {}
-            // Another container unpacked the same layer meanwhile: use theirs.
-            Err(e) if matches!(e.errno, Errno::EEXIST | Errno::ENOTEMPTY) => {
-                let _ = fs::remove_dir_all(&tmp);
-            }
-            Err(e) => return Err(e.into()),
-        }
+        )?;
         layers.push(dest);
     }
-    c.state.layers = layers;
-    c.finish(Stage::Load)?;
+    Ok(layers)
+}
+
+/// All layers applied into one directory, by manifest digest, made only once.
+fn flatten_image(
+    k: &dyn Kernel,
+    paths: &Paths,
+    c: &mut Container,
+    store: &Store,
+    info: &ImageInfo,
+) -> Result<PathBuf> {
+    let flat_dir = paths.root.join("flat");
+    fs::create_dir_all(&flat_dir).with_context(|| format!("create {}", flat_dir.display()))?;
+    crate::image::store::sweep_stale_temps(&flat_dir);
+    let hex = image::store::digest_hex(&info.manifest_digest)?;
+    let dest = flat_dir.join(hex);
+    if dest.is_dir() {
+        k.note(&format!(
+            "the image is already flattened at {}: shared, read-only",
+            dest.display()
+        ));
+        return Ok(dest);
+    }
+    let tmp = flat_dir.join(format!(".tmp-{hex}-{}", std::process::id()));
+    c.journal(Resource::Dir { path: tmp.clone() })?;
+    k.mkdirat(
+        &tmp,
+        0o755,
+        "apply the layers in a temporary directory first",
+    )?;
+    let blobs: Vec<PathBuf> = info
+        .layers
+        .iter()
+        .map(|l| store.blob_path(&l.digest))
+        .collect::<Result<_>>()?;
+    let srcs: Vec<unpack::LayerBlob<'_>> = info
+        .layers
+        .iter()
+        .zip(&blobs)
+        .map(|(l, path)| unpack::LayerBlob {
+            path,
+            media_type: &l.media_type,
+            diff_id: &l.diff_id,
+        })
+        .collect();
+    let label = |i: usize| {
+        let l = &info.layers[i];
+        format!("apply layer {} ({})", i + 1, short(&l.diff_id))
+    };
+    let counts = unpack::flatten(k, &srcs, &tmp, &label).context("flatten the image")?;
     k.note(&format!(
-        "next: `stepctr cgroup {name}` (layers are in {})",
-        layers_dir.display()
+        "{} layers applied in order ({counts}); whiteouts deleted what they name",
+        info.layers.len()
     ));
-    Ok(c)
+    publish(
+        k,
+        &tmp,
+        &dest,
+        "publish the whole tree at once, under the manifest digest",
+    )?;
+    Ok(dest)
+}
+
+/// Rename the finished temporary directory into place; if another container got there first,
+/// use theirs.
+fn publish(k: &dyn Kernel, tmp: &Path, dest: &Path, why: &str) -> Result<()> {
+    match k.renameat(tmp, dest, why) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.errno, Errno::EEXIST | Errno::ENOTEMPTY) => {
+            let _ = fs::remove_dir_all(tmp);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn short(digest: &str) -> &str {

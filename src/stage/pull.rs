@@ -26,9 +26,39 @@ pub fn run_with(
     reference: &str,
     opts: &PullOptions,
 ) -> Result<ImageInfo> {
+    fetch(k, paths, reference, opts, false)
+}
+
+/// What `stepctr all` does, like `docker run`: use the image in the store if it is there,
+/// pull it only when it is missing (`stepctr pull` always asks the registry again).
+pub fn run_if_missing(
+    k: &dyn Kernel,
+    paths: &Paths,
+    reference: &str,
+    opts: &PullOptions,
+) -> Result<ImageInfo> {
+    fetch(k, paths, reference, opts, true)
+}
+
+fn fetch(
+    k: &dyn Kernel,
+    paths: &Paths,
+    reference: &str,
+    opts: &PullOptions,
+    if_missing: bool,
+) -> Result<ImageInfo> {
     super::header(k, Stage::Pull, "get the image into the local store");
     let (source, stored) = Source::parse(reference)?;
     let store = Store::open(paths.images())?;
+    if if_missing && matches!(source, Source::Registry(_)) {
+        if let Some(info) = store.resolve(&stored)? {
+            k.note(&format!(
+                "{stored} is already in the store ({}): not asking the registry (`stepctr pull` would)",
+                info.manifest_digest
+            ));
+            return Ok(info);
+        }
+    }
     let info = match source {
         Source::Default => {
             if let Some(info) = store.resolve(&stored)? {
