@@ -196,14 +196,19 @@ fn evidence(call: &Sys) -> Vec<String> {
 }
 
 /// strace's `-y`: what an fd refers to, from /proc/self/fd.
-fn fd_name(fd: i32) -> Option<String> {
+fn fd_name(fd: i32) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStringExt;
     std::fs::read_link(format!("/proc/self/fd/{fd}"))
         .ok()
-        .map(|p| p.to_string_lossy().into_owned())
+        .map(|p| p.into_os_string().into_vec())
 }
 
 impl<K: Kernel> Kernel for Narrate<K> {
     fn sys(&self, call: &Sys, why: &str) -> Result<Ret, Errno> {
+        if self.level == Level::Quiet {
+            // Nothing will be printed: spend nothing on rendering (it reads /proc per call).
+            return self.inner.sys(call, why);
+        }
         let pid = self.inner.getpid();
         // An fd argument must be named before a close takes it away.
         let before = match call {

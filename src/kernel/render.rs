@@ -16,7 +16,8 @@ pub enum Detail {
 }
 
 /// Looks up what an fd refers to (strace's `-y`): `3</sys/fs/cgroup/pids/...>`.
-pub type FdName<'a> = dyn Fn(i32) -> Option<String> + 'a;
+/// The name is raw bytes: file names need not be UTF-8, and strace escapes the bytes.
+pub type FdName<'a> = dyn Fn(i32) -> Option<Vec<u8>> + 'a;
 
 const SHORT_LIMIT: usize = 64;
 
@@ -74,9 +75,9 @@ fn octal(s: &mut String, b: u8, next: Option<&u8>) {
 
 /// What an fd refers to, as strace's `-y` shows it between `<` and `>`: escaped like a
 /// string, and `<`, `>` in octal.
-pub fn fd_path(name: &str) -> String {
+pub fn fd_path(name: &[u8]) -> String {
     let mut s = String::with_capacity(name.len());
-    escape_into(&mut s, name.as_bytes(), name.len(), b"<>");
+    escape_into(&mut s, name, name.len(), b"<>");
     s
 }
 
@@ -752,7 +753,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn none(_: i32) -> Option<String> {
+    fn none(_: i32) -> Option<Vec<u8>> {
         None
     }
 
@@ -801,9 +802,9 @@ mod tests {
     #[test]
     fn unpack_calls_render_like_strace() {
         let names = |fd: i32| match fd {
-            3 => Some("/tmp/st/root".to_string()),
-            4 => Some("/tmp/st/root/a/b".to_string()),
-            6 => Some("/tmp/st/root/a/b/f".to_string()),
+            3 => Some(b"/tmp/st/root".to_vec()),
+            4 => Some(b"/tmp/st/root/a/b".to_vec()),
+            6 => Some(b"/tmp/st/root/a/b/f".to_vec()),
             _ => None,
         };
         let p = PathBuf::from;
@@ -1008,7 +1009,7 @@ mod tests {
     #[test]
     fn fd_names_are_escaped_like_strace_y() {
         assert_eq!(
-            fd_path("/tmp/st/esc/a<b>\u{fc} c\\d\"e\te"),
+            fd_path("/tmp/st/esc/a<b>\u{fc} c\\d\"e\te".as_bytes()),
             r#"/tmp/st/esc/a\74b\76\303\274 c\\d\"e\te"#
         );
     }
@@ -1033,7 +1034,7 @@ mod tests {
             fd: 3,
             data: b"1\n".to_vec(),
         };
-        let names = |fd: i32| (fd == 3).then(|| "/sys/fs/cgroup/x".to_string());
+        let names = |fd: i32| (fd == 3).then(|| b"/sys/fs/cgroup/x".to_vec());
         assert_eq!(
             call(&c, Detail::Short, &names),
             r#"write(3</sys/fs/cgroup/x>, "1\n", 2)"#
