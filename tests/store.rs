@@ -792,9 +792,31 @@ fn index_entries_are_listed_inspected_and_removed() {
     );
 }
 
+/// `load --flatten` keeps one flattened tree per manifest; `rmi` removes it with the image.
+fn rmi_removes_the_flattened_tree_of_the_image() {
+    let env = Env::fresh();
+    let name = unique("flat");
+    env.ok(&["-q", "pull"]);
+    env.ok(&["-q", "load", &name, "--flatten"]);
+    let flat = env.root.join("flat");
+    let trees = || std::fs::read_dir(&flat).map(|rd| rd.count()).unwrap_or(0);
+    assert_eq!(trees(), 1, "one flattened tree");
+    // In use by the container: --force removes the image but keeps the tree the container uses.
+    env.ok(&["-q", "rmi", "--force", "localhost/stepctr-busybox:latest"]);
+    assert_eq!(trees(), 1, "the container still uses its tree");
+    env.ok(&["-q", "rm", &name]);
+    env.ok(&["-q", "pull"]);
+    env.ok(&["-q", "load", &name, "--flatten"]);
+    env.ok(&["-q", "rm", &name]);
+    let out = env.ok(&["rmi", "localhost/stepctr-busybox:latest"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Deleted flattened tree"));
+    assert_eq!(trees(), 0, "nothing of the image is left");
+}
+
 fn main() {
     common::run_tests(
         tests![
+            rmi_removes_the_flattened_tree_of_the_image,
             skopeo_and_umoci_read_the_store,
             images_and_inspect_show_what_is_stored,
             rmi_keeps_shared_blobs_and_removes_unique_ones,

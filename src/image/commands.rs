@@ -334,6 +334,26 @@ pub fn rmi(k: &dyn Kernel, paths: &Paths, references: &[String], force: bool) ->
     for l in &removal.layers {
         writeln!(out, "Deleted layer directory: {}", l.display())?;
     }
+    // Flattened trees (`load --flatten`) are kept per manifest: drop those of the removed
+    // images, unless another reference still names that manifest or a container uses it.
+    let still: Vec<String> = store.list()?.into_iter().map(|(_, d)| d).collect();
+    for (_, digest) in &removal.untagged {
+        let Ok(hex) = super::store::digest_hex(digest) else {
+            continue;
+        };
+        let flat = paths.root.join("flat").join(hex);
+        if still.contains(digest) || keep.contains(&flat) || !flat.is_dir() {
+            continue;
+        }
+        let tmp = paths
+            .root
+            .join("flat")
+            .join(format!(".tmp-gc-{hex}-{}", std::process::id()));
+        if let Err(e) = std::fs::rename(&flat, &tmp).and_then(|()| std::fs::remove_dir_all(&tmp)) {
+            anyhow::bail!("remove {}: {e}", flat.display());
+        }
+        writeln!(out, "Deleted flattened tree: {}", flat.display())?;
+    }
     k.note(&format!(
         "removed {} reference(s) from {}/index.json; garbage collection deleted {} blob(s) ({}) and {} unpacked layer(s) no other image or container uses",
         removal.untagged.len(),
