@@ -19,8 +19,13 @@ pub struct Cli {
     pub quiet: bool,
 
     /// Show every argument in full (long strings are shortened by default)
-    #[arg(short, long, global = true)]
+    #[arg(long, global = true)]
     pub verbose: bool,
+
+    /// Same as --verbose, written before the command (after it, as in docker, `-v` is a
+    /// volume: `stepctr -v all -v /srv:/data`)
+    #[arg(short = 'v', conflicts_with = "quiet")]
+    pub verbose_short: bool,
 
     /// Write the narration to FILE instead of stderr
     #[arg(long, global = true, value_name = "FILE")]
@@ -80,11 +85,18 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
     Fs {
         /// The container
         name: String,
+        /// Bind-mount a host directory (or file) into the container: HOST:CTR[:ro|rw], absolute
+        /// paths, repeatable. A missing HOST is created; its data survives `stepctr rm`
+        #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+        volumes: Vec<String>,
     },
     /// Stage 6: run the command as PID 1 of the container and wait for it
     Start {
         /// The container
         name: String,
+        /// Detach: return once PID 1 runs; its shim stays, output goes to `stepctr logs`
+        #[arg(short = 'd', long)]
+        detach: bool,
         /// The command (default: the image's entrypoint and cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -100,9 +112,16 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         registry: PullArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Bind-mount a host directory (or file) into the container: HOST:CTR[:ro|rw], absolute
+        /// paths, repeatable. A missing HOST is created; its data survives `stepctr rm`
+        #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+        volumes: Vec<String>,
         /// Remove the container once it has stopped
         #[arg(long)]
         rm: bool,
+        /// Detach: return once PID 1 runs; its shim stays, output goes to `stepctr logs`
+        #[arg(short = 'd', long)]
+        detach: bool,
         /// The command (default: the image's entrypoint and cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -112,11 +131,85 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// The containers
         #[arg(required = true)]
         names: Vec<String>,
+        /// Remove running containers too (their processes are killed)
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Run a command in a new container, as `docker run` does: all six stages, quietly
+    #[command(
+        long_about = "Run a command in a new container, as `docker run` does: pull (if the image is not in the store yet), load, cgroup, ns, fs, start. Quiet: nothing is narrated unless you ask with --verbose or --trace-file FILE. The command's stdout and stderr are relayed byte for byte and separately, stepctr exits with the command's exit code, and the command is PID 1.",
+        after_help = "Examples:\n  stepctr run --rm localhost/stepctr-busybox sh -c 'echo hi'\n  stepctr run -d --name web -m 64M localhost/stepctr-busybox sleep 100\n  stepctr logs web; stepctr stop web; stepctr rm web"
+    )]
+    Run {
+        /// Detach: return once PID 1 runs; its shim stays, output goes to `stepctr logs`
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Remove the container once it has stopped
+        #[arg(long)]
+        rm: bool,
+        /// Name of the container (default: a fresh one, like ctr-1a2b3c)
+        #[arg(long)]
+        name: Option<String>,
+        /// Set an environment variable (repeatable)
+        #[arg(short = 'e', long = "env", value_name = "KEY=VAL")]
+        env: Vec<String>,
+        /// Working directory inside the container
+        #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+        workdir: Option<String>,
+        /// Hostname inside the container (default: its name)
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Bind-mount a host directory (or file): HOST:CTR[:ro|rw], repeatable
+        #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
+        volumes: Vec<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        registry: PullArgs,
+        /// The image (as `stepctr images` shows it, or a reference to pull)
+        image: String,
+        /// The command and its arguments (default: the image's entrypoint and cmd)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// Send a signal to a running container's PID 1
+    Kill {
+        /// The container
+        name: String,
+        /// The signal: a name (KILL, SIGTERM, usr1) or a number
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+    },
+    /// Stop a running container: SIGTERM to PID 1, then SIGKILL after a timeout
+    Stop {
+        /// The container
+        name: String,
+        /// Seconds to wait after SIGTERM before SIGKILL
+        #[arg(
+            short = 't',
+            long = "time",
+            visible_alias = "timeout",
+            default_value_t = 10.0
+        )]
+        time: f64,
+    },
+    /// Print what a detached container wrote to stdout and stderr
+    Logs {
+        /// The container
+        name: String,
     },
     /// Remove every container
     Reset,
     /// List containers and the stages they have done
     Ps,
+    /// Show what a container uses, read from its cgroups: memory, CPU time, processes
+    Stats {
+        /// The container
+        name: String,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// List the images in the local store
     #[command(
         long_about = "List the images in the local store, $STEPCTR_ROOT/images: a standard OCI \
@@ -191,4 +284,7 @@ pub struct LimitArgs {
     /// Maximum number of processes in the container
     #[arg(long, value_name = "N")]
     pub pids_limit: Option<u64>,
+    /// CPUs the container may use, e.g. 0.5 (a CFS quota of 50 ms per 100 ms period)
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<String>,
 }

@@ -5,7 +5,11 @@
 pub mod cli;
 pub mod image;
 pub mod kernel;
+pub mod lifecycle;
 pub mod pipeline;
 pub mod remove;
+pub mod shim;
 pub mod stage;
 pub mod state;
+pub mod stats;
+pub mod volume;

@@ -9,6 +9,7 @@ use kernel::Kernel;
 use stage::cgroup::Limits;
 use state::{Container, ContainerName, Paths};
 use std::io::IsTerminal;
+use std::io::Write as _;
 use std::os::fd::IntoRawFd;
 use std::path::Path;
 use stepctr::{cli, image, kernel, pipeline, remove, stage, state};
@@ -27,9 +28,12 @@ fn main() {
 }
 
 fn narrator(cli: &Cli) -> Result<Narrate<Linux>> {
-    let level = if cli.quiet {
+    // `run` is quiet like `docker run`, unless narration is asked for.
+    let quiet_run = matches!(cli.command, Command::Run { .. })
+        && !(cli.verbose || cli.verbose_short || cli.trace_file.is_some());
+    let level = if cli.quiet || quiet_run {
         Level::Quiet
-    } else if cli.verbose {
+    } else if cli.verbose || cli.verbose_short {
         Level::Verbose
     } else {
         Level::Normal
@@ -58,6 +62,11 @@ fn limits(args: &LimitArgs) -> Result<Limits> {
             Some(0) => bail!("--pids-limit must be at least 1"),
             p => p,
         },
+        cpu_quota: args
+            .cpus
+            .as_deref()
+            .map(stage::cgroup::parse_cpus)
+            .transpose()?,
     })
 }
 
@@ -145,24 +154,37 @@ fn run(cli: Cli) -> Result<i32> {
             need_root("ns")?;
             stage::ns::run(k, &mut open(name)?)?;
         }
-        Command::Fs { name } => {
+        Command::Fs { name, volumes } => {
             need_root("fs")?;
-            stage::fs::run(k, &mut open(name)?)?;
+            let volumes = stepctr::volume::parse_all(volumes)?;
+            stage::fs::run(k, &mut open(name)?, &volumes)?;
         }
-        Command::Start { name, cmd } => {
+        Command::Start { name, cmd, detach } => {
             need_root("start")?;
-            return stage::start::run(k, &mut open(name)?, cmd);
+            let mut c = open(name)?;
+            let o = stage::start::Options {
+                detach: *detach,
+                ..Default::default()
+            };
+            let code = stage::start::run_with(k, &mut c, cmd, &o)?;
+            if !*detach {
+                stepctr::stats::record_exit(k, &mut c, code)?;
+            }
+            return Ok(code);
         }
         Command::All {
             image,
             name,
             registry,
             limits: l,
+            volumes,
             rm,
+            detach,
             cmd,
         } => {
             need_root("all")?;
             let l = limits(l)?;
+            let volumes = stepctr::volume::parse_all(volumes)?;
             let pull = pull_options(registry, cli.quiet)?;
             let name = match name {
                 Some(n) => ContainerName::parse(n)?,
@@ -174,15 +196,83 @@ fn run(cli: Cli) -> Result<i32> {
                 name: &name,
                 limits: l,
                 cmd,
+                volumes: &volumes,
                 cgroup_root,
                 rm: *rm,
+                start: stage::start::Options {
+                    detach: *detach,
+                    ..Default::default()
+                },
             };
             return pipeline::all(k, &paths, &opts);
         }
-        Command::Rm { names } => {
+        Command::Run {
+            detach,
+            rm,
+            name,
+            env,
+            workdir,
+            hostname,
+            volumes,
+            limits: l,
+            registry,
+            image,
+            cmd,
+        } => {
+            need_root("run")?;
+            let l = limits(l)?;
+            let volumes = stepctr::volume::parse_all(volumes)?;
+            if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+                bail!("-e {bad:?}: give KEY=VALUE");
+            }
+            let pull = pull_options(registry, true)?;
+            let name = match name {
+                Some(n) => ContainerName::parse(n)?,
+                None => fresh_name(&paths)?,
+            };
+            let opts = pipeline::AllOptions {
+                image,
+                pull,
+                name: &name,
+                limits: l,
+                cmd,
+                volumes: &volumes,
+                cgroup_root,
+                rm: *rm,
+                start: stage::start::Options {
+                    detach: *detach,
+                    env: env.clone(),
+                    workdir: workdir.clone(),
+                    hostname: hostname.clone(),
+                    remove_when_done: false,
+                },
+            };
+            let code = pipeline::all(k, &paths, &opts)?;
+            if *detach {
+                // Like docker, print the new container's name (a closed stdout is not an error).
+                let _ = writeln!(std::io::stdout(), "{name}");
+            }
+            return Ok(code);
+        }
+        Command::Kill { name, signal } => {
+            need_root("kill")?;
+            let sig = stepctr::lifecycle::parse_signal(signal)?;
+            stepctr::lifecycle::kill(k, &mut open(name)?, sig)?;
+        }
+        Command::Stop { name, time } => {
+            need_root("stop")?;
+            if !time.is_finite() || *time < 0.0 {
+                bail!("--time must be a number of seconds, 0 or more");
+            }
+            let t = std::time::Duration::from_secs_f64(*time);
+            stepctr::lifecycle::stop(k, &mut open(name)?, t)?;
+            let _ = writeln!(std::io::stdout(), "{name}");
+        }
+        Command::Logs { name } => stepctr::lifecycle::logs(&open(name)?)?,
+        Command::Rm { names, force } => {
             need_root("rm")?;
             for n in names {
-                remove::remove(k, &paths, &ContainerName::parse(n)?)?;
+                remove::remove_with(k, &paths, &ContainerName::parse(n)?, *force)?;
             }
         }
         Command::Reset => {
@@ -196,6 +286,7 @@ fn run(cli: Cli) -> Result<i32> {
             image::commands::rmi(k, &paths, images, *force)?;
         }
         Command::Inspect { image, json } => image::commands::inspect(&paths, image, *json)?,
+        Command::Stats { name, json } => stepctr::stats::command(&open(name)?, *json)?,
         Command::Ps => {
             println!(
                 "{:<20} {:<36} {:<28} {:>7} EXIT",
@@ -213,10 +304,11 @@ fn run(cli: Cli) -> Result<i32> {
                         .pid
                         .map(|p| p.to_string())
                         .unwrap_or_else(|| "-".into()),
-                    c.state
-                        .exit_code
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "-".into()),
+                    match (c.state.exit_code, c.state.oom_killed) {
+                        (Some(e), true) => format!("{e} (OOMKilled)"),
+                        (Some(e), false) => e.to_string(),
+                        (None, _) => "-".into(),
+                    },
                 );
             }
         }

@@ -16,9 +16,13 @@ pub struct AllOptions<'a> {
     pub name: &'a ContainerName,
     pub limits: Limits,
     pub cmd: &'a [String],
+    /// Volumes to bind-mount (`-v HOST:CTR[:ro]`).
+    pub volumes: &'a [crate::volume::Volume],
     pub cgroup_root: &'a Path,
     /// Remove the container when it has stopped.
     pub rm: bool,
+    /// How to start PID 1: detached, extra env, workdir, hostname (`run`'s flags).
+    pub start: stage::start::Options,
 }
 
 /// Run all six stages; returns the exit code of the container's command.
@@ -40,10 +44,15 @@ pub fn all(k: &dyn Kernel, paths: &Paths, o: &AllOptions<'_>) -> Result<i32> {
         stage::ns::run(k, &mut c)?;
         timings.push(("ns", t.elapsed()));
         let t = Instant::now();
-        stage::fs::run(k, &mut c)?;
+        stage::fs::run(k, &mut c, o.volumes)?;
         timings.push(("fs", t.elapsed()));
         let t = Instant::now();
-        let code = stage::start::run(k, &mut c, o.cmd)?;
+        let mut start = o.start.clone();
+        start.remove_when_done = o.rm && start.detach;
+        let code = stage::start::run_with(k, &mut c, o.cmd, &start)?;
+        if !start.detach {
+            crate::stats::record_exit(k, &mut c, code)?;
+        }
         timings.push(("start+run", t.elapsed()));
         Ok(code)
     })();
@@ -57,7 +66,8 @@ pub fn all(k: &dyn Kernel, paths: &Paths, o: &AllOptions<'_>) -> Result<i32> {
         summary.join(", "),
         total.elapsed().as_secs_f64() * 1000.0
     ));
-    if o.rm && paths.container(o.name).exists() {
+    // Detached, the shim removes the container when PID 1 ends (unless starting failed).
+    if o.rm && (!o.start.detach || result.is_err()) && paths.container(o.name).exists() {
         let removed = remove::remove(k, paths, o.name);
         if let (Ok(_), Err(e)) = (&result, removed) {
             return Err(e);

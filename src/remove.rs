@@ -14,8 +14,19 @@ use std::time::{Duration, Instant};
 /// How long to wait for killed processes to be gone before removing their cgroups.
 const GRACE: Duration = Duration::from_secs(10);
 
+/// Remove a container, killing it first if it still runs (`rm -f`).
 pub fn remove(k: &dyn Kernel, paths: &Paths, name: &ContainerName) -> Result<()> {
+    remove_with(k, paths, name, true)
+}
+
+/// `rm` (refuses a running container) or, with `force`, `rm -f`.
+pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: bool) -> Result<()> {
     let c = Container::open(paths, name)?;
+    if !force && crate::lifecycle::running_pid1(&c).is_some() {
+        anyhow::bail!(
+            "container {name} is running: stop it first (`stepctr stop {name}`) or remove it anyway with `stepctr rm -f {name}`"
+        );
+    }
     k.header(
         1,
         1,
@@ -35,9 +46,15 @@ pub fn remove(k: &dyn Kernel, paths: &Paths, name: &ContainerName) -> Result<()>
             }
         }
     }
+    // The shim of a `--rm -d` container removes it itself: it must not kill itself.
+    let me = std::process::id() as i32;
     for r in &journal {
         if let Resource::Process { pid, start_time } = r {
-            if alive_as(*pid, *start_time) && !killed.contains(pid) {
+            if *pid != me
+                && alive_as(*pid, *start_time)
+                && !is_zombie(*pid)
+                && !killed.contains(pid)
+            {
                 ignore_gone(k.kill(*pid, libc::SIGKILL, "stop the container's process"))?;
                 killed.push(*pid);
             }
@@ -48,7 +65,7 @@ pub fn remove(k: &dyn Kernel, paths: &Paths, name: &ContainerName) -> Result<()>
             kill_cgroup(k, path, &mut killed)?;
         }
     }
-    wait_gone(&journal);
+    wait_gone(&journal, me);
 
     // 2. Mounts in the host's namespace (namespace files, then their directory). Once the
     //    namespace files are unmounted and the processes are gone, the namespaces are freed,
@@ -193,12 +210,12 @@ fn kill_cgroup(k: &dyn Kernel, dir: &Path, killed: &mut Vec<i32>) -> Result<()> 
     Ok(())
 }
 
-fn wait_gone(journal: &[Resource]) {
+fn wait_gone(journal: &[Resource], me: i32) {
     let deadline = Instant::now() + GRACE;
     while Instant::now() < deadline {
         let busy = journal.iter().any(|r| match r {
             Resource::Process { pid, start_time } => {
-                alive_as(*pid, *start_time) && !is_zombie(*pid)
+                *pid != me && alive_as(*pid, *start_time) && !is_zombie(*pid)
             }
             Resource::Cgroup { path } => !cgroup_pids(path).is_empty(),
             _ => false,

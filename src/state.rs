@@ -167,6 +167,9 @@ pub struct CgroupState {
     pub dirs: Vec<PathBuf>,
     pub memory: Option<u64>,
     pub pids: Option<u64>,
+    /// CPU quota in microseconds per 100 ms period (`--cpus 0.5` is 50000).
+    #[serde(default)]
+    pub cpu_quota: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -184,6 +187,19 @@ pub struct State {
     pub rootfs: Option<PathBuf>,
     pub pid: Option<i32>,
     pub exit_code: Option<i32>,
+    /// The volumes (`-v HOST:CTR[:ro]`) the fs stage bind-mounted; their host data outlives `rm`.
+    #[serde(default)]
+    pub volumes: Vec<crate::volume::Volume>,
+    /// PID 1 was killed by the kernel's OOM killer (the memory limit was hit), as docker's
+    /// `State.OOMKilled`.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// The shim that parents PID 1 (see `shim.rs`): its pid and start time.
+    #[serde(default)]
+    pub shim: Option<(i32, u64)>,
+    /// When PID 1 ended, in seconds since the epoch.
+    #[serde(default)]
+    pub finished_at: Option<u64>,
     pub journal: Vec<Resource>,
 }
 

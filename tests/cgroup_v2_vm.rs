@@ -4,6 +4,8 @@
 //! The host may have any cgroup layout: the VM is the v2 machine. Needs qemu-system-x86, cpio,
 //! xz-utils, kmod, busybox-static and Debian's package registry (or a kernel already in
 //! target/vm-cache); .ci/run installs them. Missing pieces fail the test, they never skip it.
+//! Besides the layout (1-4), it proves the limits are enforced on v2 (5): an OOM kill past
+//! memory.max, a fork bomb held at pids.max, a busy loop held near half a CPU by cpu.max.
 
 mod common;
 
@@ -151,6 +153,61 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "kill_run_mounts",
         "0",
         "no mount under the run directory is left",
+    ),
+    // (5) limits enforced. Memory: PID 1 grows past --memory 64M...
+    (
+        "oom_exit",
+        "137",
+        "the OOM-killed PID 1 makes `all` exit 137",
+    ),
+    (
+        "oom_kill_counted",
+        "yes",
+        "memory.events counts the oom_kill",
+    ),
+    ("oom_state", "yes", "state.json says oom_killed"),
+    ("oom_stats", "yes", "`stepctr stats --json` says oom_killed"),
+    ("oom_narrated", "yes", "the narration names the OOM killer"),
+    // ...pids: a fork bomb under --pids-limit 32...
+    (
+        "bomb_within_limit",
+        "yes",
+        "pids.current never went above 32",
+    ),
+    (
+        "bomb_hit_limit",
+        "yes",
+        "pids.events counts forks refused at the limit",
+    ),
+    (
+        "bomb_vm_usable",
+        "yes",
+        "the VM still starts processes quickly",
+    ),
+    ("bomb_rm_exit", "0", "rm ends the fork bomb"),
+    ("bomb_all_exit", "137", "`all` returns when rm kills PID 1"),
+    ("bomb_cgroup_gone", "yes", "the bomb's cgroup is gone"),
+    // ...cpu: --cpus 0.5 on a busy loop.
+    (
+        "cpu_max",
+        "50000 100000",
+        "--cpus 0.5 is written to cpu.max as quota and period",
+    ),
+    (
+        "cpu_subtree_control",
+        "yes",
+        "/stepctr enables the cpu controller",
+    ),
+    (
+        "cpu_capped",
+        "yes",
+        "a busy loop gets 35-65% of a CPU (cpu.stat usage_usec over 2 s)",
+    ),
+    ("cpu_cgroup_gone", "yes", "its cgroup is gone"),
+    (
+        "limits_parent_gone",
+        "yes",
+        "no stepctr cgroup is left at the end",
     ),
 ];
 

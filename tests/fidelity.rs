@@ -45,7 +45,8 @@ use Run::{Setup, Trace};
 /// The scenarios, one command per line. Lines with the same scenario name run in order in one
 /// environment (own run directory, shared image store) and make one test; `{name}` is that
 /// scenario's container, `{name}-b` a second one. Every container named is checked for leaks
-/// at the end, so each scenario must remove what it creates. A scenario whose name starts with
+/// at the end, so each scenario must remove what it creates. `{dir}` is a scratch directory of
+/// the scenario (for volumes). A scenario whose name starts with
 /// `fresh-` gets an image store of its own (so `pull` builds and `load` unpacks for real).
 #[rustfmt::skip]
 const STEPS: &[(&str, Run, &[&str])] = &[
@@ -77,10 +78,38 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("rm-half-done",   Setup,    &["cgroup", "{name}", "--pids-limit", "8"]),
     ("rm-half-done",   Setup,    &["ns", "{name}"]),
     ("rm-half-done",   Trace(0), &["rm", "{name}"]),
+    ("cgroup-cpus",    Setup,    &["load", "{name}"]),
+    ("cgroup-cpus",    Trace(0), &["cgroup", "{name}", "--cpus", "0.5", "--pids-limit", "16"]),
+    ("cgroup-cpus",    Setup,    &["rm", "{name}"]),
+    ("all-oom",        Trace(137), &["all", "--name", "{name}", "--rm", "--memory", "64M", "--", "sh", "-c", "a=aaaaaaaaaaaaaaaa; while :; do a=$a$a; done"]),
     ("reset",          Setup,    &["all", "--name", "{name}", "--", "true"]),
     ("reset",          Setup,    &["load", "{name}-b"]),
     ("reset",          Setup,    &["cgroup", "{name}-b", "--memory", "64M"]),
     ("reset",          Trace(0), &["reset"]),
+    ("volumes",        Setup,    &["load", "{name}"]),
+    ("volumes",        Setup,    &["cgroup", "{name}"]),
+    ("volumes",        Setup,    &["ns", "{name}"]),
+    ("volumes",        Trace(0), &["fs", "{name}", "-v", "{dir}/data:/data", "-v", "{dir}/ro:/srv/ro:ro"]),
+    ("volumes",        Trace(0), &["start", "{name}", "--", "sh", "-c", "echo hi > /data/f"]),
+    ("volumes",        Trace(0), &["rm", "{name}"]),
+    ("volumes-all",    Trace(0), &["-v", "all", "--name", "{name}", "--rm", "-v", "{dir}/x:/x:ro", "--", "ls", "/x"]),
+    ("run",            Trace(3), &["run", "--rm", "--name", "{name}", "localhost/stepctr-busybox", "sh", "-c", "exit 3"]),
+    ("start-detached", Setup,    &["load", "{name}"]),
+    ("start-detached", Setup,    &["cgroup", "{name}"]),
+    ("start-detached", Setup,    &["ns", "{name}"]),
+    ("start-detached", Setup,    &["fs", "{name}"]),
+    ("start-detached", Trace(0), &["start", "-d", "{name}", "--", "sleep", "0.2"]),
+    ("start-detached", Trace(0), &["logs", "{name}"]),
+    ("start-detached", Trace(0), &["rm", "{name}"]),
+    ("lifecycle",      Setup,    &["run", "-d", "--name", "{name}", "localhost/stepctr-busybox", "sleep", "100"]),
+    ("lifecycle",      Trace(0), &["kill", "-s", "TERM", "{name}"]),
+    ("lifecycle",      Trace(1), &["rm", "{name}"]),
+    ("lifecycle",      Trace(0), &["stop", "-t", "0.2", "{name}"]),
+    ("lifecycle",      Trace(0), &["logs", "{name}"]),
+    ("lifecycle",      Trace(0), &["rm", "{name}"]),
+    ("lifecycle-kill", Setup,    &["run", "-d", "--name", "{name}", "localhost/stepctr-busybox", "sleep", "100"]),
+    ("lifecycle-kill", Trace(0), &["kill", "{name}"]),
+    ("lifecycle-kill", Trace(0), &["rm", "-f", "{name}"]),
 ];
 
 fn main() {
@@ -244,7 +273,11 @@ fn run_scenario(scenario: &str) {
     let mut report = String::new();
     let steps = STEPS.iter().filter(|(s, _, _)| *s == scenario);
     for (i, (_, run, args)) in steps.enumerate() {
-        let args: Vec<String> = args.iter().map(|a| a.replace("{name}", &name)).collect();
+        let scratch = dir.path().join("scratch").to_string_lossy().into_owned();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{name}", &name).replace("{dir}", &scratch))
+            .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         match run {
             Setup => {
@@ -843,14 +876,13 @@ fn checker_rejects_calls_out_of_order() {
         "{err}"
     );
 
-    // Same in stepctr's own process: the unshare(CLONE_NEWPID) and the first namespace openat
-    // after it.
+    // Same in the shim: its unshare(CLONE_NEWPID) and the first namespace openat after it.
     let a = lines
         .iter()
-        .position(|l| l.starts_with("unshare(CLONE_NEWPID)"))
+        .position(|l| l.contains("] unshare(CLONE_NEWPID)"))
         .expect("unshare line");
     let b = a + 1;
-    assert!(lines[b].starts_with("openat("), "{}", lines[b]);
+    assert!(lines[b].contains("] openat("), "{}", lines[b]);
     let mut v = lines.clone();
     v.swap(a, b);
     let err = check(&v.join("\n"), &t.trace).expect_err("swapped calls were accepted");

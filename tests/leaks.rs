@@ -532,7 +532,17 @@ fn rm_of_running_container_kills_it() {
         std::thread::sleep(Duration::from_millis(10));
     };
     let pids = pids_of(&env.state(&name));
-    let rm = output_within(&mut env.cmd(&["-q", "rm", &name]), Duration::from_secs(20));
+    // Plain `rm` refuses a running container (as docker's does); `rm -f` kills it.
+    let refused = env.run(&["-q", "rm", &name]);
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("rm -f"),
+        "plain rm of a running container must refuse:\n{}",
+        stderr(&refused)
+    );
+    let rm = output_within(
+        &mut env.cmd(&["-q", "rm", "-f", &name]),
+        Duration::from_secs(20),
+    );
     let rm = match rm {
         Ok(o) => o,
         Err(e) => {

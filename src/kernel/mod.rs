@@ -955,11 +955,14 @@ pub fn forget_not_for_children(fd: i32) {
 
 /// In a freshly forked child: close the fds marked with [`not_for_children`].
 pub(crate) fn close_parent_only_fds() {
-    if let Ok(v) = NOT_FOR_CHILDREN.lock() {
+    if let Ok(mut v) = NOT_FOR_CHILDREN.lock() {
         for fd in v.iter() {
             // SAFETY: closing the child's copy; the parent's fd and its lock are unaffected.
             unsafe { libc::close(*fd) };
         }
+        // Those numbers are free in this process now: a grandchild (the shim's PID 1) must
+        // not close whatever reuses them.
+        v.clear();
     }
 }
 

@@ -443,6 +443,13 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
         Sys::Prctl { option, arg2 } => match *option {
             libc::PR_SET_PDEATHSIG => format!("PR_SET_PDEATHSIG, {}", signal_name(*arg2 as i32)),
             libc::PR_SET_NO_NEW_PRIVS => format!("PR_SET_NO_NEW_PRIVS, {arg2}"),
+            libc::PR_SET_CHILD_SUBREAPER => format!("PR_SET_CHILD_SUBREAPER, {arg2}"),
+            // arg2 is the address of a NUL-terminated name (at most 16 bytes) we passed ourselves.
+            libc::PR_SET_NAME if *arg2 != 0 => {
+                // SAFETY: stepctr only passes PR_SET_NAME the address of a live C string.
+                let name = unsafe { std::ffi::CStr::from_ptr(*arg2 as *const libc::c_char) };
+                format!("PR_SET_NAME, {}", quote(name.to_bytes(), d))
+            }
             o => format!("{o}, {arg2:#x}"),
         },
         Sys::Kill { pid, sig } => format!("{pid}, {}", signal_name(*sig)),

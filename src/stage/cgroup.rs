@@ -23,6 +23,23 @@ pub struct Limits {
     pub memory: Option<u64>,
     /// Maximum number of processes (`--pids-limit 64`).
     pub pids: Option<u64>,
+    /// CPU time allowed per [`CPU_PERIOD_US`], in microseconds (`--cpus 0.5` is 50000).
+    pub cpu_quota: Option<u64>,
+}
+
+/// The CFS bandwidth period: the kernel hands out `quota` microseconds of CPU time every
+/// `period` microseconds (100 ms, docker's and the kernel's default).
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// `--cpus 1.5` as a quota per [`CPU_PERIOD_US`]: 1.5 × 100000 = 150000 µs every 100 ms.
+pub fn parse_cpus(s: &str) -> Result<u64> {
+    let v: f64 = s.trim().parse().map_err(|_| {
+        anyhow::anyhow!("invalid --cpus {s:?}: use a number of CPUs, like 0.5 or 2")
+    })?;
+    if !v.is_finite() || !(0.01..=1024.0).contains(&v) {
+        bail!("invalid --cpus {s:?}: must be between 0.01 and 1024");
+    }
+    Ok((v * CPU_PERIOD_US as f64).round() as u64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +86,7 @@ pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Re
         dirs: dirs.clone(),
         memory: limits.memory,
         pids: limits.pids,
+        cpu_quota: limits.cpu_quota,
     });
     c.finish(Stage::Cgroup)?;
     for d in &dirs {
@@ -139,11 +157,18 @@ fn create_v2(
     limits: Limits,
 ) -> Result<Vec<PathBuf>> {
     let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-    let wanted: Vec<&str> = ["memory", "pids"]
+    // cpu only when asked for: usage (cpu.stat) is there without it, and the kernel refuses
+    // to enable it while realtime threads live outside the root cgroup.
+    let wanted: Vec<&str> = ["memory", "pids", "cpu"]
         .into_iter()
+        .filter(|w| *w != "cpu" || limits.cpu_quota.is_some())
         .filter(|w| available.split_whitespace().any(|a| a == *w))
         .collect();
-    for (ctl, limit) in [("memory", limits.memory), ("pids", limits.pids)] {
+    for (ctl, limit) in [
+        ("memory", limits.memory),
+        ("pids", limits.pids),
+        ("cpu", limits.cpu_quota),
+    ] {
         if limit.is_some() && !wanted.contains(&ctl) {
             bail!("the {ctl} controller is not available in {} (cgroup.controllers: {:?}): cannot set a {ctl} limit", root.display(), available.trim());
         }
@@ -186,6 +211,13 @@ fn create_v2(
             "process limit: fork() fails with EAGAIN beyond it (stops fork bombs)",
         )?;
     }
+    if let Some(q) = limits.cpu_quota {
+        k.write_file(
+            &dir.join("cpu.max"),
+            &format!("{q} {CPU_PERIOD_US}"),
+            CPU_WHY,
+        )?;
+    }
     Ok(vec![dir])
 }
 
@@ -196,13 +228,18 @@ fn create_v1(
     limits: Limits,
 ) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
-    for ctl in ["memory", "pids"] {
+    let mut seen = Vec::new();
+    // cpu holds the quota, cpuacct counts the time used (`stepctr stats`); many systems mount
+    // them together (cpu,cpuacct), and then one directory serves both.
+    for ctl in ["memory", "pids", "cpu", "cpuacct"] {
         let hierarchy = root.join(ctl);
+        let limited = match ctl {
+            "memory" => limits.memory.is_some(),
+            "pids" => limits.pids.is_some(),
+            "cpu" => limits.cpu_quota.is_some(),
+            _ => false,
+        };
         if !hierarchy.is_dir() {
-            let limited = match ctl {
-                "memory" => limits.memory.is_some(),
-                _ => limits.pids.is_some(),
-            };
             if limited {
                 bail!(
                     "the {ctl} controller is not mounted at {}: cannot set a {ctl} limit",
@@ -215,26 +252,41 @@ fn create_v1(
             ));
             continue;
         }
+        let real = std::fs::canonicalize(&hierarchy).unwrap_or_else(|_| hierarchy.clone());
+        if seen.contains(&real) {
+            continue;
+        }
+        seen.push(real);
         let parent = hierarchy.join(PARENT);
         let dir = parent.join(c.name.as_str());
         make_cgroup(k, c, &parent, &dir, |_| Ok(()))?;
-        match (ctl, limits.memory, limits.pids) {
-            ("memory", Some(m), _) => k.write_file(
+        match (ctl, limits.memory, limits.pids, limits.cpu_quota) {
+            ("memory", Some(m), _, _) => k.write_file(
                 &dir.join("memory.limit_in_bytes"),
                 &m.to_string(),
                 "memory limit: above it the kernel reclaims, then OOM-kills inside the container",
             )?,
-            ("pids", _, Some(p)) => k.write_file(
+            ("pids", _, Some(p), _) => k.write_file(
                 &dir.join("pids.max"),
                 &p.to_string(),
                 "process limit: fork() fails with EAGAIN beyond it (stops fork bombs)",
             )?,
+            ("cpu", _, _, Some(q)) => {
+                k.write_file(
+                    &dir.join("cpu.cfs_period_us"),
+                    &CPU_PERIOD_US.to_string(),
+                    "CPU bandwidth is counted in periods: this one is 100 ms",
+                )?;
+                k.write_file(&dir.join("cpu.cfs_quota_us"), &q.to_string(), CPU_WHY)?;
+            }
             _ => {}
         }
         dirs.push(dir);
     }
     Ok(dirs)
 }
+
+const CPU_WHY: &str = "CPU limit: the container may run this many microseconds per period, then it waits for the next one (quota/period = CPUs)";
 
 /// Parse sizes the way docker does: `256M`, `1g`, `512k`, `1048576` (binary units).
 pub fn parse_size(s: &str) -> Result<u64> {
@@ -272,5 +324,15 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("0").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn cpus_become_a_quota_per_period() {
+        assert_eq!(parse_cpus("0.5").unwrap(), 50_000);
+        assert_eq!(parse_cpus("2").unwrap(), 200_000);
+        assert_eq!(parse_cpus("1.25").unwrap(), 125_000);
+        for bad in ["0", "-1", "abc", "nan", "inf", "0.001"] {
+            assert!(parse_cpus(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! Stage 6, start: the command becomes PID 1 of the container.
 //!
-//! stepctr makes the container's PID namespace (unshare(CLONE_NEWPID) only changes where the
-//! *next child* goes: stepctr itself stays where it is), then forks; that child is PID 1 of the
-//! new namespace. It joins the cgroup → pins its PID namespace next to the others →
-//! joins the other namespaces → sets the hostname → pivot_root into the
-//! overlay and detaches the old root → mounts /proc (it must be mounted by a process inside the
-//! PID namespace, so it shows that namespace's processes) and /sys → exec the command.
-//! stepctr waits for it: when PID 1 exits, the container has stopped, and its exit code is ours.
+//! stepctr forks the container's shim (see `shim.rs`), which makes the container's PID
+//! namespace (unshare(CLONE_NEWPID) only changes where the *next child* goes: the shim itself
+//! stays where it is), then forks; that child is PID 1 of the new namespace. It joins the
+//! cgroup → pins its PID namespace next to the others → joins the other namespaces → sets the
+//! hostname → pivot_root into the overlay and detaches the old root → mounts /proc (it must be
+//! mounted by a process inside the PID namespace, so it shows that namespace's processes) and
+//! /sys → exec the command. The shim waits for it: when PID 1 exits, the container has
+//! stopped; the shim records the exit code, and an attached stepctr exits with it.
 
 use crate::kernel::{Kernel, Sys, WaitStatus};
 use crate::state::{Container, Resource, Stage};
@@ -82,33 +83,84 @@ pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
     })
 }
 
+/// How `start` runs the command (flags of `start`, `all` and `run`).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Return once PID 1 runs; the shim stays and keeps its output in the log (`-d`).
+    pub detach: bool,
+    /// Extra environment (`-e KEY=VAL`), overriding the image's.
+    pub env: Vec<String>,
+    /// Working directory (`-w DIR`) instead of the image's.
+    pub workdir: Option<String>,
+    /// Hostname (`--hostname`) instead of the container's name.
+    pub hostname: Option<String>,
+    /// Detached: the shim removes the container once PID 1 has ended (`--rm -d`).
+    pub remove_when_done: bool,
+}
+
 /// Run the container's command as its PID 1 and wait for it; returns its exit code.
 pub fn run(k: &dyn Kernel, c: &mut Container, cmd: &[String]) -> Result<i32> {
+    run_with(k, c, cmd, &Options::default())
+}
+
+/// `run` with options: attached (wait, return PID 1's exit code) or detached (return 0 once
+/// PID 1 runs).
+pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> Result<i32> {
     super::header(
         k,
         Stage::Start,
         "the command becomes PID 1 of the container",
     );
     c.require_before(Stage::Start)?;
-    let plan = plan(c, cmd)?;
+    let mut plan = plan(c, cmd)?;
+    for e in &o.env {
+        let key = e.split('=').next().unwrap_or(e);
+        plan.env.retain(|x| x.split('=').next() != Some(key));
+        plan.env.push(e.clone());
+    }
+    if let Some(w) = &o.workdir {
+        plan.workdir = PathBuf::from(w);
+    }
+    if let Some(h) = &o.hostname {
+        plan.hostname = h.clone();
+    }
     // Mark the stage as begun: a second `start` must not try to reuse the PID namespace
     // (once its PID 1 has died it accepts no new process).
     c.finish(Stage::Start)?;
-    let status = launch(k, c, &plan)?;
-    let code = status.exit_code();
-    // Record the exit, unless the container was removed while it ran.
-    if c.relock()? {
-        c.state.exit_code = Some(code);
-        c.save()?;
+    let code = crate::shim::start(k, c, &plan, o)?;
+    if o.detach {
+        k.note(&format!(
+            "the container runs in the background: `stepctr ps`, `stepctr logs {n}`, `stepctr stop {n}`",
+            n = c.name
+        ));
+    } else {
+        k.note(&format!(
+            "PID 1 ended (exit code {code}): the container has stopped; `stepctr rm {}` removes it",
+            c.name
+        ));
     }
-    k.note(&format!(
-        "PID 1 ended ({status:?}): the container has stopped; `stepctr rm {}` removes it",
-        c.name
-    ));
     Ok(code)
 }
 
+/// Start PID 1 and wait for it, in this process (the shim runs the same two steps).
 pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStatus> {
+    let pid = spawn_pid1(k, plan, None)?;
+    c.state.pid = Some(pid);
+    c.journal(Resource::Process {
+        pid,
+        start_time: crate::state::process_start_time(pid).unwrap_or(0),
+    })?;
+    // While the container runs, other commands (`rm`, `ps`) may use it: let go of the lock.
+    c.save()?;
+    c.unlock();
+    let status = k.wait4(pid, 0, "wait for PID 1: when it exits, the container stops")?;
+    Ok(status)
+}
+
+/// Make the PID namespace, fork its PID 1 and let it set itself up and exec the command;
+/// returns PID 1's host pid once the execve has succeeded. With `stdio`, PID 1 puts that fd
+/// on its stdout and stderr (and /dev/null on stdin) just before the execve (detached runs).
+pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32> {
     k.unshare(
         libc::CLONE_NEWPID,
         "a new PID namespace for our next child, which will be its PID 1 (we stay where we are)",
@@ -130,7 +182,7 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
         k.prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as u64,
-            "if stepctr dies, the container dies with it",
+            "if our parent (the shim) dies, the container dies with it",
         )?;
         for cg in &plan.cgroups {
             k.write_file(
@@ -160,6 +212,9 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
         k.chdir(&plan.workdir, "the image's working directory")?;
         let path = resolve_command(&plan.argv[0], &plan.env)?;
         resolved.set(&path);
+        if let Some(fd) = stdio {
+            crate::shim::redirect_stdio(fd)?;
+        }
         k.execve(
             &path,
             &plan.argv,
@@ -180,11 +235,6 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
             return Err(e.into());
         }
     };
-    c.state.pid = Some(child.pid);
-    c.journal(Resource::Process {
-        pid: child.pid,
-        start_time: crate::state::process_start_time(child.pid).unwrap_or(0),
-    })?;
     // The parent says nothing until the child has exec'd or failed, so the narration keeps the
     // order of events (the child narrates its own calls meanwhile).
     let failed = k.child_error(&child);
@@ -209,15 +259,7 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
         &shown,
         "the container's command replaces our code: PID 1 is now the program",
     );
-    // While the container runs, other commands (`rm`, `ps`) may use it: let go of the lock.
-    c.save()?;
-    c.unlock();
-    let status = k.wait4(
-        child.pid,
-        0,
-        "wait for PID 1: when it exits, the container stops",
-    )?;
-    Ok(status)
+    Ok(child.pid)
 }
 
 /// pivot_root(".", "."): the new root is the overlay, the old root ends up stacked on top of

@@ -285,7 +285,7 @@ if wait_for 90 grep -q kill_child /tmp/v2k.out && wait_for 10 procs_at_least v2k
     kpid=$(state_pid v2k)
     check kill_procs "$(cat /sys/fs/cgroup/stepctr/v2k/cgroup.procs | tr '\n' ' ')"
     t0=$(up)
-    stepctr rm v2k >/tmp/rm-k.out 2>/tmp/rm-k.err
+    stepctr rm -f v2k >/tmp/rm-k.out 2>/tmp/rm-k.err
     expect kill_rm_exit $? 0
     check kill_rm_seconds "$(awk "BEGIN { print $(up) - $t0 }")"
     expect kill_used_cgroup_kill "$(grep -q 'cgroup.kill' /tmp/rm-k.err && echo yes || echo no)" yes
@@ -301,6 +301,75 @@ else
     kill $kill_all_pid
 fi
 [ "$FAILED" = 0 ] || { show /tmp/v2k.out; show /tmp/v2k.err; show /tmp/rm-k.err; }
+
+# (5) the limits are enforced by the kernel: memory, pids, cpu.
+yes_if() { "$@" && echo yes || echo no; }
+# memory: PID 1 (the shell) doubles a string past 64 MiB and is OOM-killed.
+stepctr all --name v2m --memory 64M -- sh -c 'a=aaaaaaaaaaaaaaaa; while :; do a=$a$a; done' \
+    >/tmp/v2m.out 2>/tmp/v2m.err
+expect oom_exit $? 137
+oom_kills=$(sed -n 's/^oom_kill //p' /sys/fs/cgroup/stepctr/v2m/memory.events)
+check oom_kills "$oom_kills"
+expect oom_kill_counted "$(yes_if [ "${oom_kills:-0}" -ge 1 ])" yes
+expect oom_state "$(yes_if grep -q '"oom_killed": true' "$STEPCTR_RUN/v2m/state.json")" yes
+stats_oom() { stepctr stats v2m --json | grep -q '"oom_killed": true'; }
+expect oom_stats "$(yes_if stats_oom)" yes
+expect oom_narrated "$(yes_if grep -q 'OOM killer' /tmp/v2m.err)" yes
+stepctr -q rm v2m || fail "stepctr rm v2m"
+[ "$FAILED" = 0 ] || { show /tmp/v2m.err; }
+# pids: a fork bomb stays within --pids-limit 32, the VM stays usable, rm ends it.
+BOMB='bomb() { while :; do bomb & done; }; bomb & while :; do wait; done'
+timeout 60 stepctr -q all --name v2b --pids-limit 32 -- sh -c "$BOMB" >/dev/null 2>/tmp/v2b.err &
+bomb_all=$!
+if wait_for 30 procs_at_least v2b 1; then
+    max=0 n=20
+    while [ $n -gt 0 ]; do
+        c=$(cat /sys/fs/cgroup/stepctr/v2b/pids.current)
+        [ "$c" -gt "$max" ] && max=$c
+        sleep 0.1
+        n=$((n - 1))
+    done
+    check bomb_max_pids "$max"
+    expect bomb_within_limit "$(yes_if [ "$max" -le 32 ])" yes
+    refused=$(sed -n 's/^max //p' /sys/fs/cgroup/stepctr/v2b/pids.events)
+    check bomb_refused "$refused"
+    expect bomb_hit_limit "$(yes_if [ "${refused:-0}" -gt 0 ])" yes
+    t0=$(up)
+    for i in 1 2 3 4 5; do /bin/true; done
+    expect bomb_vm_usable "$(yes_if awk "BEGIN { exit !($(up) - $t0 < 5) }")" yes
+    stepctr -q rm -f v2b
+    expect bomb_rm_exit $? 0
+    wait $bomb_all
+    expect bomb_all_exit $? 137
+    expect bomb_cgroup_gone "$(gone /sys/fs/cgroup/stepctr/v2b)" yes
+else
+    fail "the container v2b did not run within 30 s"
+    kill $bomb_all
+fi
+[ "$FAILED" = 0 ] || { show /tmp/v2b.err; }
+# cpu: --cpus 0.5 is cpu.max "50000 100000"; a busy loop gets about half a CPU (cpu.stat).
+timeout 60 stepctr -q all --name v2c --cpus 0.5 -- sh -c 'while :; do :; done' >/dev/null 2>/tmp/v2c.err &
+cpu_all=$!
+if wait_for 30 procs_at_least v2c 1; then
+    cg=/sys/fs/cgroup/stepctr/v2c
+    expect cpu_max "$(cat $cg/cpu.max)" "50000 100000"
+    expect cpu_subtree_control "$(yes_if grep -qw cpu /sys/fs/cgroup/stepctr/cgroup.subtree_control)" yes
+    sleep 0.3
+    u0=$(sed -n 's/^usage_usec //p' $cg/cpu.stat) t0=$(up)
+    sleep 2
+    u1=$(sed -n 's/^usage_usec //p' $cg/cpu.stat) t1=$(up)
+    pct=$(awk "BEGIN { printf \"%d\", ($u1 - $u0) / 10000 / ($t1 - $t0) }")
+    check cpu_percent "$pct"
+    expect cpu_capped "$(yes_if [ "$pct" -ge 35 -a "$pct" -le 65 ])" yes
+    stepctr -q rm -f v2c || fail "stepctr rm v2c"
+    wait $cpu_all
+    expect cpu_cgroup_gone "$(gone $cg)" yes
+else
+    fail "the container v2c did not run within 30 s"
+    kill $cpu_all
+fi
+[ "$FAILED" = 0 ] || { show /tmp/v2c.err; }
+expect limits_parent_gone "$(gone /sys/fs/cgroup/stepctr)" yes
 check vm_seconds "$(up)"
 finish
 EOF

@@ -60,17 +60,21 @@ impl<'a> TempBlob<'a> {
     fn restart(&mut self) -> Result<()> {
         let out = self
             .out
-            .as_mut()
+            .take()
             .ok_or_else(|| anyhow!("temporary file closed"))?;
-        let f = out.get_mut();
+        // Drop what is still in the buffer (flushing it now would write old bytes at the
+        // start of the new download), then empty the file.
+        let (mut f, _old_bytes) = out.into_parts();
         f.set_len(0)
             .and_then(|_| f.rewind())
-            .map_err(|e| anyhow!("truncate {}: {e}", self.path.display()))
+            .map_err(|e| anyhow!("truncate {}: {e}", self.path.display()))?;
+        self.out = Some(BufWriter::with_capacity(WRITE_BUF, f));
+        Ok(())
     }
 
     /// Flush and fsync (the blob must be on disk before its name is), close, and rename into
     /// place.
-    fn publish(mut self, dest: &std::path::Path) -> Result<()> {
+    fn publish(mut self, dest: &std::path::Path, expected_len: u64) -> Result<()> {
         let out = self
             .out
             .take()
@@ -80,6 +84,18 @@ impl<'a> TempBlob<'a> {
             .map_err(|e| anyhow!("write {}: {}", self.path.display(), e.error()))?;
         file.sync_all()
             .map_err(|e| anyhow!("fsync {}: {e}", self.path.display()))?;
+        // The digest was computed over the bytes as they arrived; the file must hold exactly
+        // those bytes (a cheap guard against a write-side mistake).
+        let on_disk = file
+            .metadata()
+            .map_err(|e| anyhow!("stat {}: {e}", self.path.display()))?
+            .len();
+        if on_disk != expected_len {
+            bail!(
+                "{} holds {on_disk} bytes, {expected_len} were verified: not publishing it",
+                self.path.display()
+            );
+        }
         let fd = file.into_raw_fd();
         self.say.sys(|k| k.close(fd))?;
         self.say.sys(|k| {
@@ -289,7 +305,7 @@ pub async fn fetch_blob(
         );
     }
     tmp.ok_or_else(|| anyhow!("internal error: {label} was never written"))?
-        .publish(&dest)?;
+        .publish(&dest, d.size)?;
     if let Some(b) = &bar {
         b.finish_with_message("verified");
     }
@@ -319,7 +335,7 @@ pub fn store_bytes(say: &Say<'_>, store: &Store, digest: &str, bytes: &[u8]) -> 
     ));
     let mut tmp = TempBlob::create(say, tmp_path, "write the manifest into a temporary file")?;
     tmp.write(bytes)?;
-    tmp.publish(&dest)
+    tmp.publish(&dest, bytes.len() as u64)
 }
 
 /// `sha256:0123456789ab`: enough of a digest to tell blobs apart in the narration.
