@@ -21,9 +21,14 @@ for tool in cargo hyperfine runc umoci jq; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-echo "# building stepctr (release)"
-(cd "$repo" && cargo build --release --quiet)
-stepctr="$repo/target/release/stepctr"
+# STEPCTR=/path/to/stepctr times that binary instead of building one (e.g. to compare two builds).
+if [[ -n ${STEPCTR:-} ]]; then
+    stepctr=$STEPCTR
+else
+    echo "# building stepctr (release)"
+    (cd "$repo" && cargo build --release --quiet)
+    stepctr="$repo/target/release/stepctr"
+fi
 
 # Everything lives in a throw-away directory: the image store, the containers, runc's state.
 work=$(mktemp -d /tmp/stepctr-bench.XXXXXX)

@@ -94,6 +94,10 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
     Start {
         /// The container
         name: String,
+        /// Run the command as USER[:GROUP] (names or ids, looked up in the container's
+        /// /etc/passwd and /etc/group), instead of root
+        #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+        user: Option<String>,
         /// Detach: return once PID 1 runs; its shim stays, output goes to `stepctr logs`
         #[arg(short = 'd', long)]
         detach: bool,
@@ -122,6 +126,10 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// Detach: return once PID 1 runs; its shim stays, output goes to `stepctr logs`
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Run the command as USER[:GROUP] (names or ids, looked up in the container's
+        /// /etc/passwd and /etc/group), instead of root
+        #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+        user: Option<String>,
         /// The command (default: the image's entrypoint and cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -156,6 +164,10 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// Working directory inside the container
         #[arg(short = 'w', long = "workdir", value_name = "DIR")]
         workdir: Option<String>,
+        /// Run the command as USER[:GROUP] (names or ids, looked up in the container's
+        /// /etc/passwd and /etc/group), instead of root
+        #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+        user: Option<String>,
         /// Hostname inside the container (default: its name)
         #[arg(long)]
         hostname: Option<String>,
@@ -170,6 +182,28 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         image: String,
         /// The command and its arguments (default: the image's entrypoint and cmd)
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// Run one more command in a running container: join its namespaces and cgroup (setns)
+    #[command(
+        long_about = "Run one more command in a running container, as `docker exec` does. A container is a process in some namespaces and cgroups, so entering it is joining them: open the namespaces of its PID 1 (/proc/PID/ns/*), join its cgroup, setns into each (mount last), then exec the command, the same thing `nsenter -t PID -a` does. The command sees PID 1 in `ps`, the container's hostname and files; its stdout, stderr and exit code are relayed.",
+        after_help = "Example:\n  stepctr run -d --name web localhost/stepctr-busybox sleep 100\n  stepctr exec web ps\n  stepctr exec -u nobody web id"
+    )]
+    Exec {
+        /// Set an environment variable (repeatable)
+        #[arg(short = 'e', long = "env", value_name = "KEY=VAL")]
+        env: Vec<String>,
+        /// Working directory inside the container (default: the image's)
+        #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+        workdir: Option<String>,
+        /// Run the command as USER[:GROUP] (names or ids, looked up in the container's
+        /// /etc/passwd and /etc/group), instead of root
+        #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+        user: Option<String>,
+        /// The running container
+        name: String,
+        /// The command and its arguments
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
     },
     /// Send a signal to a running container's PID 1
@@ -200,8 +234,12 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
     },
     /// Remove every container
     Reset,
-    /// List containers and the stages they have done
-    Ps,
+    /// List containers: status (created, running, exited (CODE), OOMKilled), PID 1, shim, stages
+    Ps {
+        /// Print JSON: one object per container
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what a container uses, read from its cgroups: memory, CPU time, processes
     Stats {
         /// The container
@@ -248,7 +286,7 @@ directory, user; each layer's diff_id, the sha256 of its uncompressed tar; the h
 the layers were made). --json prints the manifest and config as stored."
     )]
     Inspect {
-        /// The image, as `stepctr images` shows it (or as you pulled it)
+        /// The image, as `stepctr images` shows it (or as you pulled it), or a container's name
         image: String,
         /// Print JSON: the manifest and config as stored, plus a summary of the layers
         #[arg(long)]

@@ -3,10 +3,12 @@
 //! The library holds everything; `main.rs` only parses arguments and maps errors to exit codes.
 
 pub mod cli;
+pub mod exec;
 pub mod image;
 pub mod kernel;
 pub mod lifecycle;
 pub mod pipeline;
+pub mod ps;
 pub mod remove;
 pub mod shim;
 pub mod stage;

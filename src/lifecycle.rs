@@ -13,18 +13,24 @@ use std::time::{Duration, Instant};
 
 /// PID 1's host pid, if the container's PID 1 still runs.
 pub fn running_pid1(c: &Container) -> Option<i32> {
-    let pid = c.state.pid?;
-    if c.state.exit_code.is_some() {
+    pid1_running(&c.state)
+}
+
+/// [`running_pid1`] from a container's state alone (`ps` reads it without the lock).
+pub fn pid1_running(st: &state::State) -> Option<i32> {
+    let pid = st.pid?;
+    if st.exit_code.is_some() {
         return None;
     }
-    let start = c.state.journal.iter().find_map(|r| match r {
+    let start = st.journal.iter().find_map(|r| match r {
         Resource::Process { pid: p, start_time } if *p == pid => Some(*start_time),
         _ => None,
     })?;
     alive_as(pid, start).then_some(pid)
 }
 
-fn alive_as(pid: i32, start_time: u64) -> bool {
+/// `pid` runs (not a zombie) and is the process that started at `start_time` (0: any).
+pub fn alive_as(pid: i32, start_time: u64) -> bool {
     let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))

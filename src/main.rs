@@ -28,8 +28,8 @@ fn main() {
 }
 
 fn narrator(cli: &Cli) -> Result<Narrate<Linux>> {
-    // `run` is quiet like `docker run`, unless narration is asked for.
-    let quiet_run = matches!(cli.command, Command::Run { .. })
+    // `run` and `exec` are quiet like docker's, unless narration is asked for.
+    let quiet_run = matches!(cli.command, Command::Run { .. } | Command::Exec { .. })
         && !(cli.verbose || cli.verbose_short || cli.trace_file.is_some());
     let level = if cli.quiet || quiet_run {
         Level::Quiet
@@ -159,11 +159,17 @@ fn run(cli: Cli) -> Result<i32> {
             let volumes = stepctr::volume::parse_all(volumes)?;
             stage::fs::run(k, &mut open(name)?, &volumes)?;
         }
-        Command::Start { name, cmd, detach } => {
+        Command::Start {
+            name,
+            cmd,
+            detach,
+            user,
+        } => {
             need_root("start")?;
             let mut c = open(name)?;
             let o = stage::start::Options {
                 detach: *detach,
+                user: user.clone(),
                 ..Default::default()
             };
             let code = stage::start::run_with(k, &mut c, cmd, &o)?;
@@ -180,6 +186,7 @@ fn run(cli: Cli) -> Result<i32> {
             volumes,
             rm,
             detach,
+            user,
             cmd,
         } => {
             need_root("all")?;
@@ -201,6 +208,7 @@ fn run(cli: Cli) -> Result<i32> {
                 rm: *rm,
                 start: stage::start::Options {
                     detach: *detach,
+                    user: user.clone(),
                     ..Default::default()
                 },
             };
@@ -212,6 +220,7 @@ fn run(cli: Cli) -> Result<i32> {
             name,
             env,
             workdir,
+            user,
             hostname,
             volumes,
             limits: l,
@@ -245,6 +254,7 @@ fn run(cli: Cli) -> Result<i32> {
                     workdir: workdir.clone(),
                     hostname: hostname.clone(),
                     remove_when_done: false,
+                    user: user.clone(),
                 },
             };
             let code = pipeline::all(k, &paths, &opts)?;
@@ -253,6 +263,24 @@ fn run(cli: Cli) -> Result<i32> {
                 let _ = writeln!(std::io::stdout(), "{name}");
             }
             return Ok(code);
+        }
+        Command::Exec {
+            env,
+            workdir,
+            user,
+            name,
+            cmd,
+        } => {
+            need_root("exec")?;
+            if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+                bail!("-e {bad:?}: give KEY=VALUE");
+            }
+            let o = stepctr::exec::Options {
+                env: env.clone(),
+                workdir: workdir.clone(),
+                user: user.clone(),
+            };
+            return stepctr::exec::exec(k, &mut open(name)?, cmd, &o);
         }
         Command::Kill { name, signal } => {
             need_root("kill")?;
@@ -285,33 +313,13 @@ fn run(cli: Cli) -> Result<i32> {
             need_root("rmi")?;
             image::commands::rmi(k, &paths, images, *force)?;
         }
-        Command::Inspect { image, json } => image::commands::inspect(&paths, image, *json)?,
+        Command::Inspect { image, json } => match ContainerName::parse(image) {
+            // A container of that name: its state (an image of the same name: use its tag).
+            Ok(n) if paths.container(&n).is_dir() => stepctr::ps::inspect(&paths, &n, *json)?,
+            _ => image::commands::inspect(&paths, image, *json)?,
+        },
         Command::Stats { name, json } => stepctr::stats::command(&open(name)?, *json)?,
-        Command::Ps => {
-            println!(
-                "{:<20} {:<36} {:<28} {:>7} EXIT",
-                "NAME", "IMAGE", "STAGES", "PID"
-            );
-            for name in state::list_containers(&paths)? {
-                let c = open(name.as_str())?;
-                let stages: Vec<&str> = c.state.stages.iter().map(|s| s.name()).collect();
-                println!(
-                    "{:<20} {:<36} {:<28} {:>7} {}",
-                    name.as_str(),
-                    c.state.image,
-                    stages.join(","),
-                    c.state
-                        .pid
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    match (c.state.exit_code, c.state.oom_killed) {
-                        (Some(e), true) => format!("{e} (OOMKilled)"),
-                        (Some(e), false) => e.to_string(),
-                        (None, _) => "-".into(),
-                    },
-                );
-            }
-        }
+        Command::Ps { json } => stepctr::ps::command(&paths, *json)?,
     }
     Ok(0)
 }

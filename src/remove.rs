@@ -22,7 +22,8 @@ pub fn remove(k: &dyn Kernel, paths: &Paths, name: &ContainerName) -> Result<()>
 /// `rm` (refuses a running container) or, with `force`, `rm -f`.
 pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: bool) -> Result<()> {
     let c = Container::open(paths, name)?;
-    if !force && crate::lifecycle::running_pid1(&c).is_some() {
+    let running = crate::lifecycle::running_pid1(&c);
+    if !force && running.is_some() {
         anyhow::bail!(
             "container {name} is running: stop it first (`stepctr stop {name}`) or remove it anyway with `stepctr rm -f {name}`"
         );
@@ -33,6 +34,11 @@ pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: b
         "rm",
         &format!("undo everything container {name} created"),
     );
+    if let Some(pid) = running {
+        k.note(&format!(
+            "rm -f: PID 1 (host pid {pid}) still runs, so it is killed with SIGKILL, without a chance to clean up (`stepctr stop {name}` asks it with SIGTERM first)"
+        ));
+    }
     let journal: Vec<Resource> = c.state.journal.iter().rev().cloned().collect();
 
     // 1. Processes. On cgroup v2 one write to cgroup.kill kills everything in the container's
@@ -99,6 +105,11 @@ pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: b
     // 4. Files and directories: the writable layer and friends.
     for r in &journal {
         match r {
+            // The overlay's upperdir, `<container>/upper` (see stage::fs).
+            Resource::Dir { path } if path == &c.path("upper") => {
+                writable_layer_note(k, &c, path);
+                remove_tree_told(k, path, false)?
+            }
             Resource::Dir { path } => remove_tree(k, path)?,
             Resource::File { path } => ignore_gone(k.unlinkat(path, 0, "remove the file"))?,
             _ => {}
@@ -108,6 +119,46 @@ pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: b
     drop(c);
     k.note(&format!("container {name} removed"));
     Ok(())
+}
+
+/// The lesson of the ephemeral container, told as its writable layer goes.
+fn writable_layer_note(k: &dyn Kernel, c: &Container, upper: &Path) {
+    let n = count_tree(upper, 0);
+    let what = match n {
+        0 => "; it is empty: this container changed no file of its image, so nothing is lost"
+            .to_string(),
+        1 => ": the 1 file or directory the container created or changed outside its volumes is lost now".to_string(),
+        n => format!(": the {n} files and directories the container created or changed outside its volumes are lost now"),
+    };
+    k.note(&format!(
+        "{} is the container's writable layer (overlay upperdir){what}. Containers are ephemeral: data that must outlive one belongs in a volume (-v HOST:CTR)",
+        upper.display()
+    ));
+    for v in &c.state.volumes {
+        k.note(&format!(
+            "volume {} (seen as {} inside) keeps its data: rm never touches a volume",
+            v.host.display(),
+            v.container.display()
+        ));
+    }
+}
+
+/// Entries under `dir`, recursively, without following symlinks (capped: it is only told).
+fn count_tree(dir: &Path, depth: usize) -> usize {
+    if depth > 64 {
+        return 0;
+    }
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        n += 1;
+        if e.file_type().is_ok_and(|t| t.is_dir()) && n < 100_000 {
+            n += count_tree(&e.path(), depth + 1);
+        }
+    }
+    n
 }
 
 /// Remove every container.
@@ -264,6 +315,11 @@ fn remove_cgroup(k: &dyn Kernel, dir: &Path, must: bool) -> Result<()> {
 
 /// Remove a directory tree without following symlinks or crossing into other mounts.
 fn remove_tree(k: &dyn Kernel, dir: &Path) -> Result<()> {
+    remove_tree_told(k, dir, true)
+}
+
+/// [`remove_tree`]; `tell`: say how many entries go (unless something else said it).
+fn remove_tree_told(k: &dyn Kernel, dir: &Path, tell: bool) -> Result<()> {
     let meta = match fs::symlink_metadata(dir) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -273,7 +329,7 @@ fn remove_tree(k: &dyn Kernel, dir: &Path) -> Result<()> {
         return ignore_gone(k.unlinkat(dir, 0, "remove"));
     }
     let entries = count_entries(dir);
-    if entries > 0 {
+    if tell && entries > 0 {
         k.note(&format!(
             "removing {} ({entries} entries inside)",
             dir.display()

@@ -57,10 +57,9 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
                 "a subreaper: orphans of our descendants come to us, not to the host's init",
             )?;
             let stdio = if o.detach {
-                // SAFETY: setsid has no arguments; a forked child is never a group leader.
-                if unsafe { libc::setsid() } < 0 {
-                    bail!("setsid: {}", std::io::Error::last_os_error());
-                }
+                k.setsid(
+                    "detached: a session of our own, so the terminal's hangup and Ctrl-C no longer reach the container",
+                )?;
                 Some(k.openat(
                     &log,
                     libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
@@ -75,19 +74,25 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
                 )?;
                 None
             };
+            // From now on a signal sent to the shim goes on to PID 1 (containerd-shim does the
+            // same); caught already, so none sent while PID 1 starts is lost. PID 1 inherits
+            // the handlers, which its execve resets.
+            let forward = Forward::install();
             let pid1 = crate::stage::start::spawn_pid1(k, plan, stdio)?;
             if let Some(fd) = stdio {
                 k.close(fd)?;
                 // Let go of stepctr's terminal or pipes: whoever waits for their end (a shell's
                 // $(...), a test) must not wait for the container.
-                redirect_stdio(-1)?;
+                redirect_stdio(k, -1)?;
             }
             tell(wr, pid1);
-            let status = k.wait4(
+            let status = forward.wait(
+                k,
                 pid1,
-                0,
+                pid1,
                 "reap PID 1: when it exits, the container has stopped",
             )?;
+            drop(forward);
             let code = status.exit_code();
             if let Err(e) = record(k, &paths, &name, code, o.detach) {
                 k.note(&format!("could not record the exit of PID 1: {e:#}"));
@@ -119,6 +124,9 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
         let _ = k.wait4(shim.pid, 0, "reap the shim");
         bail!("{err}");
     };
+    // Attached: from now on Ctrl-C, `kill` of stepctr, a hangup... go on to PID 1, as with
+    // `docker run` (set up before state.json names PID 1, for whoever reads it there).
+    let forward = (!o.detach).then(Forward::install);
     let shim_start = state::process_start_time(shim.pid).unwrap_or(0);
     c.state.shim = Some((shim.pid, shim_start));
     c.state.pid = Some(pid1);
@@ -142,11 +150,13 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
         }
         return Ok(0);
     }
-    let status = k.wait4(
-        shim.pid,
-        0,
-        "wait for the shim: it exits when PID 1 does, with PID 1's exit code",
-    )?;
+    let why = "wait for the shim: it exits when PID 1 does, with PID 1's exit code";
+    let status = match &forward {
+        Some(f) => f.wait(k, pid1, shim.pid, why),
+        None => k.wait4(shim.pid, 0, why),
+    };
+    drop(forward);
+    let status = status?;
     if let Some(err) = k.child_error(&shim) {
         bail!("the shim failed: {err}");
     }
@@ -176,24 +186,169 @@ fn record(k: &dyn Kernel, paths: &Paths, name: &ContainerName, code: i32, oom: b
     Ok(())
 }
 
-/// Put `fd` on stdout and stderr and /dev/null on stdin; with `fd` < 0, /dev/null on all three.
-/// (Plain fd bookkeeping before an execve, as a shell's redirections.)
-pub fn redirect_stdio(fd: i32) -> Result<()> {
-    // SAFETY: open/dup2/close on fds we own; the path is a static C string.
-    unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-        if null < 0 {
-            bail!("open /dev/null: {}", std::io::Error::last_os_error());
-        }
-        let out = if fd >= 0 { fd } else { null };
-        for (from, to) in [(null, 0), (out, 1), (out, 2)] {
-            if libc::dup2(from, to) < 0 {
-                bail!("dup2 to fd {to}: {}", std::io::Error::last_os_error());
-            }
-        }
-        libc::close(null);
+/// Put `fd` on stdout and stderr and /dev/null on stdin; with `fd` < 0, /dev/null on all three
+/// (a shell's `<` and `>`): `openat("/dev/null")`, a `dup3` per standard fd, then `close`.
+/// Detached, PID 1 does it with its log just before its execve, and the shim with /dev/null.
+/// The line about the dup3 onto stderr still reaches the narration; after it, a process's
+/// narration on stderr goes where its stderr now goes (a `--trace-file` keeps it all).
+pub fn redirect_stdio(k: &dyn Kernel, fd: i32) -> Result<()> {
+    let null = k.openat(
+        Path::new("/dev/null"),
+        libc::O_RDWR | libc::O_CLOEXEC,
+        0,
+        "nothing to read, and a place for output nobody reads",
+    )?;
+    let (out, why_out, why_err) = if fd >= 0 {
+        (
+            fd,
+            "stdout to the container's log (`stepctr logs`)",
+            "stderr to the log too",
+        )
+    } else {
+        (
+            null,
+            "stdout away from stepctr's terminal or pipe: whoever waits for its end must not wait for us",
+            "stderr likewise",
+        )
+    };
+    for (from, to, why) in [
+        (null, 0, "stdin from /dev/null: nothing to read"),
+        (out, 1, why_out),
+        (out, 2, why_err),
+    ] {
+        k.dup3(from, to, 0, why)?;
     }
+    k.close(null)?;
     Ok(())
+}
+
+/// The signals a shim (and an attached stepctr) passes on to PID 1, like docker's
+/// `--sig-proxy`: the ones a user or a supervisor sends to ask a program to end or reload.
+pub const FORWARDED: [i32; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// Signals caught and not yet forwarded, one bit per signal number.
+static PENDING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // A signal the kernel sends itself, such as a terminal's Ctrl-C, goes to the whole
+    // foreground process group, PID 1 included: forwarding it would deliver it twice.
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let from_kernel = !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
+    if sig != libc::SIGCHLD && !from_kernel && (0..64).contains(&sig) {
+        PENDING.fetch_or(1 << sig, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// While it lives, the [`FORWARDED`] signals (and SIGCHLD, to wake us) are caught; during
+/// [`Forward::wait`] they are also blocked except while we sleep, so none is lost between
+/// "nothing pending" and the sleep. Blocking starts only there, after PID 1 is forked: a
+/// blocked signal would stay blocked in PID 1 across its execve (caught ones are reset). (Signal plumbing is process bookkeeping, like the
+/// pipe above: the kill that forwards is the call that matters, and it is narrated.)
+pub struct Forward {
+    old_mask: libc::sigset_t,
+    /// The signals we catch.
+    set: libc::sigset_t,
+    old: Vec<(i32, libc::sigaction)>,
+}
+
+impl Forward {
+    pub fn install() -> Forward {
+        PENDING.store(0, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: plain sigaction/sigprocmask on zeroed, then filled, C structures.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            let mut old = Vec::new();
+            for sig in FORWARDED.iter().copied().chain([libc::SIGCHLD]) {
+                libc::sigaddset(&mut set, sig);
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = on_signal as *const () as usize;
+                // No SA_RESTART: the sleep below must wake up.
+                act.sa_flags = libc::SA_SIGINFO;
+                libc::sigemptyset(&mut act.sa_mask);
+                let mut prev: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &act, &mut prev) == 0 {
+                    old.push((sig, prev));
+                }
+            }
+            let mut old_mask: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old_mask);
+            Forward { old_mask, old, set }
+        }
+    }
+
+    /// Forward what arrives to `target` until `child` has ended, then reap `child` (narrated).
+    pub fn wait(
+        &self,
+        k: &dyn Kernel,
+        target: i32,
+        child: i32,
+        why: &str,
+    ) -> crate::kernel::KResult<crate::kernel::WaitStatus> {
+        // SAFETY: a copy of the mask we started with, minus our signals: the sleep's mask.
+        let mut sleep_mask = self.old_mask;
+        for sig in FORWARDED.iter().copied().chain([libc::SIGCHLD]) {
+            // SAFETY: editing our own sigset_t.
+            unsafe { libc::sigdelset(&mut sleep_mask, sig) };
+        }
+        // SAFETY: blocking our own signals in this (single-threaded) process.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &self.set, std::ptr::null_mut()) };
+        loop {
+            let pending = PENDING.swap(0, std::sync::atomic::Ordering::SeqCst);
+            for sig in FORWARDED {
+                if pending & (1 << sig) != 0 {
+                    let r = k.kill(
+                        target,
+                        sig,
+                        "forward the signal to PID 1; as the init of its PID namespace it gets it only if it has a handler for it (the kernel drops it otherwise, even SIGTERM and SIGINT)",
+                    );
+                    if let Err(e) = r {
+                        if e.errno != crate::kernel::Errno::ESRCH {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            // Has `child` ended? Look without reaping (the narrated wait4 below reaps it).
+            // SAFETY: waitid fills our zeroed siginfo_t.
+            let ended = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let rc = libc::waitid(
+                    libc::P_PID,
+                    child as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                );
+                rc < 0 || info.si_pid() != 0
+            };
+            if ended {
+                break;
+            }
+            // Sleep until a signal comes (SIGCHLD included), our signals unblocked meanwhile.
+            // SAFETY: sigsuspend with a valid mask; it always returns -1 EINTR.
+            unsafe { libc::sigsuspend(&sleep_mask) };
+        }
+        k.wait4(child, 0, why)
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        // SAFETY: putting back the actions and the mask we replaced.
+        unsafe {
+            for (sig, act) in &self.old {
+                libc::sigaction(*sig, act, std::ptr::null_mut());
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
+        }
+    }
 }
 
 fn pipe() -> Result<(i32, i32)> {

@@ -288,8 +288,22 @@ impl Container {
 
     /// Write down a resource *before* creating it.
     pub fn journal(&mut self, r: Resource) -> Result<()> {
-        if !self.state.journal.contains(&r) {
-            self.state.journal.push(r);
+        self.journal_all([r])
+    }
+
+    /// Write down several resources about to be created, with one write of state.json (each
+    /// write is a temp file + rename, the largest part of a stage's own bookkeeping). `rm`
+    /// tolerates journalled resources that were never made, so journalling ahead is safe;
+    /// journalling late is not.
+    pub fn journal_all(&mut self, rs: impl IntoIterator<Item = Resource>) -> Result<()> {
+        let mut new = false;
+        for r in rs {
+            if !self.state.journal.contains(&r) {
+                self.state.journal.push(r);
+                new = true;
+            }
+        }
+        if new {
             self.save()?;
         }
         Ok(())

@@ -110,6 +110,13 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("lifecycle-kill", Setup,    &["run", "-d", "--name", "{name}", "localhost/stepctr-busybox", "sleep", "100"]),
     ("lifecycle-kill", Trace(0), &["kill", "{name}"]),
     ("lifecycle-kill", Trace(0), &["rm", "-f", "{name}"]),
+    ("exec",           Setup,    &["run", "-d", "--name", "{name}", "localhost/stepctr-busybox", "sleep", "100"]),
+    ("exec",           Trace(0), &["exec", "{name}", "sh", "-c", "echo hi"]),
+    ("exec",           Trace(3), &["exec", "-u", "nobody", "-w", "/tmp", "{name}", "sh", "-c", "exit 3"]),
+    ("exec",           Trace(1), &["exec", "{name}", "/no/such/program"]),
+    ("exec",           Setup,    &["rm", "-f", "{name}"]),
+    ("run-user",       Trace(0), &["run", "--rm", "-u", "nobody", "--name", "{name}", "localhost/stepctr-busybox", "id"]),
+    ("run-user",       Trace(1), &["run", "--rm", "-u", "1000:no-such-group", "--name", "{name}", "localhost/stepctr-busybox", "id"]),
 ];
 
 fn main() {

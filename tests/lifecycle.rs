@@ -20,6 +20,10 @@ fn main() {
             run_relays_stdout_and_stderr_byte_for_byte,
             run_exit_codes_and_pid1,
             run_rm_detached_removes_itself,
+            signals_to_stepctr_and_the_shim_reach_pid1,
+            ps_status_and_json_and_inspect,
+            rm_tells_what_is_lost_and_what_is_kept,
+            detached_narration_tells_the_redirections_and_stays_out_of_the_log,
         ],
         true,
     )
@@ -147,10 +151,7 @@ fn detached_run_ps_logs_kill_records_the_exit() {
         .find(|l| l.starts_with(&name))
         .expect("ps lists it");
     assert!(line.contains(&pid1.to_string()), "ps shows PID 1: {line}");
-    assert!(
-        line.trim_end().ends_with('-'),
-        "no exit code while running: {line}"
-    );
+    assert!(line.contains(" running "), "ps shows it running: {line}");
     wait_until("the log", Duration::from_secs(5), || {
         stdout(&env.ok(&["logs", &name])).contains("to-stderr")
     });
@@ -356,5 +357,283 @@ fn run_rm_detached_removes_itself() {
         Duration::from_secs(15),
         || !env.container_dir(&name).exists() && !alive(shim),
     );
+    assert_no_leaks_with(&env, &name, &[shim, pid1]);
+}
+
+/// The script PID 1 runs: a TERM handler that exits 5, and "ready" once the handler is set.
+const TRAP_TERM: &str =
+    "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.1; done";
+
+fn signals_to_stepctr_and_the_shim_reach_pid1() {
+    use std::io::{BufRead, BufReader, Read};
+    let env = Env::new();
+    // Attached: SIGTERM to stepctr itself goes on to PID 1, whose handler picks the exit code.
+    let name = unique("sig");
+    let mut child = env
+        .cmd(&["run", "--rm", "--name", &name, IMAGE, "sh", "-c", TRAP_TERM])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn stepctr");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read");
+    assert_eq!(line, "ready\n", "PID 1 set its handler");
+    wait_until("stepctr to record PID 1", Duration::from_secs(10), || {
+        env.state(&name)["shim"][0].as_i64().is_some()
+    });
+    let (shim, pid1) = pids(&env, &name);
+    // SAFETY: signalling the stepctr we started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("SIGTERM to stepctr did not end the container");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("read");
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(status.code(), Some(5), "PID 1's exit code");
+    assert_no_leaks_with(&env, &name, &[shim, pid1]);
+
+    // Detached: the shim has a session of its own, its stdio on /dev/null, and passes a
+    // SIGTERM sent to it on to PID 1.
+    let name = unique("sigd");
+    env.ok(&["run", "-d", "--name", &name, IMAGE, "sh", "-c", TRAP_TERM]);
+    let (shim, pid1) = pids(&env, &name);
+    assert_eq!(
+        stat_field(shim, 6),
+        Some(shim.to_string()),
+        "setsid: the shim leads its session"
+    );
+    for fd in 0..3 {
+        let target = std::fs::read_link(format!("/proc/{shim}/fd/{fd}")).expect("shim fd");
+        assert_eq!(target, std::path::Path::new("/dev/null"), "shim fd {fd}");
+    }
+    wait_until("PID 1's handler", Duration::from_secs(10), || {
+        stdout(&env.ok(&["logs", &name])).contains("ready")
+    });
+    // SAFETY: signalling the shim of our own container.
+    assert_eq!(unsafe { libc::kill(shim, libc::SIGTERM) }, 0);
+    wait_until("the exit code", Duration::from_secs(10), || {
+        exit_code(&env, &name) == Some(5)
+    });
+    wait_until("the shim to exit", Duration::from_secs(10), || !alive(shim));
+    assert_eq!(stdout(&env.ok(&["logs", &name])), "ready\ngot TERM\n");
+    env.rm_and_check(&name);
+    assert_no_leaks_with(&env, &name, &[shim, pid1]);
+}
+
+/// `ps`'s line for `name`.
+fn ps_line(env: &Env, name: &str) -> String {
+    let ps = stdout(&env.ok(&["ps"]));
+    ps.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} not in ps:\n{ps}"))
+        .to_string()
+}
+
+fn ps_json(env: &Env, name: &str) -> serde_json::Value {
+    let all: serde_json::Value =
+        serde_json::from_str(&stdout(&env.ok(&["ps", "--json"]))).expect("ps --json is JSON");
+    let arr = all.as_array().expect("ps --json is an array");
+    arr.iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in ps --json: {all}"))
+        .clone()
+}
+
+fn ps_status_and_json_and_inspect() {
+    let env = Env::new();
+    let (run, done, made) = (unique("psr"), unique("psx"), unique("psc"));
+    env.ok(&["run", "-d", "--name", &run, IMAGE, "sleep", "100"]);
+    let out = env.run(&["run", "--name", &done, IMAGE, "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    env.ok(&["-q", "load", &made, IMAGE]);
+    let (shim, pid1) = pids(&env, &run);
+
+    let header = stdout(&env.ok(&["ps"]));
+    assert!(header.starts_with("NAME"), "{header}");
+    assert!(header.lines().next().unwrap_or("").contains("STATUS"));
+    let l = ps_line(&env, &run);
+    assert!(l.contains(" running "), "{l}");
+    assert!(
+        l.contains(&format!(" {pid1} ")) && l.contains(&format!(" {shim} ")),
+        "{l}"
+    );
+    assert!(ps_line(&env, &done).contains(" exited (3) "));
+    let l = ps_line(&env, &made);
+    assert!(
+        l.contains(" created ") && l.trim_end().ends_with("load"),
+        "{l}"
+    );
+
+    let j = ps_json(&env, &run);
+    assert_eq!(j["status"], "running");
+    assert_eq!(j["running"], true);
+    assert_eq!(j["pid"], pid1);
+    assert_eq!(j["shim"], shim);
+    assert_eq!(j["shim_running"], true);
+    assert_eq!(j["exit_code"], serde_json::Value::Null);
+    assert_eq!(j["oom_killed"], false);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let started = j["started_at"].as_u64().expect("started_at");
+    assert!(started.abs_diff(now) < 120, "started {started}, now {now}");
+    assert_eq!(
+        j["stages"],
+        serde_json::json!(["load", "cgroup", "ns", "fs", "start"])
+    );
+    let j = ps_json(&env, &done);
+    assert_eq!(
+        (j["status"].clone(), j["exit_code"].clone()),
+        ("exited (3)".into(), 3.into())
+    );
+    assert_eq!(j["running"], false);
+    assert!(j["finished_at"]
+        .as_u64()
+        .is_some_and(|f| f >= started.saturating_sub(5)));
+    let j = ps_json(&env, &made);
+    assert_eq!(j["status"], "created");
+    assert_eq!(j["pid"], serde_json::Value::Null);
+
+    // inspect NAME: a container's state (images keep their own inspect).
+    let text = stdout(&env.ok(&["inspect", &run]));
+    assert!(text.contains("Status:     running"), "{text}");
+    let j: serde_json::Value =
+        serde_json::from_str(&stdout(&env.ok(&["inspect", "--json", &run]))).expect("JSON");
+    assert_eq!(j["status"], "running");
+    assert_eq!(j["state"]["pid"], pid1);
+
+    // Killed: exited (137), and the shim is gone from the SHIM column.
+    env.ok(&["kill", &run]);
+    wait_until("the exit to be recorded", Duration::from_secs(10), || {
+        ps_json(&env, &run)["status"] == "exited (137)"
+    });
+    wait_until("the shim to exit", Duration::from_secs(10), || !alive(shim));
+    let l = ps_line(&env, &run);
+    assert!(!l.contains(&format!(" {shim} ")), "{l}");
+    for n in [&run, &done, &made] {
+        env.rm_and_check(n);
+    }
+    assert_no_leaks_with(&env, &run, &[shim, pid1]);
+    let out = env.ok(&["ps", "--json"]);
+    assert_eq!(stdout(&out).trim(), "[]");
+}
+
+fn rm_tells_what_is_lost_and_what_is_kept() {
+    let env = Env::new();
+    let vol = tempfile::tempdir().expect("volume dir");
+    let name = unique("rmw");
+    let spec = format!("{}:/data", vol.path().display());
+    env.ok(&[
+        "run",
+        "--name",
+        &name,
+        "-v",
+        &spec,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo a > /a; mkdir /b; echo c > /b/c; echo kept > /data/v",
+    ]);
+    let upper = env.container_dir(&name).join("upper");
+    assert!(
+        upper.join("b/c").exists(),
+        "the writes landed in the writable layer"
+    );
+    let out = env.ok(&["rm", &name]);
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("writable layer"))
+        .unwrap_or_else(|| panic!("rm tells of the writable layer:\n{err}"));
+    assert!(
+        line.starts_with("# ") && line.contains(&upper.display().to_string()),
+        "{line}"
+    );
+    assert!(
+        line.contains("are lost now") && line.contains("volume"),
+        "{line}"
+    );
+    assert!(
+        err.contains(&format!(
+            "volume {} (seen as /data inside) keeps its data",
+            vol.path().display()
+        )),
+        "{err}"
+    );
+    assert!(!upper.exists());
+    assert_eq!(
+        std::fs::read_to_string(vol.path().join("v")).expect("volume data"),
+        "kept\n"
+    );
+    assert_no_leaks_with(&env, &name, &[]);
+
+    // rm -f of a running container says what -f does to PID 1.
+    let name = unique("rmf");
+    env.ok(&["run", "-d", "--name", &name, IMAGE, "sleep", "100"]);
+    let (shim, pid1) = pids(&env, &name);
+    let err = stderr(&env.ok(&["rm", "-f", &name]));
+    assert!(
+        err.contains(&format!(
+            "# rm -f: PID 1 (host pid {pid1}) still runs, so it is killed with SIGKILL"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("it is empty: this container changed no file"),
+        "{err}"
+    );
+    assert_no_leaks_with(&env, &name, &[shim, pid1]);
+}
+
+fn detached_narration_tells_the_redirections_and_stays_out_of_the_log() {
+    let env = Env::new();
+    let name = unique("dnar");
+    let out = env.ok(&[
+        "all",
+        "-d",
+        "--name",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    let err = stderr(&out);
+    let (shim, pid1) = pids(&env, &name);
+    for want in [
+        format!("[pid {shim:>5}] setsid() = {shim} "),
+        format!("[pid {pid1:>5}, 1 inside] openat(AT_FDCWD, \"/dev/null\", O_RDWR|O_CLOEXEC) = "),
+        format!("[pid {shim:>5}] openat(AT_FDCWD, \"/dev/null\", O_RDWR|O_CLOEXEC) = "),
+    ] {
+        assert!(err.contains(&want), "narration lacks {want:?}:\n{err}");
+    }
+    let log = env.container_dir(&name).join("log");
+    let dup_log = err
+        .lines()
+        .filter(|l| l.contains("dup3(") && l.contains(&format!("<{}>", log.display())))
+        .count();
+    assert_eq!(
+        dup_log, 2,
+        "PID 1 puts the log on stdout and stderr:\n{err}"
+    );
+    let dup_null = err
+        .lines()
+        .filter(|l| l.starts_with(&format!("[pid {shim:>5}] dup3(")))
+        .count();
+    assert_eq!(dup_null, 3, "the shim puts /dev/null on 0, 1, 2:\n{err}");
+    wait_until("the shim to exit", Duration::from_secs(10), || !alive(shim));
+    // Not one line of narration in the container's output.
+    assert_eq!(stdout(&env.ok(&["logs", &name])), "out\nerr\n");
+    env.rm_and_check(&name);
     assert_no_leaks_with(&env, &name, &[shim, pid1]);
 }

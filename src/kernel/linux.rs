@@ -165,6 +165,12 @@ impl Kernel for Linux {
                     check(libc::prctl(*option, *arg2 as libc::c_ulong, 0, 0, 0))
                 }
                 Sys::Kill { pid, sig } => check(libc::kill(*pid, *sig)),
+                Sys::Setsid => check(libc::setsid()),
+                Sys::Dup3 {
+                    oldfd,
+                    newfd,
+                    flags,
+                } => check(libc::dup3(*oldfd, *newfd, *flags)),
                 Sys::Wait4 { pid, options } => {
                     let mut status = 0;
                     loop {
@@ -191,6 +197,18 @@ impl Kernel for Linux {
                         std::mem::size_of::<libc::cpu_set_t>(),
                         &set,
                     ))
+                }
+                Sys::Setgroups { groups } => {
+                    let list: Vec<libc::gid_t> = groups.to_vec();
+                    check(libc::setgroups(list.len(), list.as_ptr()))
+                }
+                // Raw syscalls: glibc's wrappers would broadcast the change to every thread
+                // (a signal to each, visible in strace); a forked child has only one.
+                Sys::Setresgid { gid } => {
+                    check(libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid) as libc::c_int)
+                }
+                Sys::Setresuid { uid } => {
+                    check(libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid) as libc::c_int)
                 }
                 Sys::Umask { mask } => Ok(Ret {
                     val: libc::umask(*mask as libc::mode_t) as i64,

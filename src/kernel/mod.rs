@@ -96,6 +96,14 @@ pub enum Sys {
         pid: i32,
         sig: i32,
     },
+    /// setsid(2): a new session (and process group) led by the caller; returns its id.
+    Setsid,
+    /// dup3(2): make `newfd` refer to what `oldfd` refers to (a shell's `2>&1`).
+    Dup3 {
+        oldfd: i32,
+        newfd: i32,
+        flags: i32,
+    },
     Wait4 {
         pid: i32,
         options: i32,
@@ -119,6 +127,19 @@ pub enum Sys {
     },
     Umask {
         mask: u32,
+    },
+    /// setgroups(2): the supplementary groups (needs CAP_SETGID, so before setresgid/setresuid).
+    Setgroups {
+        groups: Vec<u32>,
+    },
+    /// setresgid(2) with the same gid as real, effective and saved group.
+    Setresgid {
+        gid: u32,
+    },
+    /// setresuid(2) with the same uid as real, effective and saved user; from a uid other
+    /// than 0, the capabilities are gone.
+    Setresuid {
+        uid: u32,
     },
     /// Run the calling thread on this one CPU only.
     SchedSetaffinity {
@@ -273,11 +294,16 @@ impl Sys {
             Sys::PivotRoot { .. } => "pivot_root",
             Sys::Prctl { .. } => "prctl",
             Sys::Kill { .. } => "kill",
+            Sys::Setsid => "setsid",
+            Sys::Dup3 { .. } => "dup3",
             Sys::Wait4 { .. } => "wait4",
             Sys::Socket { .. } => "socket",
             Sys::IfFlags { .. } => "ioctl",
             Sys::Execve { .. } => "execve",
             Sys::Umask { .. } => "umask",
+            Sys::Setgroups { .. } => "setgroups",
+            Sys::Setresgid { .. } => "setresgid",
+            Sys::Setresuid { .. } => "setresuid",
             Sys::SchedSetaffinity { .. } => "sched_setaffinity",
             Sys::Clone => "clone",
             Sys::Openat2 { .. } => "openat2",
@@ -641,6 +667,23 @@ pub trait Kernel {
         self.call(Sys::Kill { pid, sig }, why).map(|_| ())
     }
 
+    /// setsid(2): returns the new session's id (our pid).
+    fn setsid(&self, why: &str) -> KResult<i32> {
+        self.call(Sys::Setsid, why).map(|r| r.val as i32)
+    }
+
+    fn dup3(&self, oldfd: i32, newfd: i32, flags: i32, why: &str) -> KResult<i32> {
+        self.call(
+            Sys::Dup3 {
+                oldfd,
+                newfd,
+                flags,
+            },
+            why,
+        )
+        .map(|r| r.val as i32)
+    }
+
     fn wait4(&self, pid: i32, options: i32, why: &str) -> KResult<WaitStatus> {
         self.call(Sys::Wait4 { pid, options }, why)
             .map(|r| WaitStatus::from_raw(r.wstatus))
@@ -649,6 +692,21 @@ pub trait Kernel {
     /// umask(2): returns the previous mask.
     fn umask(&self, mask: u32, why: &str) -> KResult<u32> {
         self.call(Sys::Umask { mask }, why).map(|r| r.val as u32)
+    }
+
+    fn setgroups(&self, groups: &[u32], why: &str) -> KResult<()> {
+        let c = Sys::Setgroups {
+            groups: groups.to_vec(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn setresgid(&self, gid: u32, why: &str) -> KResult<()> {
+        self.call(Sys::Setresgid { gid }, why).map(|_| ())
+    }
+
+    fn setresuid(&self, uid: u32, why: &str) -> KResult<()> {
+        self.call(Sys::Setresuid { uid }, why).map(|_| ())
     }
 
     fn sched_setaffinity(&self, cpu: usize, why: &str) -> KResult<()> {

@@ -29,6 +29,8 @@ pub struct Narrate<K: Kernel> {
     level: Level,
     color: bool,
     out_fd: i32,
+    /// Where `emit` writes for now, if not `out_fd` (see the dup3 case in `sys`).
+    emit_fd: Cell<Option<i32>>,
     main_pid: i32,
     /// In a child: (pid seen from the host, pid seen inside its own PID namespace).
     me: Cell<Option<(i32, i32)>>,
@@ -51,6 +53,7 @@ impl<K: Kernel> Narrate<K> {
             level,
             color,
             out_fd,
+            emit_fd: Cell::new(None),
             main_pid,
             me: Cell::new(None),
             bulk: RefCell::new(None),
@@ -69,7 +72,8 @@ impl<K: Kernel> Narrate<K> {
         let mut buf = line.as_bytes();
         while !buf.is_empty() {
             // SAFETY: writing our own buffer to the narration fd.
-            let n = unsafe { libc::write(self.out_fd, buf.as_ptr().cast(), buf.len()) };
+            let fd = self.emit_fd.get().unwrap_or(self.out_fd);
+            let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
             if n < 0 && Errno::last() == Errno::EINTR {
                 continue;
             }
@@ -103,6 +107,54 @@ impl<K: Kernel> Narrate<K> {
             })
             .unwrap_or(inside);
         self.me.set(Some((host, inside)));
+    }
+
+    /// Narrate a call that was made (unless it is counted in a bulk run or is a quiet close).
+    fn narrated(
+        &self,
+        call: &Sys,
+        why: &str,
+        res: Result<Ret, Errno>,
+        took: Duration,
+        pid: i32,
+        before: Option<Vec<u8>>,
+    ) -> Result<Ret, Errno> {
+        if res.is_ok() {
+            if let Some(bulk) = self.bulk.borrow_mut().as_mut() {
+                bulk.took += took;
+                match bulk.counts.iter_mut().find(|(n, _)| *n == call.name()) {
+                    Some((_, c)) => *c += 1,
+                    None => bulk.counts.push((call.name(), 1)),
+                }
+                return res;
+            }
+        }
+        if matches!(call, Sys::Close { .. }) {
+            // close is bookkeeping: shown only with -v.
+            if self.level < Level::Verbose {
+                return res;
+            }
+        }
+        let names = |fd: i32| match call {
+            Sys::Close { .. } => before.clone(),
+            Sys::Dup3 { newfd, .. } if fd == *newfd => before.clone(),
+            _ => fd_name(fd),
+        };
+        let text = render::call_with(call, self.detail(), &names, res.as_ref().ok());
+        self.line(
+            pid,
+            &text,
+            &render::result(call, &res),
+            res.is_ok(),
+            took,
+            why,
+        );
+        if self.level >= Level::Verbose && res.is_ok() {
+            for line in evidence(call) {
+                self.emit(&format!("{}    -> {line}\n", self.prefix(pid)));
+            }
+        }
+        res
     }
 
     fn line(&self, pid: i32, call: &str, result: &str, ok: bool, took: Duration, why: &str) {
@@ -210,50 +262,31 @@ impl<K: Kernel> Kernel for Narrate<K> {
             return self.inner.sys(call, why);
         }
         let pid = self.inner.getpid();
-        // An fd argument must be named before a close takes it away.
+        // An fd argument must be named before a close takes it away (or a dup3 replaces it:
+        // strace names dup3's newfd as it was on entry).
         let before = match call {
-            Sys::Close { fd } => fd_name(*fd),
+            Sys::Close { fd } | Sys::Dup3 { newfd: fd, .. } => fd_name(*fd),
+            _ => None,
+        };
+        // A dup3 onto the narration fd itself (a detached PID 1 puts its log on stderr): the
+        // line about it goes where narration went before the call, on a copy of that fd.
+        let saved = match call {
+            Sys::Dup3 { newfd, .. } if *newfd == self.out_fd => {
+                // SAFETY: fcntl F_DUPFD_CLOEXEC of the narration fd; the copy is closed below.
+                Some(unsafe { libc::fcntl(self.out_fd, libc::F_DUPFD_CLOEXEC, 3) })
+                    .filter(|fd| *fd >= 0)
+            }
             _ => None,
         };
         let start = Instant::now();
         let res = self.inner.sys(call, why);
         let took = start.elapsed();
-        if res.is_ok() {
-            if let Some(bulk) = self.bulk.borrow_mut().as_mut() {
-                bulk.took += took;
-                match bulk.counts.iter_mut().find(|(n, _)| *n == call.name()) {
-                    Some((_, c)) => *c += 1,
-                    None => bulk.counts.push((call.name(), 1)),
-                }
-                return res;
-            }
-        }
-        if matches!(call, Sys::Close { .. }) {
-            // close is bookkeeping: shown only with -v.
-            if self.level < Level::Verbose {
-                return res;
-            }
-        }
-        let names = |fd: i32| {
-            if matches!(call, Sys::Close { .. }) {
-                before.clone()
-            } else {
-                fd_name(fd)
-            }
-        };
-        let text = render::call_with(call, self.detail(), &names, res.as_ref().ok());
-        self.line(
-            pid,
-            &text,
-            &render::result(call, &res),
-            res.is_ok(),
-            took,
-            why,
-        );
-        if self.level >= Level::Verbose && res.is_ok() {
-            for line in evidence(call) {
-                self.emit(&format!("{}    -> {line}\n", self.prefix(pid)));
-            }
+        self.emit_fd.set(saved);
+        let res = self.narrated(call, why, res, took, pid, before);
+        if let Some(fd) = saved {
+            self.emit_fd.set(None);
+            // SAFETY: our own copy, made above.
+            unsafe { libc::close(fd) };
         }
         res
     }

@@ -453,6 +453,21 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             o => format!("{o}, {arg2:#x}"),
         },
         Sys::Kill { pid, sig } => format!("{pid}, {}", signal_name(*sig)),
+        Sys::Setsid => String::new(),
+        Sys::Dup3 {
+            oldfd,
+            newfd,
+            flags,
+        } => format!(
+            "{}, {}, {}",
+            fd(*oldfd, names),
+            fd(*newfd, names),
+            if *flags & libc::O_CLOEXEC != 0 {
+                "O_CLOEXEC"
+            } else {
+                "0"
+            }
+        ),
         Sys::Wait4 { pid, options } => {
             let status = match ret {
                 Some(r) => wait_status(r.wstatus),
@@ -498,6 +513,11 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             format!("{}, {}, {env}", qpath(path, d), string_list(argv, d))
         }
         Sys::Umask { mask } => format!("{mask:03o}"),
+        Sys::Setgroups { groups } => {
+            let list: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            format!("{}, [{}]", groups.len(), list.join(", "))
+        }
+        Sys::Setresgid { gid: id } | Sys::Setresuid { uid: id } => format!("{id}, {id}, {id}"),
         Sys::SchedSetaffinity { cpu } => {
             format!("0, {}, [{cpu}]", std::mem::size_of::<libc::cpu_set_t>())
         }
@@ -785,6 +805,38 @@ mod tests {
         assert_eq!(
             call(&Sys::Unshare { flags: f }, Detail::Full, &none),
             "unshare(CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWNET)"
+        );
+    }
+
+    /// The shim's detach: `setsid() = 4242`, `dup3(3</dev/null>, 1</dev/pts/0>, 0) = 1`.
+    #[test]
+    fn setsid_and_dup3_render_like_strace() {
+        assert_eq!(call(&Sys::Setsid, Detail::Full, &none), "setsid()");
+        let names = |fd: i32| {
+            Some(if fd == 3 {
+                b"/dev/null".to_vec()
+            } else {
+                b"/dev/pts/0".to_vec()
+            })
+        };
+        let c = Sys::Dup3 {
+            oldfd: 3,
+            newfd: 1,
+            flags: 0,
+        };
+        assert_eq!(
+            call(&c, Detail::Full, &names),
+            "dup3(3</dev/null>, 1</dev/pts/0>, 0)"
+        );
+        assert_eq!(
+            result(
+                &c,
+                &Ok(Ret {
+                    val: 1,
+                    ..Default::default()
+                })
+            ),
+            "= 1"
         );
     }
 

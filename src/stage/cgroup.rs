@@ -187,6 +187,7 @@ fn create_v2(
         )?;
     }
     let dir = parent.join(c.name.as_str());
+    journal_ahead(c, &[(parent.clone(), dir.clone())])?;
     make_cgroup(k, c, &parent, &dir, |k| {
         if !enable.is_empty() {
             k.write_file(
@@ -229,6 +230,7 @@ fn create_v1(
 ) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     let mut seen = Vec::new();
+    let mut todo = Vec::new();
     // cpu holds the quota, cpuacct counts the time used (`stepctr stats`); many systems mount
     // them together (cpu,cpuacct), and then one directory serves both.
     for ctl in ["memory", "pids", "cpu", "cpuacct"] {
@@ -257,8 +259,14 @@ fn create_v1(
             continue;
         }
         seen.push(real);
-        let parent = hierarchy.join(PARENT);
-        let dir = parent.join(c.name.as_str());
+        todo.push((ctl, hierarchy));
+    }
+    let pairs: Vec<(PathBuf, PathBuf)> = todo
+        .iter()
+        .map(|(_, h)| (h.join(PARENT), h.join(PARENT).join(c.name.as_str())))
+        .collect();
+    journal_ahead(c, &pairs)?;
+    for ((ctl, _), (parent, dir)) in todo.into_iter().zip(pairs) {
         make_cgroup(k, c, &parent, &dir, |_| Ok(()))?;
         match (ctl, limits.memory, limits.pids, limits.cpu_quota) {
             ("memory", Some(m), _, _) => k.write_file(
@@ -284,6 +292,40 @@ fn create_v1(
         dirs.push(dir);
     }
     Ok(dirs)
+}
+
+/// The file a freshly forked, single-threaded process writes `0` to, to move itself into the
+/// cgroup `dir`.
+///
+/// cgroup.procs moves a whole thread group, so the kernel takes a global lock
+/// (cgroup_threadgroup_rwsem) for writing, and the first writer after a quiet spell waits for
+/// an RCU grace period: 5–25 ms, more than everything else stepctr does to start a container.
+/// On cgroup v1, `tasks` moves one thread; when that thread is the writer itself (`0`), the
+/// kernel skips the global lock (recent kernels; older ones take it anyway): ~0.1 ms. For a process with one thread, as
+/// our helpers and PID 1 are right after fork(), it is the same move. cgroup v2 has no
+/// `tasks` (its `cgroup.threads` only moves threads inside a threaded subtree): cgroup.procs
+/// there, or better clone3(CLONE_INTO_CGROUP).
+pub fn join_file(dir: &Path) -> PathBuf {
+    let tasks = dir.join("tasks");
+    if tasks.exists() {
+        tasks
+    } else {
+        dir.join("cgroup.procs")
+    }
+}
+
+/// Journal every (parent, container) cgroup pair about to be made with one write of
+/// state.json, in the order `make_cgroup` makes them (so `rm`, going backwards, removes each
+/// container cgroup before its parent). `make_dir` journals them again: a no-op then.
+fn journal_ahead(c: &mut Container, pairs: &[(PathBuf, PathBuf)]) -> Result<()> {
+    c.journal_all(pairs.iter().flat_map(|(parent, dir)| {
+        [
+            Resource::CgroupParent {
+                path: parent.clone(),
+            },
+            Resource::Cgroup { path: dir.clone() },
+        ]
+    }))
 }
 
 const CPU_WHY: &str = "CPU limit: the container may run this many microseconds per period, then it waits for the next one (quota/period = CPUs)";

@@ -85,6 +85,10 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
             c.name
         );
     }
+    // Journalled together: one write of state.json for the three directories.
+    c.journal_all(
+        [&plan.upper, &plan.work, &plan.rootfs].map(|d| Resource::Dir { path: d.clone() }),
+    )?;
     for (dir, why) in [
         (
             &plan.upper,
@@ -96,7 +100,6 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
         ),
         (&plan.rootfs, "the mount point of the container's root"),
     ] {
-        c.journal(Resource::Dir { path: dir.clone() })?;
         k.mkdirat(dir, 0o755, why)?;
     }
     let host_is_dir = prepare_hosts(k, volumes)?;
@@ -173,9 +176,7 @@ pub fn mount_rootfs_with(
 ) -> Result<()> {
     let mut mounts = vec![plan.rootfs.clone(), plan.rootfs.join("dev")];
     mounts.extend(volumes.iter().map(|v| plan.rootfs.join(v.relative())));
-    for p in mounts {
-        c.journal(Resource::NsMount { path: p })?;
-    }
+    c.journal_all(mounts.into_iter().map(|p| Resource::NsMount { path: p }))?;
     let helper = k.spawn(
         "a helper to mount inside the container's mount namespace",
         &mut || {

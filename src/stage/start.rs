@@ -26,6 +26,8 @@ pub struct Plan {
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub workdir: PathBuf,
+    /// `-u USER[:GROUP]`: who the command runs as (resolved inside the container; None = root).
+    pub user: Option<String>,
 }
 
 /// The order PID 1 joins the namespaces in. Mount goes last: after it, host paths are the
@@ -80,6 +82,7 @@ pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
         argv,
         env,
         workdir: PathBuf::from(&cfg.workdir),
+        user: None,
     })
 }
 
@@ -96,6 +99,8 @@ pub struct Options {
     pub hostname: Option<String>,
     /// Detached: the shim removes the container once PID 1 has ended (`--rm -d`).
     pub remove_when_done: bool,
+    /// `-u USER[:GROUP]`: run the command as this user instead of root.
+    pub user: Option<String>,
 }
 
 /// Run the container's command as its PID 1 and wait for it; returns its exit code.
@@ -124,6 +129,7 @@ pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) 
     if let Some(h) = &o.hostname {
         plan.hostname = h.clone();
     }
+    plan.user = o.user.clone();
     // Mark the stage as begun: a second `start` must not try to reuse the PID namespace
     // (once its PID 1 has died it accepts no new process).
     c.finish(Stage::Start)?;
@@ -212,8 +218,11 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
         k.chdir(&plan.workdir, "the image's working directory")?;
         let path = resolve_command(&plan.argv[0], &plan.env)?;
         resolved.set(&path);
+        if let Some(user) = &plan.user {
+            crate::exec::switch_user(k, user)?;
+        }
         if let Some(fd) = stdio {
-            crate::shim::redirect_stdio(fd)?;
+            crate::shim::redirect_stdio(k, fd)?;
         }
         k.execve(
             &path,

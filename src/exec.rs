@@ -1,0 +1,413 @@
+//! `stepctr exec NAME CMD...`: run one more process in a running container, and `-u USER`.
+//!
+//! A container is nothing but a process in some namespaces and cgroups, so "entering" one is
+//! joining them: the same thing `nsenter -t PID -a` does, and what `docker exec` asks runc for.
+//!
+//! 1. open every namespace of the container's PID 1 (`/proc/PID/ns/{cgroup,ipc,uts,net,pid,mnt}`)
+//!    *before* joining any: once we are in its mount namespace, the host's /proc is out of view;
+//! 2. setns(pid): like unshare(CLONE_NEWPID), it changes where our *next child* goes, not us;
+//! 3. fork; the child writes `0` to the container's cgroup.procs files (its limits now count
+//!    it), joins the cgroup, ipc, uts and net namespaces, then the mount namespace last:
+//!    setns(CLONE_NEWNS) also moves its root and working directory to that namespace's root,
+//!    which is the container's pivoted root;
+//! 4. chdir to the working directory, switch user (`-u`), execve the command with PID 1's
+//!    environment; stepctr waits and exits with the command's exit code.
+//!
+//! User switching (`-u USER[:GROUP]`, for `run`, `start`, `all` and `exec`): names and ids are
+//! looked up in the container's own /etc/passwd and /etc/group (opened from inside it, so its
+//! symlinks cannot point at the host's files), then setgroups → setresgid → setresuid, in that
+//! order: after setresuid to a non-root uid the capability to change groups is gone.
+
+use crate::kernel::{Kernel, Sys};
+use crate::state::Container;
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Read;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::path::{Path, PathBuf};
+
+/// The namespaces joined, in order; mount goes last (after it, host paths are the container's).
+/// PID is joined by the parent, before the fork.
+const NAMESPACES: [(&str, i32); 6] = [
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("pid", libc::CLONE_NEWPID),
+    ("mnt", libc::CLONE_NEWNS),
+];
+
+/// The flags of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra environment (`-e KEY=VAL`).
+    pub env: Vec<String>,
+    /// Working directory (`-w DIR`) instead of the image's.
+    pub workdir: Option<String>,
+    /// `-u USER[:GROUP]`.
+    pub user: Option<String>,
+}
+
+/// Run `cmd` inside the running container `c`; returns its exit code.
+pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> Result<i32> {
+    if cmd.is_empty() {
+        bail!("give the command to run: `stepctr exec {} CMD...`", c.name);
+    }
+    let Some(pid1) = crate::lifecycle::running_pid1(c) else {
+        bail!(
+            "container {} is not running: exec joins a running PID 1's namespaces (`stepctr ps` shows it)",
+            c.name
+        );
+    };
+    // Others (`stop`, `rm`, `ps`) may use the container while our command runs.
+    c.unlock();
+    k.note(&format!(
+        "exec: join the namespaces and cgroup of PID 1 (host pid {pid1}), as `nsenter -t {pid1} -a` does"
+    ));
+    let mut fds: Vec<(i32, i32)> = Vec::new();
+    let close_all = |fds: &[(i32, i32)]| {
+        for (fd, _) in fds {
+            let _ = k.close(*fd);
+        }
+    };
+    for (name, flag) in NAMESPACES {
+        match k.openat(
+            &Path::new("/proc").join(pid1.to_string()).join("ns").join(name),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0,
+            "open the namespace of PID 1 now: after joining its mount namespace the host's /proc is out of view",
+        ) {
+            Ok(fd) => fds.push((fd, flag)),
+            Err(e) => {
+                close_all(&fds);
+                return Err(anyhow!(e)).context(format!("container {} is not running", c.name));
+            }
+        }
+    }
+    // The pid could have been reused between reading state.json and opening its namespaces.
+    if crate::lifecycle::running_pid1(c) != Some(pid1) {
+        close_all(&fds);
+        bail!("container {} stopped meanwhile", c.name);
+    }
+    let env = environment(c, pid1, &o.env);
+    let workdir = PathBuf::from(match &o.workdir {
+        Some(w) => w.as_str(),
+        None if c.state.config.workdir.is_empty() => "/",
+        None => c.state.config.workdir.as_str(),
+    });
+    let cgroups: Vec<PathBuf> = c
+        .state
+        .cgroup
+        .as_ref()
+        .map(|g| g.dirs.clone())
+        .unwrap_or_default();
+    let (pid_fd, _) = fds[4];
+    if let Err(e) = k.setns(
+        pid_fd,
+        libc::CLONE_NEWPID,
+        "the container's PID namespace for our next child (we stay where we are, as with unshare)",
+    ) {
+        close_all(&fds);
+        return Err(e.into());
+    }
+    let resolved = crate::kernel::host::SharedPath::new();
+    let child = k.spawn(
+        "the process that becomes the command inside the container",
+        &mut || {
+            for cg in &cgroups {
+                k.write_file(
+                    &cg.join("cgroup.procs"),
+                    "0",
+                    "join the container's cgroup: its limits count us too (0 = me)",
+                )?;
+            }
+            for (fd, flag) in &fds {
+                if *flag == libc::CLONE_NEWPID {
+                    continue;
+                }
+                let why = if *flag == libc::CLONE_NEWNS {
+                    "join the container's mount namespace last: our / and cwd become its root"
+                } else {
+                    "join the container's namespace"
+                };
+                k.setns(*fd, *flag, why)?;
+            }
+            k.chdir(&workdir, "the container's working directory")?;
+            let path = resolve_command(&cmd[0], &env)?;
+            resolved.set(&path);
+            if let Some(user) = &o.user {
+                switch_user(k, user)?;
+            }
+            k.execve(&path, cmd, &env, "become the command, inside the container")?;
+            Ok(())
+        },
+    );
+    let child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            close_all(&fds);
+            return Err(e.into());
+        }
+    };
+    let failed = k.child_error(&child);
+    close_all(&fds);
+    if let Some(err) = failed {
+        let _ = k.wait4(child.pid, 0, "reap the failed child");
+        bail!("exec in {}: {err}", c.name);
+    }
+    let shown = Sys::Execve {
+        path: resolved.get().unwrap_or_else(|| PathBuf::from(&cmd[0])),
+        argv: cmd.to_vec(),
+        envp: env.clone(),
+    };
+    k.report(
+        child.pid,
+        inside_pid(child.pid).unwrap_or(child.pid),
+        &shown,
+        "the command runs in the container, beside PID 1",
+    );
+    let status = k.wait4(child.pid, 0, "wait for the command; its exit code is ours")?;
+    let code = status.exit_code();
+    k.note(&format!(
+        "the exec'd command ended (exit code {code}); PID 1 runs on"
+    ));
+    Ok(code)
+}
+
+/// PID 1's environment as it started (/proc/PID/environ: the image's, `-e`'s, HOSTNAME), the
+/// image's if that cannot be read; then `extra` on top.
+fn environment(c: &Container, pid1: i32, extra: &[String]) -> Vec<String> {
+    let mut env: Vec<String> = std::fs::read(format!("/proc/{pid1}/environ"))
+        .ok()
+        .map(|b| {
+            b.split(|&x| x == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .filter(|v: &Vec<String>| !v.is_empty())
+        .unwrap_or_else(|| {
+            let mut env = c.state.config.env.clone();
+            if !env.iter().any(|e| e.starts_with("PATH=")) {
+                env.insert(0, format!("PATH={}", crate::stage::start::DEFAULT_PATH));
+            }
+            env.push(format!("HOSTNAME={}", c.name));
+            env
+        });
+    for e in extra {
+        let key = e.split('=').next().unwrap_or(e);
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    env
+}
+
+/// A process's pid in its own (innermost) PID namespace, from the host's /proc.
+fn inside_pid(pid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
+/// Find the program as execvp does, with the container's PATH (we are inside it already).
+fn resolve_command(arg0: &str, env: &[String]) -> Result<PathBuf> {
+    if arg0.contains('/') {
+        return Ok(PathBuf::from(arg0));
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(crate::stage::start::DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(arg0);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!("{arg0}: executable file not found in $PATH ({path})")
+}
+
+/// Who `-u` names: uid, primary gid, supplementary groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// Resolve `USER[:GROUP]` (names or numbers) against passwd and group file contents, as
+/// docker does: a number needs no entry (gid 0 then, unless given), a name must have one; the
+/// supplementary groups are those of /etc/group that list the user's name.
+pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<Ids> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if user.is_empty() || grp.is_some_and(|g| g.is_empty()) {
+        bail!("-u {spec:?}: give USER, UID, USER:GROUP or UID:GID");
+    }
+    let entries = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| l.split(':').map(str::to_string).collect())
+            .collect()
+    };
+    let users = entries(passwd);
+    let groups = entries(group);
+    let number = |f: Option<&String>| f.and_then(|s| s.parse::<u32>().ok());
+    let entry = match user.parse::<u32>() {
+        Ok(uid) => users.iter().find(|e| number(e.get(2)) == Some(uid)),
+        Err(_) => users.iter().find(|e| e[0] == user),
+    };
+    let (uid, name, primary) = match (user.parse::<u32>(), entry) {
+        (Ok(uid), e) => (
+            uid,
+            e.map(|e| e[0].clone()),
+            e.and_then(|e| number(e.get(3))),
+        ),
+        (Err(_), Some(e)) => match number(e.get(2)) {
+            Some(uid) => (uid, Some(e[0].clone()), number(e.get(3))),
+            None => bail!("user {user:?}: its /etc/passwd entry has no valid uid"),
+        },
+        (Err(_), None) => {
+            bail!("unable to find user {user}: no matching entries in the container's /etc/passwd")
+        }
+    };
+    let gid = match grp {
+        None => primary.unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => match groups
+                .iter()
+                .find(|e| e[0] == g)
+                .and_then(|e| number(e.get(2)))
+            {
+                Some(gid) => gid,
+                None => bail!(
+                    "unable to find group {g}: no matching entries in the container's /etc/group"
+                ),
+            },
+        },
+    };
+    let mut list = vec![gid];
+    if let Some(name) = name {
+        for e in &groups {
+            let member = e
+                .get(3)
+                .is_some_and(|m| m.split(',').any(|m| m.trim() == name));
+            if let Some(g) = number(e.get(2)).filter(|_| member) {
+                if !list.contains(&g) {
+                    list.push(g);
+                }
+            }
+        }
+    }
+    Ok(Ids {
+        uid,
+        gid,
+        groups: list,
+    })
+}
+
+/// Read one of the container's account files from inside it ("" if it has none).
+fn read_inside(k: &dyn Kernel, path: &str) -> Result<String> {
+    let fd = match k.openat(
+        Path::new(path),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+        "the container's own account file (we are inside its root: its symlinks stay inside)",
+    ) {
+        Ok(fd) => fd,
+        Err(e) if e.errno == crate::kernel::Errno::ENOENT => return Ok(String::new()),
+        Err(e) => return Err(e.into()),
+    };
+    // SAFETY: the fd was just opened by us; the File gives it back before closing.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut text = Vec::new();
+    let read = f.read_to_end(&mut text);
+    let fd = f.into_raw_fd();
+    k.close(fd)?;
+    read.with_context(|| format!("read {path}"))?;
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
+/// `-u USER[:GROUP]`, in a child already inside the container's root: look the names up in
+/// its /etc/passwd and /etc/group, then drop to them (groups first, uid last).
+pub fn switch_user(k: &dyn Kernel, spec: &str) -> Result<()> {
+    let passwd = read_inside(k, "/etc/passwd")?;
+    let group = read_inside(k, "/etc/group")?;
+    let ids = resolve_user(spec, &passwd, &group)?;
+    // Changing credentials clears the parent-death signal (PID 1 has one: it dies with its
+    // shim); remember it, to set it again (a read of our own setting: bookkeeping).
+    let mut pdeath: libc::c_int = 0;
+    // SAFETY: PR_GET_PDEATHSIG writes one int to the pointer we pass.
+    unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut pdeath as *mut libc::c_int) };
+    k.setgroups(
+        &ids.groups,
+        "the user's supplementary groups (none of root's stay)",
+    )?;
+    k.setresgid(
+        ids.gid,
+        "real, effective and saved group: no way back to root's",
+    )?;
+    k.setresuid(
+        ids.uid,
+        "real, effective and saved user, last: from here on we have no capabilities to change ids",
+    )?;
+    if pdeath > 0 {
+        k.prctl(
+            libc::PR_SET_PDEATHSIG,
+            pdeath as u64,
+            "changing ids cleared the parent-death signal: set it again",
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+    const GROUP: &str =
+        "root:x:0:\nnogroup:x:65534:\nalice:x:1000:\nwheel:x:10:root,alice\naudio:x:29:alice\n";
+
+    #[test]
+    fn names_numbers_and_groups() {
+        let r = |s| resolve_user(s, PASSWD, GROUP);
+        assert_eq!(
+            r("nobody").unwrap(),
+            Ids {
+                uid: 65534,
+                gid: 65534,
+                groups: vec![65534]
+            }
+        );
+        assert_eq!(r("alice").unwrap().groups, vec![1000, 10, 29]);
+        assert_eq!(r("1000").unwrap().gid, 1000);
+        assert_eq!(
+            r("4242").unwrap(),
+            Ids {
+                uid: 4242,
+                gid: 0,
+                groups: vec![0]
+            }
+        );
+        assert_eq!(r("1000:wheel").unwrap().gid, 10);
+        assert_eq!(r("5:7").unwrap().gid, 7);
+        assert!(r("mallory")
+            .unwrap_err()
+            .to_string()
+            .contains("unable to find user mallory"));
+        assert!(r("alice:nogrp").is_err());
+        assert!(r(":1").is_err());
+        assert!(r("1:").is_err());
+    }
+}
