@@ -115,7 +115,7 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
         &mut || {
             for cg in &cgroups {
                 k.write_file(
-                    &cg.join("cgroup.procs"),
+                    &crate::stage::cgroup::join_file(cg),
                     "0",
                     "join the container's cgroup: its limits count us too (0 = me)",
                 )?;

@@ -148,7 +148,7 @@ fn the_cgroup_is_joined_before_exec() {
     let pid1 = calls[exec].pid;
     for cg in ["memory", "pids"] {
         let open = position(&calls, |r| {
-            r.pid == pid1 && matches!(&r.call, Sys::Openat { path, .. } if path.ends_with("cgroup.procs") && path.to_string_lossy().contains(cg))
+            r.pid == pid1 && matches!(&r.call, Sys::Openat { path, .. } if (path.ends_with("cgroup.procs") || path.ends_with("tasks")) && path.to_string_lossy().contains(cg))
         })
         .unwrap_or_else(|| panic!("PID 1 never joins the {cg} cgroup:\n{}", k.texts().join("\n")));
         assert!(matches!(&calls[open + 1].call, Sys::Write { data, .. } if data == b"0"));
@@ -161,7 +161,7 @@ fn the_cgroup_is_joined_before_exec() {
     .unwrap();
     let first_join = position(&calls, |r| {
         r.pid == pid1
-            && matches!(&r.call, Sys::Openat { path, .. } if path.ends_with("cgroup.procs"))
+            && matches!(&r.call, Sys::Openat { path, .. } if path.ends_with("cgroup.procs") || path.ends_with("tasks"))
     })
     .unwrap();
     assert!(first_join < first_setns);

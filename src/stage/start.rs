@@ -192,9 +192,9 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
         )?;
         for cg in &plan.cgroups {
             k.write_file(
-                &cg.join("cgroup.procs"),
+                &crate::stage::cgroup::join_file(cg),
                 "0",
-                "join the container's cgroup before anything else runs (0 = me)",
+                "join the container's cgroup before anything else runs (0 = me; on v1 `tasks` moves just this thread, without the global lock cgroup.procs takes)",
             )?;
         }
         let pin = plan.ns_dir.join(crate::stage::ns::PID_FILE);
