@@ -16,26 +16,8 @@
 set -euo pipefail
 
 n=${1:-100}
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
-
-die() { echo "hundred-in-a-row: $*" >&2; exit 1; }
-[[ $(id -u) -eq 0 ]] || die "needs root (containers need CAP_SYS_ADMIN)"
-if [[ -n ${STEPCTR:-} ]]; then
-    stepctr=$STEPCTR
-else
-    echo "# building stepctr (release)"
-    (cd "$repo" && cargo build --release --quiet)
-    stepctr="$repo/target/release/stepctr"
-fi
-
-work=$(mktemp -d /tmp/stepctr-bench-many.XXXXXX)
-cleanup() {
-    STEPCTR_ROOT="$work/root" STEPCTR_RUN="$work/run" "$stepctr" -q reset >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-export STEPCTR_ROOT="$work/root" STEPCTR_RUN="$work/run" NO_COLOR=1
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" hundred-in-a-row
 
 "$stepctr" -q pull
 image=$("$stepctr" images | awk 'NR == 2 { print $1 }')

@@ -11,30 +11,9 @@
 set -euo pipefail
 
 runs=${1:-50}
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" vs-unshare hyperfine jq unshare chroot
 results="$here/results"
-
-die() { echo "vs-unshare: $*" >&2; exit 1; }
-[[ $(id -u) -eq 0 ]] || die "needs root (namespaces need CAP_SYS_ADMIN)"
-for tool in hyperfine jq unshare chroot; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-if [[ -n ${STEPCTR:-} ]]; then
-    stepctr=$STEPCTR
-else
-    echo "# building stepctr (release)"
-    (cd "$repo" && cargo build --release --quiet)
-    stepctr="$repo/target/release/stepctr"
-fi
-
-work=$(mktemp -d /tmp/stepctr-bench-unshare.XXXXXX)
-cleanup() {
-    STEPCTR_ROOT="$work/root" STEPCTR_RUN="$work/run" "$stepctr" -q reset >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-export STEPCTR_ROOT="$work/root" STEPCTR_RUN="$work/run" NO_COLOR=1
 
 "$stepctr" -q pull
 image=$("$stepctr" images | awk 'NR == 2 { print $1 }')
