@@ -101,6 +101,12 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// Detach: return once PID 1 runs; its shim stays, output goes to `stepctr logs`
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Keep stdin open and relay it to the container (with -t: raw mode, every key goes in)
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Give the container a pseudo-terminal (`-it` for an interactive shell)
+        #[arg(short = 't', long)]
+        tty: bool,
         /// The command (default: the image's entrypoint and cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -126,6 +132,12 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// Detach: return once PID 1 runs; its shim stays, output goes to `stepctr logs`
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Keep stdin open and relay it to the container (with -t: raw mode, every key goes in)
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Give the container a pseudo-terminal (`-it` for an interactive shell)
+        #[arg(short = 't', long)]
+        tty: bool,
         /// Run the command as USER[:GROUP] (names or ids, looked up in the container's
         /// /etc/passwd and /etc/group), instead of root
         #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
@@ -152,6 +164,12 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// Detach: return once PID 1 runs; its shim stays, output goes to `stepctr logs`
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Keep stdin open and relay it to the container (with -t: raw mode, every key goes in)
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Give the container a pseudo-terminal (`-it` for an interactive shell)
+        #[arg(short = 't', long)]
+        tty: bool,
         /// Remove the container once it has stopped
         #[arg(long)]
         rm: bool,
@@ -200,6 +218,12 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// /etc/passwd and /etc/group), instead of root
         #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
         user: Option<String>,
+        /// Keep stdin open and relay it to the container (with -t: raw mode, every key goes in)
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Give the container a pseudo-terminal (`-it` for an interactive shell)
+        #[arg(short = 't', long)]
+        tty: bool,
         /// The running container
         name: String,
         /// The command and its arguments

@@ -45,6 +45,10 @@ pub struct Options {
     pub workdir: Option<String>,
     /// `-u USER[:GROUP]`.
     pub user: Option<String>,
+    /// `-t`: a pseudo-terminal for the command (see `crate::tty`).
+    pub tty: bool,
+    /// `-i`: relay our stdin (with `-t`: raw mode).
+    pub interactive: bool,
 }
 
 /// Run `cmd` inside the running container `c`; returns its exit code.
@@ -109,6 +113,22 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
         close_all(&fds);
         return Err(e.into());
     }
+    let pty = if o.tty {
+        match crate::tty::open_pty(k) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                close_all(&fds);
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let close_pty = || {
+        if let Some(p) = pty {
+            crate::tty::close(k, p);
+        }
+    };
     let resolved = crate::kernel::host::SharedPath::new();
     let child = k.spawn(
         "the process that becomes the command inside the container",
@@ -134,6 +154,9 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
             k.chdir(&workdir, "the container's working directory")?;
             let path = resolve_command(&cmd[0], &env)?;
             resolved.set(&path);
+            if let Some(p) = pty {
+                crate::tty::take_terminal(k, p)?;
+            }
             if let Some(user) = &o.user {
                 switch_user(k, user)?;
             }
@@ -145,12 +168,14 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
         Ok(child) => child,
         Err(e) => {
             close_all(&fds);
+            close_pty();
             return Err(e.into());
         }
     };
     let failed = k.child_error(&child);
     close_all(&fds);
     if let Some(err) = failed {
+        close_pty();
         let _ = k.wait4(child.pid, 0, "reap the failed child");
         bail!("exec in {}: {err}", c.name);
     }
@@ -165,7 +190,17 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
         &shown,
         "the command runs in the container, beside PID 1",
     );
+    let mut attached = Ok(());
+    if let Some(p) = pty {
+        // Ctrl-C and friends sent to us go on to the command, as with PID 1.
+        let forward = crate::shim::Forward::install();
+        attached = crate::tty::attach(k, p, o.interactive, &mut || {
+            forward.forward_pending(k, child.pid)
+        });
+        drop(forward);
+    }
     let status = k.wait4(child.pid, 0, "wait for the command; its exit code is ours")?;
+    attached?;
     let code = status.exit_code();
     k.note(&format!(
         "the exec'd command ended (exit code {code}); PID 1 runs on"

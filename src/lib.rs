@@ -14,4 +14,5 @@ pub mod shim;
 pub mod stage;
 pub mod state;
 pub mod stats;
+pub mod tty;
 pub mod volume;

@@ -89,6 +89,14 @@ fn pull_options(args: &cli::PullArgs, quiet: bool) -> Result<image::registry::Pu
     })
 }
 
+/// `-t` with `-d`: no `attach` command yet, so nobody could ever use that terminal.
+fn refuse_detached_tty(detach: bool, tty: bool) -> Result<()> {
+    if detach && tty {
+        bail!("-t with -d is not supported yet: there is no command to attach to a detached container's terminal (use -t attached, or -d without -t)");
+    }
+    Ok(())
+}
+
 fn need_root(what: &str) -> Result<()> {
     if !kernel::host::is_root() {
         bail!("`stepctr {what}` needs root (namespaces, mounts and cgroups are privileged): run it with sudo");
@@ -164,12 +172,16 @@ fn run(cli: Cli) -> Result<i32> {
             cmd,
             detach,
             user,
+            interactive,
+            tty,
         } => {
             need_root("start")?;
             let mut c = open(name)?;
             let o = stage::start::Options {
                 detach: *detach,
                 user: user.clone(),
+                tty: *tty,
+                interactive: *interactive,
                 ..Default::default()
             };
             let code = stage::start::run_with(k, &mut c, cmd, &o)?;
@@ -187,9 +199,12 @@ fn run(cli: Cli) -> Result<i32> {
             rm,
             detach,
             user,
+            interactive,
+            tty,
             cmd,
         } => {
             need_root("all")?;
+            refuse_detached_tty(*detach, *tty)?;
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
             let pull = pull_options(registry, cli.quiet)?;
@@ -209,6 +224,8 @@ fn run(cli: Cli) -> Result<i32> {
                 start: stage::start::Options {
                     detach: *detach,
                     user: user.clone(),
+                    tty: *tty,
+                    interactive: *interactive,
                     ..Default::default()
                 },
             };
@@ -227,8 +244,11 @@ fn run(cli: Cli) -> Result<i32> {
             registry,
             image,
             cmd,
+            interactive,
+            tty,
         } => {
             need_root("run")?;
+            refuse_detached_tty(*detach, *tty)?;
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
             if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
@@ -255,6 +275,8 @@ fn run(cli: Cli) -> Result<i32> {
                     hostname: hostname.clone(),
                     remove_when_done: false,
                     user: user.clone(),
+                    tty: *tty,
+                    interactive: *interactive,
                 },
             };
             let code = pipeline::all(k, &paths, &opts)?;
@@ -268,6 +290,8 @@ fn run(cli: Cli) -> Result<i32> {
             env,
             workdir,
             user,
+            interactive,
+            tty,
             name,
             cmd,
         } => {
@@ -279,6 +303,8 @@ fn run(cli: Cli) -> Result<i32> {
                 env: env.clone(),
                 workdir: workdir.clone(),
                 user: user.clone(),
+                tty: *tty,
+                interactive: *interactive,
             };
             return stepctr::exec::exec(k, &mut open(name)?, cmd, &o);
         }

@@ -34,7 +34,29 @@ const SHIM_NAME: &std::ffi::CStr = c"stepctr-shim";
 pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Result<i32> {
     // A pipe on which the shim says "PID 1 is <pid> and has exec'd" (bookkeeping, like the
     // error channel every fork has: not a container-building call, so not narrated).
-    let (rd, wr) = pipe()?;
+    let pty = if o.tty {
+        Some(crate::tty::open_pty(k)?)
+    } else {
+        None
+    };
+    let mut with_tty;
+    let plan = match pty {
+        Some(p) => {
+            with_tty = plan.clone();
+            with_tty.tty = Some(p);
+            &with_tty
+        }
+        None => plan,
+    };
+    let (rd, wr) = match pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(p) = pty {
+                crate::tty::close(k, p);
+            }
+            return Err(e);
+        }
+    };
     let log = c.path(LOG_FILE);
     let name = c.name.clone();
     let paths = Paths {
@@ -79,6 +101,13 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
             // the handlers, which its execve resets.
             let forward = Forward::install();
             let pid1 = crate::stage::start::spawn_pid1(k, plan, stdio)?;
+            if let Some(pty) = plan.tty {
+                // SAFETY: our copy of the slave: PID 1 holds the terminal, not the shim.
+                unsafe {
+                    libc::close(pty.slave);
+                    libc::close(pty.tree);
+                }
+            }
             if let Some(fd) = stdio {
                 k.close(fd)?;
                 // Let go of stepctr's terminal or pipes: whoever waits for their end (a shell's
@@ -113,11 +142,17 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
         Err(e) => {
             // SAFETY: our own fd.
             unsafe { libc::close(rd) };
+            if let Some(p) = pty {
+                crate::tty::close(k, p);
+            }
             return Err(e.into());
         }
     };
     let heard = hear(rd);
     let Some(pid1) = heard else {
+        if let Some(p) = pty {
+            crate::tty::close(k, p);
+        }
         let err = k
             .child_error(&shim)
             .unwrap_or_else(|| "the shim ended before PID 1 started".into());
@@ -130,17 +165,29 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
     let shim_start = state::process_start_time(shim.pid).unwrap_or(0);
     c.state.shim = Some((shim.pid, shim_start));
     c.state.pid = Some(pid1);
-    c.journal(Resource::Process {
-        pid: shim.pid,
-        start_time: shim_start,
-    })?;
-    c.journal(Resource::Process {
-        pid: pid1,
-        start_time: state::process_start_time(pid1).unwrap_or(0),
-    })?;
-    // While the container runs, other commands (`rm`, `ps`, `kill`) may use it.
-    c.save()?;
-    c.unlock();
+    let saved = (|| -> Result<()> {
+        c.journal(Resource::Process {
+            pid: shim.pid,
+            start_time: shim_start,
+        })?;
+        c.journal(Resource::Process {
+            pid: pid1,
+            start_time: state::process_start_time(pid1).unwrap_or(0),
+        })?;
+        // While the container runs, other commands (`rm`, `ps`, `kill`) may use it.
+        c.save()?;
+        c.unlock();
+        Ok(())
+    })();
+    if let Err(e) = saved {
+        if let Some(p) = pty {
+            crate::tty::close(k, p);
+        }
+        return Err(e);
+    }
+    if let (Some(p), Some(f)) = (pty, &forward) {
+        crate::tty::attach(k, p, o.interactive, &mut || f.forward_pending(k, pid1))?;
+    }
     if o.detach {
         // The shim stays; its error channel says nothing more that we would wait for.
         let fd = shim.err_fd.replace(-1);
@@ -301,21 +348,7 @@ impl Forward {
         // SAFETY: blocking our own signals in this (single-threaded) process.
         unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &self.set, std::ptr::null_mut()) };
         loop {
-            let pending = PENDING.swap(0, std::sync::atomic::Ordering::SeqCst);
-            for sig in FORWARDED {
-                if pending & (1 << sig) != 0 {
-                    let r = k.kill(
-                        target,
-                        sig,
-                        "forward the signal to PID 1; as the init of its PID namespace it gets it only if it has a handler for it (the kernel drops it otherwise, even SIGTERM and SIGINT)",
-                    );
-                    if let Err(e) = r {
-                        if e.errno != crate::kernel::Errno::ESRCH {
-                            return Err(e);
-                        }
-                    }
-                }
-            }
+            self.forward_now(k, target)?;
             // Has `child` ended? Look without reaping (the narrated wait4 below reaps it).
             // SAFETY: waitid fills our zeroed siginfo_t.
             let ended = unsafe {
@@ -336,6 +369,30 @@ impl Forward {
             unsafe { libc::sigsuspend(&sleep_mask) };
         }
         k.wait4(child, 0, why)
+    }
+
+    /// Forward what has arrived so far (the `-t` relay calls this as it goes).
+    pub fn forward_pending(&self, k: &dyn Kernel, target: i32) {
+        let _ = self.forward_now(k, target);
+    }
+
+    fn forward_now(&self, k: &dyn Kernel, target: i32) -> crate::kernel::KResult<()> {
+        let pending = PENDING.swap(0, std::sync::atomic::Ordering::SeqCst);
+        for sig in FORWARDED {
+            if pending & (1 << sig) != 0 {
+                let r = k.kill(
+                    target,
+                    sig,
+                    "forward the signal to PID 1; as the init of its PID namespace it gets it only if it has a handler for it (the kernel drops it otherwise, even SIGTERM and SIGINT)",
+                );
+                if let Err(e) = r {
+                    if e.errno != crate::kernel::Errno::ESRCH {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 

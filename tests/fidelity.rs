@@ -117,6 +117,10 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("exec",           Setup,    &["rm", "-f", "{name}"]),
     ("run-user",       Trace(0), &["run", "--rm", "-u", "nobody", "--name", "{name}", "localhost/stepctr-busybox", "id"]),
     ("run-user",       Trace(1), &["run", "--rm", "-u", "1000:no-such-group", "--name", "{name}", "localhost/stepctr-busybox", "id"]),
+    ("run-tty",        Trace(4), &["run", "--rm", "-t", "--name", "{name}", "localhost/stepctr-busybox", "sh", "-c", "tty; exit 4"]),
+    ("exec-tty",       Setup,    &["run", "-d", "--name", "{name}", "localhost/stepctr-busybox", "sleep", "100"]),
+    ("exec-tty",       Trace(0), &["exec", "-it", "{name}", "tty"]),
+    ("exec-tty",       Setup,    &["rm", "-f", "{name}"]),
 ];
 
 fn main() {

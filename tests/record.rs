@@ -56,6 +56,7 @@ fn record_container(k: &Record) -> anyhow::Result<()> {
         env: vec!["PATH=/usr/bin:/bin".into()],
         workdir: PathBuf::from("/"),
         user: None,
+        tty: None,
     };
     start::launch(k, &mut f.container, &plan)?;
     Ok(())

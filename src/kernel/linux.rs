@@ -64,6 +64,36 @@ fn if_flags(fd: i32, name: &str, set: Option<i32>) -> Result<Ret, Errno> {
     }
 }
 
+fn tty_ioctl(fd: i32, op: super::TtyOp) -> Result<Ret, Errno> {
+    use super::TtyOp;
+    // SAFETY: each ioctl gets a pointer to a local of the type it expects, or an integer.
+    unsafe {
+        match op {
+            TtyOp::Unlock => {
+                let zero: libc::c_int = 0;
+                check(libc::ioctl(fd, libc::TIOCSPTLCK, &zero))
+            }
+            TtyOp::PtyNumber => {
+                let mut n: libc::c_uint = 0;
+                check(libc::ioctl(fd, libc::TIOCGPTN, &mut n)).map(|mut r| {
+                    r.val = n as i64;
+                    r
+                })
+            }
+            TtyOp::SetCtty => check(libc::ioctl(fd, libc::TIOCSCTTY, 0)),
+            TtyOp::SetWinsize { rows, cols } => {
+                let ws = libc::winsize {
+                    ws_row: rows,
+                    ws_col: cols,
+                    ws_xpixel: 0,
+                    ws_ypixel: 0,
+                };
+                check(libc::ioctl(fd, libc::TIOCSWINSZ, &ws))
+            }
+        }
+    }
+}
+
 impl Kernel for Linux {
     fn sys(&self, call: &Sys, _why: &str) -> Result<Ret, Errno> {
         // SAFETY (for every block below): each call gets valid NUL-terminated strings that live
@@ -186,6 +216,28 @@ impl Kernel for Linux {
                 }
                 Sys::Socket { domain, ty } => check(libc::socket(*domain, *ty, 0)),
                 Sys::IfFlags { fd, name, set } => if_flags(*fd, name, *set),
+                Sys::Tty { fd, op } => tty_ioctl(*fd, *op),
+                Sys::OpenTree { path } => {
+                    let p = cstr(path)?;
+                    // OPEN_TREE_CLONE = 1; OPEN_TREE_CLOEXEC = O_CLOEXEC.
+                    let flags = 1 | libc::O_CLOEXEC as libc::c_uint;
+                    check(
+                        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), flags)
+                            as i32,
+                    )
+                }
+                Sys::MoveMount { fd, target } => {
+                    let t = cstr(target)?;
+                    // MOVE_MOUNT_F_EMPTY_PATH = 4.
+                    check(libc::syscall(
+                        libc::SYS_move_mount,
+                        *fd,
+                        c"".as_ptr(),
+                        libc::AT_FDCWD,
+                        t.as_ptr(),
+                        4,
+                    ) as i32)
+                }
                 Sys::SchedSetaffinity { cpu } => {
                     if *cpu >= libc::CPU_SETSIZE as usize {
                         return Err(Errno::EINVAL);

@@ -14,6 +14,7 @@ pub mod linux;
 pub mod narrate;
 pub mod record;
 pub mod render;
+pub mod tty;
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -119,6 +120,22 @@ pub enum Sys {
         fd: i32,
         name: String,
         set: Option<i32>,
+    },
+    /// open_tree(AT_FDCWD, path, OPEN_TREE_CLONE|OPEN_TREE_CLOEXEC): a detached copy of the
+    /// mount at `path` (a bind mount not attached anywhere yet), as an fd.
+    OpenTree {
+        path: PathBuf,
+    },
+    /// move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH): attach a detached mount
+    /// (from [`Sys::OpenTree`]) at `target`, even in another mount namespace.
+    MoveMount {
+        fd: i32,
+        target: PathBuf,
+    },
+    /// A terminal ioctl(2) on a pseudo-terminal (see [`TtyOp`]).
+    Tty {
+        fd: i32,
+        op: TtyOp,
     },
     Execve {
         path: PathBuf,
@@ -272,6 +289,19 @@ pub enum Sys {
     },
 }
 
+/// The terminal ioctls a pseudo-terminal needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtyOp {
+    /// TIOCSPTLCK with 0: unlock the slave side of a new pty (unlockpt).
+    Unlock,
+    /// TIOCGPTN: the number N of the slave, /dev/pts/N (ptsname); returned as the value.
+    PtyNumber,
+    /// TIOCSCTTY with 0: make the terminal the caller's controlling terminal.
+    SetCtty,
+    /// TIOCSWINSZ: the window size (rows, columns).
+    SetWinsize { rows: u16, cols: u16 },
+}
+
 impl Sys {
     /// The syscall name as strace prints it.
     pub fn name(&self) -> &'static str {
@@ -299,6 +329,9 @@ impl Sys {
             Sys::Wait4 { .. } => "wait4",
             Sys::Socket { .. } => "socket",
             Sys::IfFlags { .. } => "ioctl",
+            Sys::Tty { .. } => "ioctl",
+            Sys::OpenTree { .. } => "open_tree",
+            Sys::MoveMount { .. } => "move_mount",
             Sys::Execve { .. } => "execve",
             Sys::Umask { .. } => "umask",
             Sys::Setgroups { .. } => "setgroups",
@@ -672,6 +705,34 @@ pub trait Kernel {
         self.call(Sys::Setsid, why).map(|r| r.val as i32)
     }
 
+    /// open_tree with OPEN_TREE_CLONE: a detached bind mount of `path`; returns its fd.
+    fn open_tree(&self, path: &Path, why: &str) -> KResult<i32> {
+        self.call(
+            Sys::OpenTree {
+                path: path.to_path_buf(),
+            },
+            why,
+        )
+        .map(|r| r.val as i32)
+    }
+
+    /// move_mount of a detached mount fd onto `target`.
+    fn move_mount(&self, fd: i32, target: &Path, why: &str) -> KResult<()> {
+        self.call(
+            Sys::MoveMount {
+                fd,
+                target: target.to_path_buf(),
+            },
+            why,
+        )
+        .map(|_| ())
+    }
+
+    /// A terminal ioctl on a pty; the value is the pty number for [`TtyOp::PtyNumber`].
+    fn tty(&self, fd: i32, op: TtyOp, why: &str) -> KResult<i64> {
+        self.call(Sys::Tty { fd, op }, why).map(|r| r.val)
+    }
+
     fn dup3(&self, oldfd: i32, newfd: i32, flags: i32, why: &str) -> KResult<i32> {
         self.call(
             Sys::Dup3 {
@@ -731,7 +792,15 @@ pub trait Kernel {
             mode,
             resolve,
         };
-        self.call(c, why).map(|r| r.val as i32)
+        // With RESOLVE_IN_ROOT (and friends) the kernel answers EAGAIN when a rename or mount
+        // elsewhere raced with the lookup; openat2(2) says to try again. Each try is narrated.
+        let mut tries = 0;
+        loop {
+            match self.call(c.clone(), why) {
+                Err(e) if e.errno == Errno::EAGAIN && tries < 16 => tries += 1,
+                r => return r.map(|r| r.val as i32),
+            }
+        }
     }
 
     fn openat_in(&self, dirfd: i32, path: &Path, flags: i32, mode: u32, why: &str) -> KResult<i32> {

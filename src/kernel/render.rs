@@ -505,6 +505,36 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
                 qstr(name, d)
             )
         }
+        Sys::OpenTree { path } => format!(
+            "AT_FDCWD, {}, OPEN_TREE_CLONE|OPEN_TREE_CLOEXEC",
+            qpath(path, d)
+        ),
+        Sys::MoveMount { fd: f, target } => {
+            // Before the call the mount is detached, and its path is its own root: strace -y
+            // shows `7</>` (looked up afterwards, the fd would already name the target).
+            let shown = match names(*f) {
+                Some(_) => format!("{f}</>"),
+                None => f.to_string(),
+            };
+            format!(
+                "{shown}, \"\", AT_FDCWD, {}, MOVE_MOUNT_F_EMPTY_PATH",
+                qpath(target, d)
+            )
+        }
+        Sys::Tty { fd: f, op } => {
+            let f = fd(*f, names);
+            match op {
+                super::TtyOp::Unlock => format!("{f}, TIOCSPTLCK, [0]"),
+                super::TtyOp::PtyNumber => match ret {
+                    Some(r) => format!("{f}, TIOCGPTN, [{}]", r.val),
+                    None => format!("{f}, TIOCGPTN, ..."),
+                },
+                super::TtyOp::SetCtty => format!("{f}, TIOCSCTTY, 0"),
+                super::TtyOp::SetWinsize { rows, cols } => format!(
+                    "{f}, TIOCSWINSZ, {{ws_row={rows}, ws_col={cols}, ws_xpixel=0, ws_ypixel=0}}"
+                ),
+            }
+        }
         Sys::Execve { path, argv, envp } => {
             let env = match d {
                 Detail::Full => string_list(envp, d),
@@ -767,7 +797,13 @@ pub fn call(call: &Sys, detail: Detail, names: &FdName<'_>) -> String {
 pub fn result(call: &Sys, res: &Result<Ret, Errno>) -> String {
     match res {
         Ok(r) => match call {
-            Sys::IfFlags { .. } | Sys::Statfs { .. } | Sys::Newfstatat { .. } => "= 0".to_string(),
+            Sys::IfFlags { .. }
+            | Sys::Statfs { .. }
+            | Sys::Newfstatat { .. }
+            | Sys::Tty {
+                op: super::TtyOp::PtyNumber,
+                ..
+            } => "= 0".to_string(),
             Sys::Umask { .. } => format!("= {:03o}", r.val),
             _ => format!("= {}", r.val),
         },
@@ -782,6 +818,44 @@ mod tests {
 
     fn none(_: i32) -> Option<Vec<u8>> {
         None
+    }
+
+    #[test]
+    fn pty_calls_render_like_strace() {
+        use super::super::TtyOp;
+        let named = |_: i32| Some(b"/dev/ptmx".to_vec());
+        let tty = |op| Sys::Tty { fd: 5, op };
+        assert_eq!(
+            call(&tty(TtyOp::Unlock), Detail::Full, &named),
+            "ioctl(5</dev/ptmx>, TIOCSPTLCK, [0])"
+        );
+        assert_eq!(
+            call(&tty(TtyOp::SetCtty), Detail::Full, &none),
+            "ioctl(5, TIOCSCTTY, 0)"
+        );
+        assert_eq!(
+            call(
+                &tty(TtyOp::SetWinsize { rows: 24, cols: 80 }),
+                Detail::Full,
+                &none
+            ),
+            "ioctl(5, TIOCSWINSZ, {ws_row=24, ws_col=80, ws_xpixel=0, ws_ypixel=0})"
+        );
+        let tree = Sys::OpenTree {
+            path: PathBuf::from("/dev/pts/3"),
+        };
+        assert_eq!(
+            call(&tree, Detail::Full, &none),
+            r#"open_tree(AT_FDCWD, "/dev/pts/3", OPEN_TREE_CLONE|OPEN_TREE_CLOEXEC)"#
+        );
+        let mv = Sys::MoveMount {
+            fd: 7,
+            target: PathBuf::from("/dev/pts/3"),
+        };
+        assert_eq!(
+            call(&mv, Detail::Full, &named),
+            r#"move_mount(7</>, "", AT_FDCWD, "/dev/pts/3", MOVE_MOUNT_F_EMPTY_PATH)"#
+        );
     }
 
     #[test]

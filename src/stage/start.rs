@@ -28,6 +28,8 @@ pub struct Plan {
     pub workdir: PathBuf,
     /// `-u USER[:GROUP]`: who the command runs as (resolved inside the container; None = root).
     pub user: Option<String>,
+    /// `-t`: the slave end of the container's pty (see `crate::tty`), taken by PID 1.
+    pub tty: Option<crate::tty::Pty>,
 }
 
 /// The order PID 1 joins the namespaces in. Mount goes last: after it, host paths are the
@@ -83,6 +85,7 @@ pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
         env,
         workdir: PathBuf::from(&cfg.workdir),
         user: None,
+        tty: None,
     })
 }
 
@@ -101,6 +104,10 @@ pub struct Options {
     pub remove_when_done: bool,
     /// `-u USER[:GROUP]`: run the command as this user instead of root.
     pub user: Option<String>,
+    /// `-t`: give the container a pseudo-terminal (see `crate::tty`).
+    pub tty: bool,
+    /// `-i`: with `-t`, relay our stdin to the container's terminal (raw mode).
+    pub interactive: bool,
 }
 
 /// Run the container's command as its PID 1 and wait for it; returns its exit code.
@@ -117,6 +124,9 @@ pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) 
         "the command becomes PID 1 of the container",
     );
     c.require_before(Stage::Start)?;
+    if o.tty && o.detach {
+        bail!("-t with -d is not supported yet: there is no command to attach to a detached container's terminal");
+    }
     let mut plan = plan(c, cmd)?;
     for e in &o.env {
         let key = e.split('=').next().unwrap_or(e);
@@ -218,6 +228,9 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
         k.chdir(&plan.workdir, "the image's working directory")?;
         let path = resolve_command(&plan.argv[0], &plan.env)?;
         resolved.set(&path);
+        if let Some(pty) = plan.tty {
+            crate::tty::take_terminal(k, pty)?;
+        }
         if let Some(user) = &plan.user {
             crate::exec::switch_user(k, user)?;
         }

@@ -1,0 +1,137 @@
+//! The host side of `-t`: stepctr's own terminal in raw mode, its size, and the loop that
+//! copies bytes between it and the pty's master. Bookkeeping (not narrated): the calls that
+//! make the pty are narrated where they are made (`shim::open_pty`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Our terminal, put back as it was when this is dropped.
+pub struct RawMode {
+    fd: i32,
+    saved: libc::termios,
+}
+
+impl RawMode {
+    /// Raw mode on `fd` if it is a terminal: every byte (Ctrl-C = 0x03 included) goes to the
+    /// container as typed; the container's own line discipline interprets them.
+    pub fn enter(fd: i32) -> Option<RawMode> {
+        // SAFETY: tcgetattr/tcsetattr on a termios we own.
+        unsafe {
+            if libc::isatty(fd) != 1 {
+                return None;
+            }
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(fd, &mut saved) != 0 {
+                return None;
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            if libc::tcsetattr(fd, libc::TCSANOW, &raw) != 0 {
+                return None;
+            }
+            Some(RawMode { fd, saved })
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: putting back the termios we read.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+    }
+}
+
+/// The window size (rows, columns) of the terminal on `fd`, if it is one.
+pub fn window_size(fd: i32) -> Option<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ fills a winsize we own.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) != 0 || ws.ws_row == 0 {
+            return None;
+        }
+        Some((ws.ws_row, ws.ws_col))
+    }
+}
+
+static RESIZED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_winch(_: libc::c_int) {
+    RESIZED.store(true, Ordering::SeqCst);
+}
+
+/// Catch SIGWINCH (our terminal changed size) for the relay.
+pub fn watch_resize() {
+    // SAFETY: a plain handler that only sets an atomic flag.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_winch as *const () as usize;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(libc::SIGWINCH, &act, std::ptr::null_mut());
+    }
+}
+
+/// Did our terminal change size since the last look?
+pub fn resized() -> bool {
+    RESIZED.swap(false, Ordering::SeqCst)
+}
+
+fn write_all(fd: i32, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        // SAFETY: writing from our own buffer.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return false;
+        }
+        buf = &buf[n as usize..];
+    }
+    true
+}
+
+/// Copy `input` (if any) to `master` and `master` to stdout until the pty's other side is
+/// closed everywhere (the container has ended: read on the master fails with EIO). `tick`
+/// runs after every wake-up (signals to forward, a new window size).
+pub fn relay(master: i32, mut input: Option<i32>, tick: &mut dyn FnMut()) {
+    let mut buf = [0u8; 8192];
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: master,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: input.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll on our own array.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, 200) };
+        tick();
+        if rc < 0 {
+            continue; // EINTR: a signal; `tick` has seen to it.
+        }
+        if fds[0].revents != 0 {
+            // SAFETY: reading into our own buffer.
+            let n = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return; // EIO: no process has the terminal open any more.
+            }
+            let _ = write_all(1, &buf[..n as usize]);
+        }
+        if let Some(fd) = input {
+            if fds[1].revents != 0 {
+                // SAFETY: reading into our own buffer.
+                let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if n <= 0 || !write_all(master, &buf[..n as usize]) {
+                    input = None; // end of our input: stop reading it
+                }
+            }
+        }
+    }
+}

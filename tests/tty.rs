@@ -1,0 +1,310 @@
+//! `-it`: a real pseudo-terminal. Each test plays the user's terminal: it opens a pty pair,
+//! starts stepctr on the slave (as its controlling terminal, like a shell would), types into
+//! the master and reads what comes back.
+
+mod common;
+
+use common::{assert_no_leaks_with, unique, Env};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const IMAGE: &str = "localhost/stepctr-busybox:latest";
+
+fn main() {
+    common::run_tests(
+        tests![
+            tty_is_a_pty_with_our_size,
+            ctrl_c_interrupts_the_foreground_only,
+            exit_code_and_terminal_restored,
+            exec_it_gets_a_tty,
+            tty_without_a_terminal,
+            detached_tty_refused,
+        ],
+        true,
+    );
+}
+
+/// The user's side of a terminal: the master, and the slave stepctr runs on.
+struct Term {
+    master: i32,
+    slave: i32,
+    seen: Vec<u8>,
+}
+
+impl Term {
+    fn new(rows: u16, cols: u16) -> Term {
+        let (mut master, mut slave) = (-1, -1);
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty fills two fds.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws,
+            )
+        };
+        assert_eq!(rc, 0, "openpty");
+        // SAFETY: our own fds.
+        unsafe {
+            libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+        Term {
+            master,
+            slave,
+            seen: Vec::new(),
+        }
+    }
+
+    /// `stty -g` of the slave: the terminal's settings.
+    fn settings(&self) -> Vec<u8> {
+        // SAFETY: tcgetattr into our own termios.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(self.slave, &mut t), 0);
+            let p = &t as *const libc::termios as *const u8;
+            std::slice::from_raw_parts(p, std::mem::size_of::<libc::termios>()).to_vec()
+        }
+    }
+
+    /// Start `cmd` with the slave as its stdin, stdout, stderr and controlling terminal.
+    fn spawn(&self, mut cmd: Command) -> Child {
+        let slave = self.slave;
+        // SAFETY: dup of our fd, for the child's stdio.
+        let fd = |_| unsafe { Stdio::from_raw_fd_dup(slave) };
+        cmd.stdin(fd(0)).stdout(fd(1)).stderr(fd(2));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+                Ok(())
+            });
+        }
+        cmd.spawn().expect("spawn stepctr")
+    }
+
+    fn type_(&self, bytes: &[u8]) {
+        // SAFETY: writing our buffer to our fd.
+        let n = unsafe { libc::write(self.master, bytes.as_ptr().cast(), bytes.len()) };
+        assert_eq!(n, bytes.len() as isize);
+    }
+
+    /// Read until `needle` has appeared (after what was already matched); panics after 20 s.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(i) = find(&self.seen, needle.as_bytes()) {
+                let before = String::from_utf8_lossy(&self.seen[..i + needle.len()]).into_owned();
+                self.seen.drain(..i + needle.len());
+                return before;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "waited for {needle:?}; the terminal shows {:?}",
+                String::from_utf8_lossy(&self.seen)
+            );
+            let mut p = libc::pollfd {
+                fd: self.master,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll and read on our own fd and buffer.
+            unsafe {
+                if libc::poll(&mut p, 1, left.as_millis().min(500) as i32) > 0 {
+                    let mut buf = [0u8; 4096];
+                    let n = libc::read(self.master, buf.as_mut_ptr().cast(), buf.len());
+                    if n > 0 {
+                        self.seen.extend_from_slice(&buf[..n as usize]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+trait FromRawFdDup {
+    /// # Safety
+    /// `fd` must be open.
+    unsafe fn from_raw_fd_dup(fd: i32) -> Stdio;
+}
+
+impl FromRawFdDup for Stdio {
+    unsafe fn from_raw_fd_dup(fd: i32) -> Stdio {
+        use std::os::fd::FromRawFd;
+        Stdio::from_raw_fd(libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3))
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        // SAFETY: our own fds.
+        unsafe {
+            libc::close(self.master);
+            libc::close(self.slave);
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Wait for `child` at most 20 s; its exit code.
+fn wait(child: &mut Child) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("stepctr did not end");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `stepctr run --rm -it --name NAME IMAGE sh` on a fresh terminal; the shell's prompt seen.
+fn shell(env: &Env, term: &mut Term, name: &str) -> Child {
+    let child = term.spawn(env.cmd(&["run", "--rm", "-it", "--name", name, IMAGE, "sh"]));
+    term.type_(b"echo READY$((6*7))\r");
+    term.expect("READY42");
+    child
+}
+
+fn tty_is_a_pty_with_our_size() {
+    let env = Env::new();
+    let name = unique("tty");
+    let mut term = Term::new(33, 101);
+    let mut child = shell(&env, &mut term, &name);
+    term.type_(b"tty; stty size; echo T$((1+1))\r");
+    let out = term.expect("T2");
+    assert!(out.contains("/dev/pts/"), "tty: {out:?}");
+    assert!(out.contains("33 101"), "stty size: {out:?}");
+    // A new size of the user's terminal reaches the container (SIGWINCH → TIOCSWINSZ).
+    let ws = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ on our own master; the kernel sends SIGWINCH to stepctr's group.
+    unsafe { libc::ioctl(term.master, libc::TIOCSWINSZ, &ws) };
+    std::thread::sleep(Duration::from_millis(500));
+    term.type_(b"stty size; echo S$((2+1))\r");
+    let out = term.expect("S3");
+    assert!(out.contains("40 120"), "stty size after resize: {out:?}");
+    term.type_(b"exit\r");
+    assert_eq!(wait(&mut child), 0);
+    assert_no_leaks_with(&env, &name, &[]);
+}
+
+fn ctrl_c_interrupts_the_foreground_only() {
+    let env = Env::new();
+    let name = unique("tty");
+    let mut term = Term::new(24, 80);
+    let mut child = shell(&env, &mut term, &name);
+    let started = Instant::now();
+    term.type_(b"sleep 100\r");
+    std::thread::sleep(Duration::from_millis(700));
+    term.type_(&[0x03]);
+    term.type_(b"echo ALIVE$((3*3)) $?\r");
+    let out = term.expect("ALIVE9");
+    assert!(started.elapsed() < Duration::from_secs(30), "{out:?}");
+    let out = term.expect("\n");
+    assert!(
+        out.contains("130"),
+        "sleep was interrupted by SIGINT: {out:?}"
+    );
+    term.type_(b"exit 0\r");
+    assert_eq!(wait(&mut child), 0);
+    assert_no_leaks_with(&env, &name, &[]);
+}
+
+fn exit_code_and_terminal_restored() {
+    let env = Env::new();
+    let name = unique("tty");
+    let mut term = Term::new(24, 80);
+    let before = term.settings();
+    let mut child = shell(&env, &mut term, &name);
+    assert_ne!(term.settings(), before, "raw mode while attached");
+    term.type_(b"exit 3\r");
+    assert_eq!(wait(&mut child), 3);
+    assert_eq!(
+        term.settings(),
+        before,
+        "the terminal is put back as it was"
+    );
+    assert_no_leaks_with(&env, &name, &[]);
+}
+
+fn exec_it_gets_a_tty() {
+    let env = Env::new();
+    let name = unique("ttyx");
+    env.ok(&["run", "-d", "--name", &name, IMAGE, "sleep", "100"]);
+    let mut term = Term::new(30, 90);
+    let mut child = term.spawn(env.cmd(&["exec", "-it", &name, "sh"]));
+    term.type_(b"tty; stty size; hostname; echo E$((4+4))\r");
+    let out = term.expect("E8");
+    assert!(out.contains("/dev/pts/"), "tty: {out:?}");
+    assert!(out.contains("30 90"), "stty size: {out:?}");
+    assert!(out.contains(&name), "hostname: {out:?}");
+    term.type_(b"exit 5\r");
+    assert_eq!(wait(&mut child), 5);
+    env.ok(&["-q", "rm", "-f", &name]);
+    assert_no_leaks_with(&env, &name, &[]);
+}
+
+fn tty_without_a_terminal() {
+    let env = Env::new();
+    let name = unique("tty");
+    let out = env
+        .cmd(&[
+            "run",
+            "--rm",
+            "-t",
+            "--name",
+            &name,
+            IMAGE,
+            "sh",
+            "-c",
+            "tty; stty size; exit 4",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    assert!(
+        text.contains("24 80\r\n"),
+        "default size, and the pty's \\r\\n: {text:?}"
+    );
+    assert_no_leaks_with(&env, &name, &[]);
+}
+
+fn detached_tty_refused() {
+    let env = Env::new();
+    let name = unique("tty");
+    let out = env.run(&["run", "-d", "-t", "--name", &name, IMAGE, "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("-t with -d"), "{err}");
+    assert!(!env.container_dir(&name).exists());
+}
