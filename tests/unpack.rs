@@ -384,52 +384,6 @@ fn flatten_of_busybox_matches_umoci() {
 // ---------------------------------------------------------------------------------------------
 // The extras image: what the everything image does not cover
 
-/// An uncompressed tar of `entries`, where `pax[i]` adds PAX records to entry `i`.
-fn tar_with_pax(entries: &[Entry], pax: &[(usize, &str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (i, e) in entries.iter().enumerate() {
-        let mut records: Vec<(String, Vec<u8>)> = Vec::new();
-        if e.path.len() > 100 {
-            records.push(("path".into(), e.path.clone()));
-        }
-        for (k, v) in &e.xattrs {
-            records.push((format!("SCHILY.xattr.{k}"), v.clone()));
-        }
-        for (j, k, v) in pax {
-            if *j == i {
-                records.push((k.to_string(), v.to_vec()));
-            }
-        }
-        if !records.is_empty() {
-            b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-                .expect("pax");
-        }
-        let mut h = tar::Header::new_ustar();
-        {
-            let old = h.as_old_mut();
-            let n = e.path.len().min(100);
-            old.name[..n].copy_from_slice(&e.path[..n]);
-            if let Some(l) = &e.link {
-                let n = l.len().min(100);
-                old.linkname[..n].copy_from_slice(&l[..n]);
-            }
-        }
-        h.set_entry_type(e.kind);
-        h.set_mode(e.mode);
-        h.set_uid(e.uid);
-        h.set_gid(e.gid);
-        h.set_mtime(e.mtime);
-        if matches!(e.kind, T::Char | T::Block) {
-            h.set_device_major(e.device.0).expect("major");
-            h.set_device_minor(e.device.1).expect("minor");
-        }
-        h.set_size(e.data.len() as u64);
-        h.set_cksum();
-        b.append(&h, e.data.as_slice()).expect("append");
-    }
-    b.into_inner().expect("tar")
-}
-
 /// Layer A of the extras image: trusted.* xattrs, nanosecond mtimes, a file whose
 /// directories the tar does not list, hardlink chains, symlink chains, a root entry,
 /// duplicate entries.
@@ -477,7 +431,7 @@ fn extras_a() -> Vec<u8> {
         Entry::dir("ovl").xattr("trusted.overlay.stepctr", b"image content"),
         Entry::file("ovl/f", b"f\n").xattr("trusted.overlay.opaque", b"y"),
     ];
-    tar_with_pax(
+    images::tar_with_pax(
         &entries,
         &[
             (2, "mtime", b"1600000000.123456789"),
@@ -512,7 +466,7 @@ fn extras_b() -> Vec<u8> {
         Entry::whiteout("reverse"),
         Entry::file("dup", b"third\n").mode(0o4755).owner(3, 3),
     ];
-    tar_with_pax(&entries, &[])
+    images::tar_with_pax(&entries, &[])
 }
 
 fn extras_image(layout: &Path, compression_b: Compression, tag: &str) {

@@ -248,8 +248,14 @@ impl Entry {
 /// An uncompressed tar of `entries`, in order. Long names, long link targets, big ids and
 /// xattrs go into PAX extended headers, as Go's archive/tar and GNU tar write them.
 pub fn tar(entries: &[Entry]) -> Vec<u8> {
+    tar_with_pax(entries, &[])
+}
+
+/// Like [`tar`], and `extra[i]` = `(i, key, value)` adds a PAX record to entry `i` (e.g. a
+/// nanosecond `mtime`, or a hostile `path`).
+pub fn tar_with_pax(entries: &[Entry], extra: &[(usize, &str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         if e.path.len() > 100 {
             pax.push(("path".into(), e.path.clone()));
@@ -267,6 +273,11 @@ pub fn tar(entries: &[Entry]) -> Vec<u8> {
         }
         for (k, v) in &e.xattrs {
             pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+        }
+        for (j, k, v) in extra {
+            if *j == i {
+                pax.push((k.to_string(), v.to_vec()));
+            }
         }
         if !pax.is_empty() {
             b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
