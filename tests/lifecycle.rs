@@ -131,19 +131,19 @@ fn shim_parents_pid1_detached_and_attached() {
     assert_no_leaks_with(&env, &name, &[shim, pid1]);
 }
 
+/// `stepctr run -d --name NAME IMAGE sh -c SCRIPT`.
+fn run_detached(env: &Env, name: &str, script: &str) {
+    env.ok(&["run", "-d", "--name", name, IMAGE, "sh", "-c", script]);
+}
+
 fn detached_run_ps_logs_kill_records_the_exit() {
     let env = Env::new();
     let name = unique("det");
-    env.ok(&[
-        "run",
-        "-d",
-        "--name",
+    run_detached(
+        &env,
         &name,
-        IMAGE,
-        "sh",
-        "-c",
         "echo to-stdout; echo to-stderr >&2; exec sleep 100",
-    ]);
+    );
     let (shim, pid1) = pids(&env, &name);
     let ps = stdout(&env.ok(&["ps"]));
     let line = ps
@@ -203,16 +203,11 @@ fn stop_escalates_when_pid1_ignores_term() {
 fn stop_lets_a_term_handler_choose_the_exit_code() {
     let env = Env::new();
     let name = unique("stopt");
-    env.ok(&[
-        "run",
-        "-d",
-        "--name",
+    run_detached(
+        &env,
         &name,
-        IMAGE,
-        "sh",
-        "-c",
         "trap 'exit 3' TERM; while :; do sleep 0.05; done",
-    ]);
+    );
     let (shim, pid1) = pids(&env, &name);
     let t = Instant::now();
     let out = env.ok(&["stop", "-t", "20", &name]);
@@ -248,16 +243,7 @@ fn zombies_are_reaped_and_the_shim_goes() {
     let env = Env::new();
     let name = unique("zomb");
     // The backgrounded sleep ends first and is PID 1's to reap; then PID 1 (sh) ends.
-    env.ok(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        IMAGE,
-        "sh",
-        "-c",
-        "sleep 0 & sleep 0.5",
-    ]);
+    run_detached(&env, &name, "sleep 0 & sleep 0.5");
     let (shim, pid1) = pids(&env, &name);
     wait_until("the exit code", Duration::from_secs(10), || {
         exit_code(&env, &name) == Some(0)
