@@ -193,7 +193,7 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
     let mut attached = Ok(());
     if let Some(p) = pty {
         // Ctrl-C and friends sent to us go on to the command, as with PID 1.
-        let forward = crate::shim::Forward::install();
+        let forward = crate::kernel::signals::Forward::install();
         attached = crate::tty::attach(k, p, o.interactive, &mut || {
             forward.forward_pending(k, child.pid)
         });
@@ -381,9 +381,7 @@ pub fn switch_user(k: &dyn Kernel, spec: &str) -> Result<()> {
     let ids = resolve_user(spec, &passwd, &group)?;
     // Changing credentials clears the parent-death signal (PID 1 has one: it dies with its
     // shim); remember it, to set it again (a read of our own setting: bookkeeping).
-    let mut pdeath: libc::c_int = 0;
-    // SAFETY: PR_GET_PDEATHSIG writes one int to the pointer we pass.
-    unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut pdeath as *mut libc::c_int) };
+    let pdeath = crate::kernel::host::parent_death_signal();
     k.setgroups(
         &ids.groups,
         "the user's supplementary groups (none of root's stay)",

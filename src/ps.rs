@@ -107,8 +107,7 @@ fn epoch_of_ticks(ticks: u64) -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = crate::kernel::host::clock_ticks_per_second();
     (hz > 0).then(|| btime + ticks / hz as u64)
 }
 

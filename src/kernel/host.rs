@@ -16,6 +16,33 @@ pub fn lock_exclusive(f: &File) -> std::io::Result<()> {
     Ok(())
 }
 
+/// close(2) of an fd this process owns and no longer needs (errors are of no use here).
+pub fn close_fd(fd: i32) {
+    // SAFETY: closing an fd we own; nothing uses it afterwards.
+    unsafe { libc::close(fd) };
+}
+
+/// _exit(2): leave at once, without the destructors and atexit handlers of the parent whose
+/// memory a forked child shares.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// sysconf(_SC_CLK_TCK): the unit of the times in /proc/PID/stat.
+pub fn clock_ticks_per_second() -> i64 {
+    // SAFETY: sysconf has no memory effects.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }
+}
+
+/// prctl(PR_GET_PDEATHSIG): the signal we get when our parent dies (0: none).
+pub fn parent_death_signal() -> i32 {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: PR_GET_PDEATHSIG writes one int to the pointer we pass.
+    unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut sig as *mut libc::c_int) };
+    sig
+}
+
 /// Are we root (effective uid 0)?
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.

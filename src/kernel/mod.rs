@@ -14,6 +14,7 @@ pub mod linux;
 pub mod narrate;
 pub mod record;
 pub mod render;
+pub mod signals;
 pub mod tty;
 
 use std::ffi::CString;
