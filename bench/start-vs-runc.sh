@@ -11,33 +11,9 @@ set -euo pipefail
 
 runs=${1:-30}
 warmup=${WARMUP:-5}
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" start-vs-runc hyperfine runc umoci jq
 results="$here/results"
-
-die() { echo "start-vs-runc: $*" >&2; exit 1; }
-[[ $(id -u) -eq 0 ]] || die "needs root (containers need CAP_SYS_ADMIN)"
-for tool in cargo hyperfine runc umoci jq; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-
-# STEPCTR=/path/to/stepctr times that binary instead of building one (e.g. to compare two builds).
-if [[ -n ${STEPCTR:-} ]]; then
-    stepctr=$STEPCTR
-else
-    echo "# building stepctr (release)"
-    (cd "$repo" && cargo build --release --quiet)
-    stepctr="$repo/target/release/stepctr"
-fi
-
-# Everything lives in a throw-away directory: the image store, the containers, runc's state.
-work=$(mktemp -d /tmp/stepctr-bench.XXXXXX)
-cleanup() {
-    STEPCTR_ROOT="$work/root" STEPCTR_RUN="$work/run" "$stepctr" -q reset >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-export STEPCTR_ROOT="$work/root" STEPCTR_RUN="$work/run" NO_COLOR=1
 
 echo "# pulling the default image into $STEPCTR_ROOT"
 "$stepctr" -q pull
@@ -60,7 +36,7 @@ jq '.process.terminal = false
     | .linux.namespaces += [{"type": "cgroup"}]' \
     "$bundle/config.json" >"$bundle/config.json.new"
 mv "$bundle/config.json.new" "$bundle/config.json"
-runc_root="$work/runc"
+runc_root="$work/run/runc"
 mkdir -p "$runc_root"
 # Check both commands work before timing them.
 "$stepctr" -q all --rm -- /bin/true || die "stepctr cannot start /bin/true"
@@ -69,11 +45,11 @@ runc --root "$runc_root" run --bundle "$bundle" "check-$$" </dev/null || die "ru
 mkdir -p "$results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 json="$results/start-vs-runc-$stamp.json"
-# bash, not sh: `$$` gives every runc run its own container id (bash -c execs the command
-# directly, so $$ is runc's own pid).
-hyperfine --shell=bash --warmup "$warmup" --runs "$runs" --export-json "$json" \
+# No shell in between (-N): each command is timed as it is. `runc run` deletes its container
+# when /bin/true has ended, so one id serves every run.
+hyperfine -N --warmup "$warmup" --runs "$runs" --export-json "$json" \
     --command-name stepctr "$stepctr -q all --rm -- /bin/true" \
-    --command-name runc "runc --root $runc_root run --bundle $bundle bench-\$\$"
+    --command-name runc "runc --root $runc_root run --bundle $bundle bench"
 
 stepctr_ms=$(jq '.results[] | select(.command == "stepctr") | .median * 1000' "$json")
 runc_ms=$(jq '.results[] | select(.command == "runc") | .median * 1000' "$json")

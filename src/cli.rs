@@ -1,6 +1,6 @@
 //! Every subcommand and flag, with help text that teaches.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -142,6 +142,9 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// /etc/passwd and /etc/group), instead of root
         #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
         user: Option<String>,
+        #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
+              default_missing_value = "table", help = TIMINGS_HELP, long_help = TIMINGS_LONG_HELP)]
+        timings: Option<TimingsFormat>,
         /// The command (default: the image's entrypoint and cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -189,6 +192,9 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// Hostname inside the container (default: its name)
         #[arg(long)]
         hostname: Option<String>,
+        #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
+              default_missing_value = "table", help = TIMINGS_HELP, long_help = TIMINGS_LONG_HELP)]
+        timings: Option<TimingsFormat>,
         /// Bind-mount a host directory (or file): HOST:CTR[:ro|rw], repeatable
         #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
         volumes: Vec<String>,
@@ -350,3 +356,29 @@ pub struct LimitArgs {
     #[arg(long, value_name = "CPUS")]
     pub cpus: Option<String>,
 }
+
+/// `--timings[=FORMAT]` of `all` and `run`: how to print where the time went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimingsFormat {
+    /// A table: one row per stage, milliseconds and share of the total
+    Table,
+    /// One line of JSON: {"stepctr_ms":...,"pull_ms":...,...,"total_ms":...}
+    Json,
+}
+
+const TIMINGS_HELP: &str =
+    "After the container ends, print where the time went, stage by stage, to stderr (=json: one JSON line)";
+
+const TIMINGS_LONG_HELP: &str = "After the container has ended, print where the time went to \
+stderr (stdout stays the container's), even with -q: one row per stage with milliseconds and \
+its share of the total, every number a wall-clock measurement (CLOCK_MONOTONIC), not an \
+estimate.\n\n  stepctr  stepctr's own start: from main() to the first stage (before main(), the \
+kernel's execve and the dynamic loader are left out: /proc/self/stat's starttime counts in \
+10 ms clock ticks, too coarse to be honest here)\n  pull ... fs  the stages\n  start    from \
+the start stage until PID 1's execve succeeded (the shim sees that moment and tells stepctr)\n  \
+run      PID 1's life: from its execve until stepctr has seen it end and recorded its exit\n  \
+rm       removing the container (--rm)\n\n--timings=json prints the same as one line of JSON \
+for scripts, {\"stepctr_ms\":..., \"pull_ms\":..., ..., \"rm_ms\":..., \"total_ms\":...}, with \
+null for what did not happen (run when detached, rm without --rm): `stepctr -q all --rm \
+--timings=json -- /bin/true 2>&1 >/dev/null | tail -n 1`. Without --timings, `all` ends with \
+a one-line `# timings:` note instead (not with -q).";

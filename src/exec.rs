@@ -7,7 +7,9 @@
 //!    *before* joining any: once we are in its mount namespace, the host's /proc is out of view;
 //! 2. setns(pid): like unshare(CLONE_NEWPID), it changes where our *next child* goes, not us;
 //! 3. fork; the child writes `0` to the container's cgroup.procs files (its limits now count
-//!    it), joins the cgroup, ipc, uts and net namespaces, then the mount namespace last:
+//!    it) — on pure v2 it is instead born in the cgroup with clone3(CLONE_INTO_CGROUP), see
+//!    `stage::cgroup::Entry` — joins the cgroup, ipc, uts and net namespaces, then the mount
+//!    namespace last:
 //!    setns(CLONE_NEWNS) also moves its root and working directory to that namespace's root,
 //!    which is the container's pivoted root;
 //! 4. chdir to the working directory, switch user (`-u`), execve the command with PID 1's
@@ -104,6 +106,7 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
         .as_ref()
         .map(|g| g.dirs.clone())
         .unwrap_or_default();
+    let cgroup_v2 = crate::stage::cgroup::is_v2(c.state.cgroup.as_ref());
     let (pid_fd, _) = fds[4];
     if let Err(e) = k.setns(
         pid_fd,
@@ -129,17 +132,23 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
             crate::tty::close(k, p);
         }
     };
+    let entry = match crate::stage::cgroup::Entry::open(k, &cgroups, cgroup_v2) {
+        Ok(entry) => entry,
+        Err(e) => {
+            close_all(&fds);
+            close_pty();
+            return Err(e);
+        }
+    };
     let resolved = crate::kernel::host::SharedPath::new();
-    let child = k.spawn(
+    let child = entry.spawn(
+        k,
         "the process that becomes the command inside the container",
         &mut || {
-            for cg in &cgroups {
-                k.write_file(
-                    &crate::stage::cgroup::join_file(cg),
-                    "0",
-                    "join the container's cgroup: its limits count us too (0 = me)",
-                )?;
-            }
+            entry.join(
+                k,
+                "join the container's cgroup: its limits count us too (0 = me)",
+            )?;
             for (fd, flag) in &fds {
                 if *flag == libc::CLONE_NEWPID {
                     continue;
@@ -168,12 +177,14 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
         Ok(child) => child,
         Err(e) => {
             close_all(&fds);
+            entry.close(k);
             close_pty();
             return Err(e.into());
         }
     };
     let failed = k.child_error(&child);
     close_all(&fds);
+    entry.close(k);
     if let Some(err) = failed {
         close_pty();
         let _ = k.wait4(child.pid, 0, "reap the failed child");

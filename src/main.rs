@@ -17,8 +17,10 @@ use stepctr::{cli, image, kernel, pipeline, remove, stage, state};
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 fn main() {
+    // `--timings`: stepctr's own start counts from here (see `pipeline::Timings`).
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
-    match run(cli) {
+    match run(cli, started) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("stepctr: error: {e:#}");
@@ -120,7 +122,7 @@ fn fresh_name(paths: &Paths) -> Result<ContainerName> {
     bail!("could not find a free container name: give one with --name")
 }
 
-fn run(cli: Cli) -> Result<i32> {
+fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
     let paths = Paths::from_env();
     let k = narrator(&cli)?;
     let k: &dyn Kernel = &k;
@@ -201,6 +203,7 @@ fn run(cli: Cli) -> Result<i32> {
             user,
             interactive,
             tty,
+            timings,
             cmd,
         } => {
             need_root("all")?;
@@ -221,6 +224,7 @@ fn run(cli: Cli) -> Result<i32> {
                 volumes: &volumes,
                 cgroup_root,
                 rm: *rm,
+                timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
                     detach: *detach,
                     user: user.clone(),
@@ -239,6 +243,7 @@ fn run(cli: Cli) -> Result<i32> {
             workdir,
             user,
             hostname,
+            timings,
             volumes,
             limits: l,
             registry,
@@ -268,6 +273,7 @@ fn run(cli: Cli) -> Result<i32> {
                 volumes: &volumes,
                 cgroup_root,
                 rm: *rm,
+                timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
                     detach: *detach,
                     env: env.clone(),

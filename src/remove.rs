@@ -77,14 +77,40 @@ pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: b
     //    namespace files are unmounted and the processes are gone, the namespaces are freed,
     //    and with the mount namespace every mount inside it (overlay, /dev).
     let mounted = mount_points();
+    // A mount below another one we made (the namespace files inside the ns directory) goes
+    // with it: umount2(MNT_DETACH) detaches a whole subtree in one call.
+    let ours: Vec<&Path> = journal
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Mount { path } if mounted.contains(path) => Some(path.as_path()),
+            _ => None,
+        })
+        .collect();
+    let under = |path: &Path| ours.iter().find(|p| path != **p && path.starts_with(p)).copied();
+    let mut riders: Vec<&Path> = Vec::new();
     for r in &journal {
         match r {
             Resource::Mount { path } if !mounted.contains(path) => {}
-            Resource::Mount { path } => ignore_gone(k.umount2(
+            Resource::Mount { path } if under(path).is_some() => riders.push(path),
+            Resource::Mount { path } => {
+                let inside: Vec<String> = riders
+                    .iter()
+                    .filter(|p| p.starts_with(path))
+                    .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                    .collect();
+                if !inside.is_empty() {
+                    k.note(&format!(
+                        "{} are mounted inside {}: detaching it takes them along",
+                        inside.join(", "),
+                        path.display()
+                    ));
+                }
+                ignore_gone(k.umount2(
                 path,
                 libc::MNT_DETACH,
-                "release the pinned namespace / mount",
-            ))?,
+                    "release the pinned namespace / mount",
+                ))?
+            }
             Resource::NsMount { path } => k.note(&format!(
                 "{} goes away with the container's mount namespace",
                 path.display()

@@ -115,6 +115,12 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
                 redirect_stdio(k, -1)?;
             }
             tell(wr, pid1);
+            if o.detach {
+                // A detached shim may sleep for months beside its container: give back what
+                // starting it needed. (Attached, stepctr itself waits beside it anyway, and PID 1
+                // may end before the trimming would.)
+                crate::kernel::host::trim_memory();
+            }
             let status = forward.wait(
                 k,
                 pid1,

@@ -12,7 +12,10 @@
 //!   there by `start`, it would hide the volume).
 //! - A missing HOST is created as a directory (as `docker run -v` does). It belongs to the host,
 //!   not to the container: `rm` never deletes it.
-//! - The option is `rw` (the default) or `ro`.
+//! - The option is `rw` (the default) or `ro`. `ro` covers the whole tree: a host directory with
+//!   mounts below it (a tmpfs on a subdirectory, `/sys/fs/cgroup`'s controllers) is read-only
+//!   in the container down to its last mount (see `stage::fs::make_readonly`), while the host's
+//!   own mounts stay as they were.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -25,7 +28,7 @@ pub struct Volume {
     pub host: PathBuf,
     /// Where it appears in the container (absolute, normalised: no `.`, no empty components).
     pub container: PathBuf,
-    /// Mounted read-only: writes inside fail with EROFS.
+    /// Mounted read-only, with every mount below it: writes inside fail with EROFS.
     #[serde(default)]
     pub readonly: bool,
 }

@@ -126,7 +126,8 @@ fn cgroup_v2() -> bool {
 /// - cgroup: opening pids.max (the container's cgroups exist, the pids limit is not written);
 /// - ns: the bind mount of ns/uts (ns/mnt is already pinned, the helper is stopped in the new
 ///   namespaces);
-/// - fs alone: the wait4 for the helper that mounts the overlay and /dev in the container;
+/// - fs alone: the mknodat of rootfs/dev/null (stepctr is inside the container's mount
+///   namespace, the overlay and the /dev tmpfs are mounted there);
 ///   fs in `all`: the mkdirat of rootfs/ (upper/ and work/ exist);
 /// - start: the close of the container's lock, which start lets go of once PID 1 (`sleep
 ///   1000`) has been exec'd, just before waiting for it.
@@ -162,9 +163,9 @@ fn kill_point(env: &Env, stage: Stage, via: Via, name: &str) -> KillPoint {
             path: Some(dir.join("rootfs")),
         },
         Stage::Fs => KillPoint {
-            syscall: "wait4",
+            syscall: "mknodat",
             when: 1,
-            path: None,
+            path: Some(dir.join("rootfs/dev/null")),
         },
         Stage::Start => KillPoint {
             syscall: "close",
@@ -322,6 +323,19 @@ fn killed(stage: Stage, via: Via) {
             stage.name()
         );
     }
+    if stage == Stage::Start {
+        // stepctr's death takes the shim with it (PR_SET_PDEATHSIG), and the shim's takes
+        // PID 1: a chain of signals that takes a moment. `rm` (without -f) rightly refuses a
+        // container whose PID 1 still runs, so wait for the chain to end it first.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while pids.iter().any(|p| alive(*p)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PID 1 or the shim outlived stepctr by 5 s: {pids:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
     rm_ok(&env, &name);
     assert_no_leaks_with(&env, &name, &pids);
     if stage == Stage::Load {
@@ -372,6 +386,14 @@ fn tmp_layer_dirs(env: &Env) -> Vec<PathBuf> {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
         .map(|e| e.path())
         .collect()
+}
+
+/// Is `pid` a live process (not a zombie)?
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// `stepctr rm NAME` succeeds (within a time limit: a hang is a failure, not a stuck test).

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use stepctr::kernel::record::{Record, Recorded};
 use stepctr::kernel::{Errno, Sys};
 use stepctr::stage::{fs, ns, start};
-use stepctr::state::{Container, ContainerName, Paths, State};
+use stepctr::state::{CgroupState, Container, ContainerName, Paths, State};
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -14,7 +14,8 @@ struct Fixture {
     cgroups: Vec<PathBuf>,
 }
 
-fn fixture() -> Fixture {
+/// A container on cgroup v1 (one cgroup per controller), or on pure v2 (one cgroup).
+fn fixture(v2: bool) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let paths = Paths {
         root: tmp.path().join("root"),
@@ -22,11 +23,20 @@ fn fixture() -> Fixture {
     };
     let name = ContainerName::parse("rec").unwrap();
     std::fs::create_dir_all(paths.container(&name)).unwrap();
-    let container = Container::adopt(&paths, &name, State::default()).unwrap();
-    let cgroups = vec![
-        PathBuf::from("/sys/fs/cgroup/memory/stepctr/rec"),
-        PathBuf::from("/sys/fs/cgroup/pids/stepctr/rec"),
-    ];
+    let mut container = Container::adopt(&paths, &name, State::default()).unwrap();
+    let cgroups = if v2 {
+        vec![PathBuf::from(V2_CGROUP)]
+    } else {
+        vec![
+            PathBuf::from("/sys/fs/cgroup/memory/stepctr/rec"),
+            PathBuf::from("/sys/fs/cgroup/pids/stepctr/rec"),
+        ]
+    };
+    container.state.cgroup = Some(CgroupState {
+        version: if v2 { "v2" } else { "v1" }.into(),
+        dirs: cgroups.clone(),
+        ..CgroupState::default()
+    });
     Fixture {
         _tmp: tmp,
         container,
@@ -34,9 +44,16 @@ fn fixture() -> Fixture {
     }
 }
 
-/// ns + fs + start, as `all` runs them, on the recorder.
+const V2_CGROUP: &str = "/sys/fs/cgroup/stepctr/rec";
+
+/// ns + fs + start, as `all` runs them, on the recorder (cgroup v1).
 fn record_container(k: &Record) -> anyhow::Result<()> {
-    let mut f = fixture();
+    record_container_on(k, false)
+}
+
+/// ns + fs + start on cgroup v1, or on pure v2 (`v2`).
+fn record_container_on(k: &Record, v2: bool) -> anyhow::Result<()> {
+    let mut f = fixture(v2);
     let dir = f.container.path("ns");
     ns::create(k, &mut f.container, &dir, &f.cgroups)?;
     let plan = fs::Plan {
@@ -50,6 +67,7 @@ fn record_container(k: &Record) -> anyhow::Result<()> {
     let plan = start::Plan {
         ns_dir: dir,
         cgroups: f.cgroups.clone(),
+        cgroup_v2: v2,
         rootfs: plan.rootfs,
         hostname: "rec".into(),
         argv: vec!["sh".into(), "-c".into(), "true".into()],
@@ -245,4 +263,152 @@ fn a_failed_unshare_is_reported_with_its_errno() {
         .calls()
         .iter()
         .any(|r| matches!(&r.call, Sys::Mount { source: Some(s), .. } if s.starts_with("/proc/"))));
+}
+
+/// The fd of the v2 cgroup directory, opened by `opener` (O_PATH|O_DIRECTORY) for clone3.
+fn cgroup_dir_opened_by(calls: &[Recorded], opener: i32) -> Vec<(usize, i32)> {
+    calls
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.pid == opener
+                && matches!(&r.call, Sys::Openat { path, flags, .. }
+                    if path == Path::new(V2_CGROUP)
+                        && flags & libc::O_PATH != 0
+                        && flags & libc::O_DIRECTORY != 0)
+        })
+        .map(|(i, r)| (i, r.result.unwrap().val as i32))
+        .collect()
+}
+
+fn is_join(r: &Recorded) -> bool {
+    matches!(&r.call, Sys::Openat { path, .. }
+        if path.ends_with("cgroup.procs") || path.ends_with("tasks"))
+}
+
+/// On pure v2 the namespace helper and PID 1 are born in the container's cgroup:
+/// clone3(CLONE_INTO_CGROUP) with an fd of its directory, opened by the parent just before.
+/// Nothing of the child runs before the clone3 (it is its first call), and no child writes
+/// cgroup.procs. The fd is closed by the parent only after the child exec'd or stopped.
+#[test]
+fn on_cgroup_v2_children_are_born_in_the_cgroup() {
+    let k = Record::new();
+    record_container_on(&k, true).unwrap();
+    let calls = k.calls();
+    let texts = || k.texts().join("\n");
+    let clones: Vec<(usize, i32, i32, i32)> = calls
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match r.call {
+            Sys::Clone3 { cgroup } => Some((i, r.pid, cgroup, r.result.unwrap().val as i32)),
+            _ => None,
+        })
+        .collect();
+    // (The fs stage's helper is a plain fork: it needs no cgroup.)
+    assert_eq!(clones.len(), 2, "the helper and PID 1:\n{}", texts());
+    let unshare_ns = position(
+        &calls,
+        |r| matches!(r.call, Sys::Unshare { flags } if flags & libc::CLONE_NEWCGROUP != 0),
+    )
+    .unwrap();
+    let exec = position(&calls, |r| matches!(r.call, Sys::Execve { .. })).unwrap();
+    let (helper, pid1) = (calls[unshare_ns].pid, calls[exec].pid);
+    for (at, parent, fd, child) in clones {
+        assert!(child == helper || child == pid1, "{}", texts());
+        // The parent opened the cgroup directory, and that fd is the one clone3 gets.
+        let opened = cgroup_dir_opened_by(&calls, parent);
+        let (open_at, open_fd) = *opened
+            .iter()
+            .rfind(|(i, _)| *i < at)
+            .unwrap_or_else(|| panic!("no O_PATH open of {V2_CGROUP} before clone3:\n{}", texts()));
+        assert_eq!(open_fd, fd, "{}", texts());
+        assert!(open_at < at);
+        // Nothing of the child before its birth, and no join afterwards.
+        let first = position(&calls, |r| r.pid == child).unwrap();
+        assert!(at < first, "{}", texts());
+        assert!(
+            !calls.iter().any(|r| r.pid == child && is_join(r)),
+            "a child born in its cgroup does not join it again:\n{}",
+            texts()
+        );
+        // The parent closes the fd after the child is done with the fork (stopped, or exec'd).
+        let close = calls
+            .iter()
+            .enumerate()
+            .skip(at)
+            .find(|(_, r)| r.pid == parent && matches!(r.call, Sys::Close { fd: f } if f == fd))
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| panic!("the cgroup fd {fd} is never closed:\n{}", texts()));
+        let last_of_child = calls.iter().rposition(|r| r.pid == child).unwrap();
+        assert!(
+            close > last_of_child,
+            "the cgroup fd is closed before the child stopped or exec'd:\n{}",
+            texts()
+        );
+    }
+    // The helper is born in the cgroup before it unshares: its cgroup namespace is rooted there.
+    let helper_born = position(&calls, |r| {
+        matches!(r.call, Sys::Clone3 { .. }) && r.result.unwrap().val == helper as i64
+    })
+    .unwrap();
+    assert!(helper_born < unshare_ns);
+    // PID 1 is born after the PID namespace is made for it.
+    let unshare_pid = position(
+        &calls,
+        |r| matches!(r.call, Sys::Unshare { flags } if flags == libc::CLONE_NEWPID),
+    )
+    .unwrap();
+    let pid1_born = position(&calls, |r| {
+        matches!(r.call, Sys::Clone3 { .. }) && r.result.unwrap().val == pid1 as i64
+    })
+    .unwrap();
+    assert!(unshare_pid < pid1_born);
+}
+
+/// A kernel without clone3 or CLONE_INTO_CGROUP (ENOSYS, E2BIG, EINVAL): fork, then the child
+/// joins with a write of 0 to cgroup.procs, first thing after PR_SET_PDEATHSIG, as on v1.
+#[test]
+fn on_cgroup_v2_without_clone3_children_fork_and_join() {
+    for errno in [Errno::ENOSYS, Errno::E2BIG, Errno::EINVAL] {
+        let k = Record::new();
+        k.fail_on(|c| matches!(c, Sys::Clone3 { .. }), errno);
+        k.fail_on(|c| matches!(c, Sys::Clone3 { .. }), errno);
+        record_container_on(&k, true).unwrap();
+        let calls = k.calls();
+        let texts = k.texts().join("\n");
+        let failed = calls
+            .iter()
+            .filter(|r| matches!(r.call, Sys::Clone3 { .. }) && r.result == Err(errno))
+            .count();
+        assert_eq!(failed, 2, "{texts}");
+        let exec = position(&calls, |r| matches!(r.call, Sys::Execve { .. })).unwrap();
+        let pid1 = calls[exec].pid;
+        let join = position(&calls, |r| {
+            r.pid == pid1
+                && matches!(&r.call, Sys::Openat { path, .. } if path == &Path::new(V2_CGROUP).join("cgroup.procs"))
+        })
+        .unwrap_or_else(|| panic!("PID 1 never joins its cgroup:\n{texts}"));
+        assert!(matches!(&calls[join + 1].call, Sys::Write { data, .. } if data == b"0"));
+        let first_setns = position(&calls, |r| {
+            r.pid == pid1 && matches!(r.call, Sys::Setns { .. })
+        })
+        .unwrap();
+        assert!(join < first_setns, "{texts}");
+        let unshare = position(
+            &calls,
+            |r| matches!(r.call, Sys::Unshare { flags } if flags & libc::CLONE_NEWCGROUP != 0),
+        )
+        .unwrap();
+        let helper = calls[unshare].pid;
+        let helper_join = position(&calls, |r| r.pid == helper && is_join(r))
+            .unwrap_or_else(|| panic!("the helper never joins its cgroup:\n{texts}"));
+        assert!(helper_join < unshare, "{texts}");
+    }
+    // Any other failure is an error, not a reason to fork instead (EAGAIN: pids.max is hit).
+    let k = Record::new();
+    k.fail_on(|c| matches!(c, Sys::Clone3 { .. }), Errno::EAGAIN);
+    let err = record_container_on(&k, true).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("clone3(") && msg.contains("EAGAIN"), "{msg}");
+    assert!(!k.calls().iter().any(|r| matches!(r.call, Sys::Clone)));
 }

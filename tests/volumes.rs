@@ -23,6 +23,8 @@ fn main() {
             volume_data_survives_rm_and_is_seen_by_the_next_container,
             missing_host_dir_is_created_and_kept,
             readonly_volume_refuses_writes,
+            readonly_volume_covers_the_mounts_below_it,
+            readonly_without_mount_setattr_remounts_each_mount,
             file_volume,
             volumes_stage_by_stage_in_state_json,
             hostile_symlinks_keep_volumes_inside_the_rootfs,
@@ -197,6 +199,253 @@ fn readonly_volume_refuses_writes() {
         "original\n"
     );
     assert_no_leaks(&env, &name);
+}
+
+/// A host directory with a tmpfs mounted on its `sub/` (nosuid,nodev), made in the test
+/// binary's private mount namespace, where stepctr (our child) sees it too. Unmounted on drop,
+/// even when the test fails.
+struct DirWithSubmount {
+    dir: tempfile::TempDir,
+}
+
+impl DirWithSubmount {
+    fn new() -> DirWithSubmount {
+        let dir = host_dir();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let target = std::ffi::CString::new(sub.to_str().unwrap()).unwrap();
+        // SAFETY: plain mount(2) with C strings that outlive the call.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"size=1m".as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        DirWithSubmount { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn sub(&self) -> PathBuf {
+        self.dir.path().join("sub")
+    }
+
+    /// The submount's per-mount options, as the host (this test) sees them.
+    fn host_options(&self) -> String {
+        let sub = self.sub();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        info.lines()
+            .filter(|l| l.split(' ').nth(4) == Some(sub.to_str().unwrap()))
+            .filter_map(|l| l.split(' ').nth(5))
+            .next_back()
+            .expect("the tmpfs is mounted")
+            .to_string()
+    }
+}
+
+impl Drop for DirWithSubmount {
+    fn drop(&mut self) {
+        if let Ok(target) = std::ffi::CString::new(self.sub().to_str().unwrap_or_default()) {
+            // SAFETY: plain umount2(2) of the tmpfs this guard mounted.
+            unsafe { libc::umount2(target.as_ptr(), 0) };
+        }
+    }
+}
+
+/// Write to the volume and to the mount inside it; each line of stdout says `ok` or `failed`.
+const WRITE_BOTH: &str = "for f in /data/f /data/sub/f; do \
+                          if echo x > $f; then echo \"$f ok\"; else echo \"$f failed\"; fi; done; \
+                          grep ' /data' /proc/self/mountinfo | cut -d' ' -f5,6";
+
+/// The submount's options inside the container, from the `grep` of [`WRITE_BOTH`].
+fn options_inside(out: &str, point: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{point} ")))
+        .unwrap_or_else(|| panic!("{point} is not mounted inside:\n{out}"))
+        .to_string()
+}
+
+/// `:ro` reaches the mounts below the volume's root too (mount_setattr with AT_RECURSIVE: a
+/// remount with MS_REC would leave `/data/sub` writable); the host's own mount stays writable.
+fn readonly_volume_covers_the_mounts_below_it() {
+    let env = Env::new();
+    let host = DirWithSubmount::new();
+    let name = unique("vol-rosub");
+    let ro = format!("{}:ro", vol(host.path(), "/data"));
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--name",
+        &name,
+        "-v",
+        &ro,
+        "localhost/stepctr-busybox",
+        "sh",
+        "-c",
+        WRITE_BOTH,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("/data/f failed\n/data/sub/f failed\n"),
+        "{text}"
+    );
+    for f in ["/data/f", "/data/sub/f"] {
+        assert!(
+            stderr(&out).contains(&format!("{f}: Read-only file system")),
+            "EROFS for {f}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(options_inside(&text, "/data").starts_with("ro,"), "{text}");
+    // Read-only added, the tmpfs's own nosuid,nodev kept.
+    assert!(
+        options_inside(&text, "/data/sub").starts_with("ro,nosuid,nodev"),
+        "{text}"
+    );
+    assert_no_leaks(&env, &name);
+    assert!(!host.path().join("f").exists() && !host.sub().join("f").exists());
+    // The host's tmpfs is its own mount: still read-write, and written to.
+    assert!(
+        host.host_options().starts_with("rw,"),
+        "{}",
+        host.host_options()
+    );
+    std::fs::write(host.sub().join("g"), "host\n").expect("the host's submount is writable");
+
+    // Without :ro both are writable, and what is written lands on the host.
+    let name = unique("vol-rwsub");
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--name",
+        &name,
+        "-v",
+        &vol(host.path(), "/data"),
+        "localhost/stepctr-busybox",
+        "sh",
+        "-c",
+        WRITE_BOTH,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("/data/f ok\n/data/sub/f ok\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert_no_leaks(&env, &name);
+    assert_eq!(
+        std::fs::read_to_string(host.sub().join("f")).unwrap(),
+        "x\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("f")).unwrap(),
+        "x\n"
+    );
+}
+
+/// Make mount_setattr(2) fail with ENOSYS in this process and its children, as on a kernel
+/// older than 5.12 (a seccomp filter; inherited across fork and exec).
+fn without_mount_setattr(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let filter = [
+        // A = seccomp_data.nr
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        // if A == mount_setattr: next, else skip one
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_mount_setattr as u32,
+        },
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: between fork and exec only prctl(2) is called, on a filter that lives in this
+    // closure (copied into the child with it); we are root, so no PR_SET_NO_NEW_PRIVS needed.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            let rc = libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            );
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// On a kernel without mount_setattr, each mount of the volume is remounted read-only by
+/// itself (keeping its other flags), and the result is checked.
+fn readonly_without_mount_setattr_remounts_each_mount() {
+    let env = Env::new();
+    let host = DirWithSubmount::new();
+    let name = unique("vol-rofb");
+    let ro = format!("{}:ro", vol(host.path(), "/data"));
+    let mut cmd = env.cmd(&[
+        "all", "--name", &name, "--rm", "-v", &ro, "--", "sh", "-c", WRITE_BOTH,
+    ]);
+    without_mount_setattr(&mut cmd);
+    let out = cmd.output().expect("run stepctr");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("mount_setattr(") && err.contains("= -1 ENOSYS (Function not implemented)"),
+        "the failed call is narrated: {err}"
+    );
+    assert!(err.contains("no mount_setattr (Linux < 5.12)"), "{err}");
+    let remounts = err
+        .lines()
+        .filter(|l| {
+            l.starts_with("mount(NULL, ")
+                && ["MS_RDONLY", "MS_REMOUNT", "MS_BIND"]
+                    .iter()
+                    .all(|f| l.contains(f))
+        })
+        .count();
+    assert_eq!(
+        remounts, 2,
+        "the volume and its submount, each remounted: {err}"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("/data/f failed\n/data/sub/f failed\n"),
+        "{text}"
+    );
+    assert!(options_inside(&text, "/data").starts_with("ro,"), "{text}");
+    assert!(
+        options_inside(&text, "/data/sub").starts_with("ro,nosuid,nodev"),
+        "{text}"
+    );
+    assert_no_leaks(&env, &name);
+    assert!(
+        host.host_options().starts_with("rw,"),
+        "{}",
+        host.host_options()
+    );
 }
 
 fn file_volume() {

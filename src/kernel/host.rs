@@ -137,3 +137,94 @@ impl Drop for SharedPath {
         }
     }
 }
+
+/// How many threads this process has (`Threads:` in /proc/self/status; 0 if unreadable).
+/// setns(CLONE_NEWNS) and unshare(CLONE_NEWNS) refuse a process whose threads share its
+/// filesystem context, so callers check for 1 first.
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The working directory, held open so it can be returned to after a setns() into a mount
+/// namespace (which moves it to that namespace's root).
+pub struct Cwd(File);
+
+impl Cwd {
+    /// `None` if the working directory cannot be opened (e.g. it was deleted).
+    pub fn save() -> Option<Cwd> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(".")
+            .ok()
+            .map(Cwd)
+    }
+
+    /// fchdir(2) back to it.
+    pub fn restore(self) {
+        // SAFETY: fchdir on an fd we own.
+        unsafe { libc::fchdir(self.0.as_raw_fd()) };
+    }
+}
+
+/// Give back the memory a long-lived, mostly sleeping process (a detached shim) no longer
+/// needs: free heap pages (malloc_trim), and the pages of read-only file mappings (code,
+/// constants) that the work so far pulled in. Those are copies of the file in the page cache:
+/// MADV_DONTNEED drops them from this process, and a later touch maps them again from the
+/// cache. A mapping holding pages of its own (relocated data: `Anonymous:` above 0 in smaps)
+/// is left alone, as is anything writable. (What comes back is what the sleeping process
+/// touches, and the kernel's "fault-around" of up to 64 KB around each such page.)
+pub fn trim_memory() {
+    // SAFETY: malloc_trim only returns free memory of glibc's heap to the kernel.
+    unsafe { libc::malloc_trim(0) };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut candidate: Option<(usize, usize)> = None;
+    let drop_range = |range: Option<(usize, usize)>| {
+        if let Some((start, end)) = range {
+            // SAFETY: a private, read-only, file-backed mapping without anonymous pages: its
+            // content is the file's, which a later access maps in again.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    };
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-') {
+            // A mapping's header: "start-end perms offset dev inode [path]".
+            let perms = fields.next().unwrap_or("");
+            let inode = fields.nth(2).unwrap_or("0");
+            let parsed = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            );
+            candidate = match parsed {
+                (Ok(s), Ok(e))
+                    if perms.len() == 4
+                        && perms.as_bytes()[1] == b'-'
+                        && perms.as_bytes()[3] == b'p'
+                        && inode != "0" =>
+                {
+                    Some((s, e))
+                }
+                _ => None,
+            };
+        } else if first == "Anonymous:" {
+            if fields.next() == Some("0") {
+                drop_range(candidate.take());
+            }
+            candidate = None;
+        }
+    }
+}

@@ -238,6 +238,29 @@ impl Kernel for Linux {
                         4,
                     ) as i32)
                 }
+                Sys::MountSetattr {
+                    fd,
+                    recursive,
+                    attr_set,
+                    attr_clr,
+                } => {
+                    let attr = libc::mount_attr {
+                        attr_set: *attr_set,
+                        attr_clr: *attr_clr,
+                        propagation: 0,
+                        userns_fd: 0,
+                    };
+                    let flags =
+                        libc::AT_EMPTY_PATH | if *recursive { libc::AT_RECURSIVE } else { 0 };
+                    check_l(libc::syscall(
+                        libc::SYS_mount_setattr,
+                        *fd,
+                        c"".as_ptr(),
+                        flags as libc::c_uint,
+                        &attr as *const libc::mount_attr,
+                        std::mem::size_of::<libc::mount_attr>(),
+                    ))
+                }
                 Sys::SchedSetaffinity { cpu } => {
                     if *cpu >= libc::CPU_SETSIZE as usize {
                         return Err(Errno::EINVAL);
@@ -267,7 +290,7 @@ impl Kernel for Linux {
                     wstatus: 0,
                 }),
                 // A fork must go through spawn(), which sets up the child's error channel.
-                Sys::Clone => Err(Errno::EINVAL),
+                Sys::Clone | Sys::Clone3 { .. } => Err(Errno::EINVAL),
                 Sys::Openat2 {
                     dirfd,
                     path,
@@ -477,7 +500,11 @@ impl Kernel for Linux {
     }
 
     fn spawn(&self, _why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
-        spawn_child(body)
+        spawn_child(None, body)
+    }
+
+    fn spawn_into(&self, cgroup_fd: i32, _why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        spawn_child(Some(cgroup_fd), body)
     }
 
     fn child_error(&self, child: &Child) -> Option<String> {
@@ -489,10 +516,60 @@ impl Kernel for Linux {
     }
 }
 
-/// fork() with an error channel: a close-on-exec pipe that the child writes its error into.
-/// EOF without data means the child exec'd (the pipe closed with exec) or finished cleanly.
-pub(crate) fn spawn_child(body: &mut ChildBody<'_>) -> KResult<Child> {
-    let fork_call = super::Sys::Clone;
+/// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7); the libc crate does
+/// not define it for every target.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// The size clone3 is told its argument has (88).
+pub const CLONE_ARGS_SIZE: usize = std::mem::size_of::<CloneArgs>();
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3({flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, cgroup=fd}) with no stack of its own:
+/// like fork(), the child goes on from here on a copy of our memory, in the cgroup `fd`.
+/// (glibc's fork would also run atfork handlers and reset its locks: stepctr is
+/// single-threaded when it forks and the child only runs its body, so nothing is held.)
+fn clone3_into(cgroup_fd: i32) -> libc::c_long {
+    let mut args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_fd as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 reads `args` (CLONE_ARGS_SIZE bytes); without CLONE_VM and with a NULL
+    // stack the child gets its own copy of our memory and stack, as with fork().
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            CLONE_ARGS_SIZE,
+        )
+    }
+}
+
+/// fork() — or, with `cgroup`, clone3(CLONE_INTO_CGROUP) — with an error channel: a
+/// close-on-exec pipe that the child writes its error into. EOF without data means the child
+/// exec'd (the pipe closed with exec) or finished cleanly. Both kinds of child take the same
+/// path afterwards (fds marked for the parent only closed, then the body).
+pub(crate) fn spawn_child(cgroup: Option<i32>, body: &mut ChildBody<'_>) -> KResult<Child> {
+    let fork_call = match cgroup {
+        Some(fd) => super::Sys::Clone3 { cgroup: fd },
+        None => super::Sys::Clone,
+    };
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
@@ -501,8 +578,11 @@ pub(crate) fn spawn_child(body: &mut ChildBody<'_>) -> KResult<Child> {
         return Err(e);
     }
     let (rd, wr) = (fds[0], fds[1]);
-    // SAFETY: stepctr is single-threaded when it forks; the child only runs `body` and exits.
-    let pid = unsafe { libc::fork() };
+    let pid = match cgroup {
+        Some(fd) => clone3_into(fd) as libc::pid_t,
+        // SAFETY: stepctr is single-threaded when it forks; the child only runs `body` and exits.
+        None => unsafe { libc::fork() },
+    };
     if pid < 0 {
         let e = SysError::new(&fork_call, Errno::last());
         // SAFETY: closing our own pipe fds.

@@ -133,6 +133,16 @@ pub enum Sys {
         fd: i32,
         target: PathBuf,
     },
+    /// mount_setattr(fd, "", AT_EMPTY_PATH[|AT_RECURSIVE], {attr_set, attr_clr, ...}, 32)
+    /// (Linux 5.12): change the attributes (MOUNT_ATTR_RDONLY, _NOSUID, ...) of the mount whose
+    /// root `fd` is, and with `recursive` of every mount below it as well. A remount with
+    /// `mount(MS_REMOUNT|MS_BIND|MS_REC)` changes the top mount only, whatever MS_REC says.
+    MountSetattr {
+        fd: i32,
+        recursive: bool,
+        attr_set: u64,
+        attr_clr: u64,
+    },
     /// A terminal ioctl(2) on a pseudo-terminal (see [`TtyOp`]).
     Tty {
         fd: i32,
@@ -166,6 +176,12 @@ pub enum Sys {
     /// fork(): made only through [`Kernel::spawn`]; listed here so it is rendered and recorded
     /// like every other call.
     Clone,
+    /// clone3(2) with CLONE_INTO_CGROUP (cgroup v2): a fork whose child is born inside the
+    /// cgroup open at `cgroup` (a directory fd), instead of moving itself there afterwards.
+    /// Made only through [`Kernel::spawn_into`].
+    Clone3 {
+        cgroup: i32,
+    },
     // ---- fd-relative calls, for unpacking layers safely (see image::unpack) ----
     /// openat2(2): `path` resolved relative to `dirfd` as `resolve` says. With
     /// RESOLVE_IN_ROOT, `..` and absolute symlinks stay inside `dirfd`, as if it were `/`.
@@ -333,6 +349,7 @@ impl Sys {
             Sys::Tty { .. } => "ioctl",
             Sys::OpenTree { .. } => "open_tree",
             Sys::MoveMount { .. } => "move_mount",
+            Sys::MountSetattr { .. } => "mount_setattr",
             Sys::Execve { .. } => "execve",
             Sys::Umask { .. } => "umask",
             Sys::Setgroups { .. } => "setgroups",
@@ -340,6 +357,7 @@ impl Sys {
             Sys::Setresuid { .. } => "setresuid",
             Sys::SchedSetaffinity { .. } => "sched_setaffinity",
             Sys::Clone => "clone",
+            Sys::Clone3 { .. } => "clone3",
             Sys::Openat2 { .. } => "openat2",
             Sys::OpenatIn { .. } => "openat",
             Sys::MkdiratIn { .. } => "mkdirat",
@@ -514,6 +532,12 @@ pub trait Kernel {
     /// fork(): run `body` in a new child process; returns in the parent.
     /// The child exits with 0 when `body` returns Ok, or reports the error and exits with 1.
     fn spawn(&self, why: &str, body: &mut ChildBody<'_>) -> KResult<Child>;
+
+    /// clone3(CLONE_INTO_CGROUP): like [`Kernel::spawn`], but the child is born inside the
+    /// cgroup v2 directory open at `cgroup_fd`, so nothing of it ever runs outside the
+    /// container's limits and no write to `cgroup.procs` is needed. Fails (ENOSYS, E2BIG,
+    /// EINVAL...) without making a child; the caller may then fork and join as on v1.
+    fn spawn_into(&self, cgroup_fd: i32, why: &str, body: &mut ChildBody<'_>) -> KResult<Child>;
 
     /// Wait until the child has exec'd or ended; `Some(message)` if its body failed.
     fn child_error(&self, child: &Child) -> Option<String>;
@@ -727,6 +751,26 @@ pub trait Kernel {
             why,
         )
         .map(|_| ())
+    }
+
+    /// mount_setattr on the mount whose root `fd` is (AT_EMPTY_PATH): set the MOUNT_ATTR_*
+    /// bits of `attr_set`, clear those of `attr_clr`; `recursive` (AT_RECURSIVE) reaches every
+    /// mount below it too.
+    fn mount_setattr(
+        &self,
+        fd: i32,
+        recursive: bool,
+        attr_set: u64,
+        attr_clr: u64,
+        why: &str,
+    ) -> KResult<()> {
+        let c = Sys::MountSetattr {
+            fd,
+            recursive,
+            attr_set,
+            attr_clr,
+        };
+        self.call(c, why).map(|_| ())
     }
 
     /// A terminal ioctl on a pty; the value is the pty number for [`TtyOp::PtyNumber`].

@@ -190,6 +190,63 @@ impl<K: Kernel> Narrate<K> {
     }
 }
 
+impl<K: Kernel> Narrate<K> {
+    /// `spawn` or `spawn_into` (`call` says which), narrated.
+    fn forked(&self, call: &Sys, why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        let parent = self.inner.getpid();
+        let start = Instant::now();
+        // The child announces the fork itself, before anything else it does, so the clone line
+        // always comes before the child's own calls in the narration. For that to hold, the
+        // parent must not narrate anything until it has waited on the child (wait4, or its
+        // error channel): every stage keeps to that rule.
+        let parent_label = self.me.get();
+        let mut announced = || {
+            // Narrated from the child, so print the parent's prefix for the parent's call.
+            let child_me = {
+                self.learn_own_pid();
+                self.me.replace(parent_label)
+            };
+            let me = child_me.map_or(self.inner.getpid(), |(host, _)| host);
+            self.line(
+                parent,
+                &render::call(call, Detail::Short, &|_| None),
+                &format!("= {me}"),
+                true,
+                start.elapsed(),
+                why,
+            );
+            self.me.set(child_me);
+            if matches!(call, Sys::Clone3 { .. }) && self.level >= Level::Verbose {
+                // Born in the cgroup: the proof, as for a write of 0 to cgroup.procs.
+                for line in own_cgroup() {
+                    self.emit(&format!("{}    -> {line}\n", self.prefix(me)));
+                }
+            }
+            body()
+        };
+        let res = match call {
+            Sys::Clone3 { cgroup } => self.inner.spawn_into(*cgroup, why, &mut announced),
+            _ => self.inner.spawn(why, &mut announced),
+        };
+        // No child, so nobody announced the call: a failed clone3 is said here (its caller
+        // goes on another way: fork, then join the cgroup). A failed pipe2 before it is not a
+        // clone3, and a failed fork ends the command with its error message.
+        if let (Sys::Clone3 { .. }, Err(e)) = (call, &res) {
+            if self.level != Level::Quiet && e.call.starts_with("clone3") {
+                self.line(
+                    parent,
+                    &render::call(call, Detail::Short, &|_| None),
+                    &render::result(call, &Err(e.errno)),
+                    false,
+                    start.elapsed(),
+                    why,
+                );
+            }
+        }
+        res
+    }
+}
+
 /// What /proc shows right after a call (`-v`): the proof that the call did what it says.
 fn evidence(call: &Sys) -> Vec<String> {
     let link = |what: &str| {
@@ -232,19 +289,24 @@ fn evidence(call: &Sys) -> Vec<String> {
                 .map(|l| vec![format!("/proc/self/mountinfo: {l}")])
                 .unwrap_or_default()
         }
-        Sys::Write { data, .. } if data == b"0" => std::fs::read_to_string("/proc/self/cgroup")
-            .map(|c| {
-                vec![format!(
-                    "/proc/self/cgroup: {}",
-                    c.lines().collect::<Vec<_>>().join(" ")
-                )]
-            })
-            .unwrap_or_default(),
+        Sys::Write { data, .. } if data == b"0" => own_cgroup(),
         Sys::Sethostname { .. } => nix::sys::utsname::uname()
             .map(|u| vec![format!("uname -n: {}", u.nodename().to_string_lossy())])
             .unwrap_or_default(),
         _ => Vec::new(),
     }
+}
+
+/// `/proc/self/cgroup: ...`: the cgroups the calling process is in.
+fn own_cgroup() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .map(|c| {
+            vec![format!(
+                "/proc/self/cgroup: {}",
+                c.lines().collect::<Vec<_>>().join(" ")
+            )]
+        })
+        .unwrap_or_default()
 }
 
 /// strace's `-y`: what an fd refers to, from /proc/self/fd.
@@ -292,31 +354,11 @@ impl<K: Kernel> Kernel for Narrate<K> {
     }
 
     fn spawn(&self, why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
-        let parent = self.inner.getpid();
-        let start = Instant::now();
-        // The child announces the fork itself, before anything else it does, so the clone line
-        // always comes before the child's own calls in the narration. For that to hold, the
-        // parent must not narrate anything until it has waited on the child (wait4, or its
-        // error channel): every stage keeps to that rule.
-        let parent_label = self.me.get();
-        self.inner.spawn(why, &mut || {
-            // Narrated from the child, so print the parent's prefix for the parent's call.
-            let child_me = {
-                self.learn_own_pid();
-                self.me.replace(parent_label)
-            };
-            let me = child_me.map_or(self.inner.getpid(), |(host, _)| host);
-            self.line(
-                parent,
-                &render::call(&Sys::Clone, Detail::Short, &|_| None),
-                &format!("= {me}"),
-                true,
-                start.elapsed(),
-                why,
-            );
-            self.me.set(child_me);
-            body()
-        })
+        self.forked(&Sys::Clone, why, body)
+    }
+
+    fn spawn_into(&self, cgroup_fd: i32, why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        self.forked(&Sys::Clone3 { cgroup: cgroup_fd }, why, body)
     }
 
     fn child_error(&self, child: &Child) -> Option<String> {

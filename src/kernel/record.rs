@@ -139,12 +139,50 @@ impl Kernel for Record {
         result
     }
 
-    fn spawn(&self, _why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+    fn spawn(&self, why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        self.forked(Sys::Clone, why, body)
+    }
+
+    fn spawn_into(&self, cgroup_fd: i32, why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        self.forked(Sys::Clone3 { cgroup: cgroup_fd }, why, body)
+    }
+
+    fn child_error(&self, child: &Child) -> Option<String> {
+        self.errors
+            .borrow()
+            .iter()
+            .find(|(p, _)| *p == child.pid)
+            .map(|(_, e)| e.clone())
+    }
+
+    fn getpid(&self) -> i32 {
+        self.current()
+    }
+}
+
+impl Record {
+    /// A pretend fork (`call` is clone or clone3): recorded, then the body runs inline under a
+    /// new pid. An error injected for `call` (`fail_on`) fails it without a child, as the
+    /// kernel would.
+    fn forked(&self, call: Sys, _why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        let injected = {
+            let mut f = self.failures.borrow_mut();
+            f.iter().position(|(m, _)| m(&call)).map(|i| f.remove(i).1)
+        };
+        if let Some(errno) = injected {
+            self.calls.borrow_mut().push(Recorded {
+                pid: self.current(),
+                call: call.clone(),
+                result: Err(errno),
+                why: String::new(),
+            });
+            return Err(super::SysError::new(&call, errno));
+        }
         let pid = self.next_pid.get();
         self.next_pid.set(pid + 1);
         self.calls.borrow_mut().push(Recorded {
             pid: self.current(),
-            call: Sys::Clone,
+            call,
             result: Ok(Ret {
                 val: pid as i64,
                 wstatus: 0,
@@ -170,17 +208,5 @@ impl Kernel for Record {
             pid,
             err_fd: Cell::new(-1),
         })
-    }
-
-    fn child_error(&self, child: &Child) -> Option<String> {
-        self.errors
-            .borrow()
-            .iter()
-            .find(|(p, _)| *p == child.pid)
-            .map(|(_, e)| e.clone())
-    }
-
-    fn getpid(&self) -> i32 {
-        self.current()
     }
 }

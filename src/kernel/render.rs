@@ -188,6 +188,20 @@ const OPEN_FLAGS: &[(u64, &str)] = &[
     (libc::O_DIRECTORY as u64, "O_DIRECTORY"),
 ];
 
+/// The `MOUNT_ATTR_*` bits of mount_setattr's `struct mount_attr`, in bit order as strace prints
+/// them (MOUNT_ATTR_RELATIME is 0: the absence of the other atime bits).
+const MOUNT_ATTRS: &[(u64, &str)] = &[
+    (libc::MOUNT_ATTR_RDONLY, "MOUNT_ATTR_RDONLY"),
+    (libc::MOUNT_ATTR_NOSUID, "MOUNT_ATTR_NOSUID"),
+    (libc::MOUNT_ATTR_NODEV, "MOUNT_ATTR_NODEV"),
+    (libc::MOUNT_ATTR_NOEXEC, "MOUNT_ATTR_NOEXEC"),
+    (libc::MOUNT_ATTR_NOATIME, "MOUNT_ATTR_NOATIME"),
+    (libc::MOUNT_ATTR_STRICTATIME, "MOUNT_ATTR_STRICTATIME"),
+    (libc::MOUNT_ATTR_NODIRATIME, "MOUNT_ATTR_NODIRATIME"),
+    (libc::MOUNT_ATTR_IDMAP, "MOUNT_ATTR_IDMAP"),
+    (libc::MOUNT_ATTR_NOSYMFOLLOW, "MOUNT_ATTR_NOSYMFOLLOW"),
+];
+
 const UMOUNT_FLAGS: &[(u64, &str)] = &[
     (libc::MNT_FORCE as u64, "MNT_FORCE"),
     (libc::MNT_DETACH as u64, "MNT_DETACH"),
@@ -521,6 +535,22 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
                 qpath(target, d)
             )
         }
+        Sys::MountSetattr {
+            fd: f,
+            recursive,
+            attr_set,
+            attr_clr,
+        } => format!(
+            // strace 6.1 says what it makes of propagation 0 in a comment; the size is
+            // MOUNT_ATTR_SIZE_VER0.
+            "{}, \"\", AT_EMPTY_PATH{}, {{attr_set={}, attr_clr={}, propagation=0 /* MS_??? */, \
+             userns_fd=0}}, {}",
+            fd(*f, names),
+            if *recursive { "|AT_RECURSIVE" } else { "" },
+            flags(*attr_set, MOUNT_ATTRS, "0"),
+            flags(*attr_clr, MOUNT_ATTRS, "0"),
+            std::mem::size_of::<libc::mount_attr>()
+        ),
         Sys::Tty { fd: f, op } => {
             let f = fd(*f, names);
             match op {
@@ -554,6 +584,12 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
         Sys::Clone => {
             "child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD".to_string()
         }
+        // strace prints the cgroup field as a plain number (no `-y` path): the openat that
+        // made the fd, just before, names the directory.
+        Sys::Clone3 { cgroup } => format!(
+            "{{flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, stack=NULL, stack_size=0, cgroup={cgroup}}}, {}",
+            super::linux::CLONE_ARGS_SIZE
+        ),
         Sys::Openat2 {
             dirfd: f,
             path,
@@ -821,6 +857,27 @@ mod tests {
     }
 
     #[test]
+    fn clone3_renders_like_strace() {
+        // strace 6.1 -f -y, for clone3 of a struct clone_args (88 bytes) with only these set:
+        // clone3({flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, stack=NULL, stack_size=0, cgroup=3}, 88) = 4242
+        let c = Sys::Clone3 { cgroup: 3 };
+        let named = |_: i32| Some(b"/sys/fs/cgroup/stepctr/x".to_vec());
+        let want = "clone3({flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, stack=NULL, stack_size=0, cgroup=3}, 88)";
+        assert_eq!(call(&c, Detail::Full, &named), want);
+        assert_eq!(call(&c, Detail::Short, &none), want);
+        assert_eq!(c.name(), "clone3");
+        let pid = Ret {
+            val: 4242,
+            wstatus: 0,
+        };
+        assert_eq!(result(&c, &Ok(pid)), "= 4242");
+        assert_eq!(
+            result(&c, &Err(Errno::ENOSYS)),
+            "= -1 ENOSYS (Function not implemented)"
+        );
+    }
+
+    #[test]
     fn pty_calls_render_like_strace() {
         use super::super::TtyOp;
         let named = |_: i32| Some(b"/dev/ptmx".to_vec());
@@ -855,6 +912,34 @@ mod tests {
         assert_eq!(
             call(&mv, Detail::Full, &named),
             r#"move_mount(7</>, "", AT_FDCWD, "/dev/pts/3", MOVE_MOUNT_F_EMPTY_PATH)"#
+        );
+    }
+
+    #[test]
+    fn mount_setattr_renders_like_strace() {
+        // As strace 6.1 -y prints it (which also decorates the result: `= 0</dev/null>`).
+        let named = |_: i32| Some(b"/run/stepctr/c/rootfs/data".to_vec());
+        let c = Sys::MountSetattr {
+            fd: 7,
+            recursive: true,
+            attr_set: libc::MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+        };
+        assert_eq!(
+            call(&c, Detail::Full, &named),
+            "mount_setattr(7</run/stepctr/c/rootfs/data>, \"\", AT_EMPTY_PATH|AT_RECURSIVE, \
+             {attr_set=MOUNT_ATTR_RDONLY, attr_clr=0, propagation=0 /* MS_??? */, userns_fd=0}, 32)"
+        );
+        let c = Sys::MountSetattr {
+            fd: 3,
+            recursive: false,
+            attr_set: libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID,
+            attr_clr: libc::MOUNT_ATTR_NODEV,
+        };
+        assert_eq!(
+            call(&c, Detail::Short, &|_| None),
+            "mount_setattr(3, \"\", AT_EMPTY_PATH, {attr_set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID, \
+             attr_clr=MOUNT_ATTR_NODEV, propagation=0 /* MS_??? */, userns_fd=0}, 32)"
         );
     }
 

@@ -1,13 +1,14 @@
 //! Stage 3, cgroup: make the container's control group and write its limits.
 //!
 //! A cgroup is a directory in cgroupfs; limits are files in it; a process is put in it by
-//! writing its pid to `cgroup.procs`. Two layouts exist and both are handled:
+//! writing its pid to `cgroup.procs` (on v2 it can also be created right in it). Two layouts exist and both are handled:
 //! - cgroup v2 (most machines today): one tree at /sys/fs/cgroup; a controller must be enabled
-//!   in every ancestor's `cgroup.subtree_control` before a child can use it.
+//!   in every ancestor's `cgroup.subtree_control` before a child can use it. A new process can
+//!   be born straight into a v2 cgroup with clone3(CLONE_INTO_CGROUP) (see [`Entry`]).
 //! - cgroup v1 (and "hybrid", v1 controllers plus an empty v2 tree): one tree per controller,
 //!   /sys/fs/cgroup/memory, /sys/fs/cgroup/pids, ...
 
-use crate::kernel::Kernel;
+use crate::kernel::{Child, ChildBody, Errno, KResult, Kernel};
 use crate::state::{CgroupState, Container, Resource, Stage};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -295,7 +296,7 @@ fn create_v1(
 }
 
 /// The file a freshly forked, single-threaded process writes `0` to, to move itself into the
-/// cgroup `dir`.
+/// cgroup `dir` (when it could not be born there: see [`Entry`]).
 ///
 /// cgroup.procs moves a whole thread group, so the kernel takes a global lock
 /// (cgroup_threadgroup_rwsem) for writing, and the first writer after a quiet spell waits for
@@ -311,6 +312,93 @@ pub fn join_file(dir: &Path) -> PathBuf {
         tasks
     } else {
         dir.join("cgroup.procs")
+    }
+}
+
+/// Is this container's cgroup layout pure v2 (one directory, which clone3 can be born into)?
+pub fn is_v2(state: Option<&CgroupState>) -> bool {
+    state.is_some_and(|g| g.version == "v2" && g.dirs.len() == 1)
+}
+
+/// How a new process of the container gets into its cgroup(s): born there, or moved there.
+///
+/// On pure v2 a process can be *born* in its cgroup: clone3(CLONE_INTO_CGROUP) takes an fd of
+/// the cgroup's directory (opened by the parent before the fork), and the child never runs an
+/// instruction outside the container's limits, nor takes the global lock that a write to
+/// cgroup.procs takes. On v1 and hybrid a process is in one cgroup per controller, which
+/// clone3 cannot name: the child is forked as usual and moves itself first thing, writing 0
+/// (= me) to each cgroup's [`join_file`]. A kernel without CLONE_INTO_CGROUP (before 5.7)
+/// makes v2 fall back to that fork-and-write too.
+///
+/// Use: [`Entry::open`] → [`Entry::spawn`], whose child calls [`Entry::join`] where it would
+/// join (a no-op when it was born inside) → once the child has been waited for,
+/// [`Entry::close`].
+#[derive(Debug)]
+pub struct Entry {
+    dirs: Vec<PathBuf>,
+    /// v2: the cgroup directory, open for clone3.
+    fd: Option<i32>,
+    /// Set before the fork, so the child knows: it was born in the cgroup (nothing to join).
+    born_inside: std::cell::Cell<bool>,
+}
+
+impl Entry {
+    /// The container's cgroups `dirs`; with `v2` (see [`is_v2`]) the one directory is opened
+    /// (O_PATH: only to name it) for clone3.
+    pub fn open(k: &dyn Kernel, dirs: &[PathBuf], v2: bool) -> Result<Entry> {
+        let fd = match dirs {
+            [dir] if v2 => Some(k.openat(
+                dir,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                0,
+                "the container's cgroup as an fd: clone3 will start the child right in it",
+            )?),
+            _ => None,
+        };
+        Ok(Entry {
+            dirs: dirs.to_vec(),
+            fd,
+            born_inside: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Run `body` in a new child: clone3(CLONE_INTO_CGROUP) on v2, else (or if the kernel
+    /// has no clone3 or no CLONE_INTO_CGROUP) a plain fork.
+    pub fn spawn(&self, k: &dyn Kernel, why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        if let Some(fd) = self.fd {
+            self.born_inside.set(true);
+            let born = format!("{why}, born inside the container's cgroup");
+            match k.spawn_into(fd, &born, body) {
+                Err(e)
+                    if e.call.starts_with("clone3")
+                        && matches!(e.errno, Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) =>
+                {
+                    self.born_inside.set(false);
+                    k.note("this kernel cannot clone3 into a cgroup (CLONE_INTO_CGROUP needs Linux 5.7): fork, and the child moves itself with a write to cgroup.procs");
+                }
+                r => return r,
+            }
+        }
+        k.spawn(why, body)
+    }
+
+    /// In the child, first thing: move into the container's cgroups (0 = me), unless it was
+    /// born there.
+    pub fn join(&self, k: &dyn Kernel, why: &str) -> KResult<()> {
+        if self.born_inside.get() {
+            return Ok(());
+        }
+        for dir in &self.dirs {
+            k.write_file(&join_file(dir), "0", why)?;
+        }
+        Ok(())
+    }
+
+    /// In the parent, after the child exec'd, stopped or ended: the directory fd is done.
+    pub fn close(&self, k: &dyn Kernel) {
+        if let Some(fd) = self.fd {
+            let _ = k.close(fd);
+        }
     }
 }
 

@@ -4,11 +4,12 @@
 //! empty writable layer (upperdir). Every write in the container lands in upperdir; the image
 //! itself never changes, and deleting upperdir throws the container's changes away.
 //!
-//! The mounts are made *inside the container's mount namespace* (a helper joins it with
-//! setns), so the host never sees them: `ls rootfs/` on the host shows an empty directory,
+//! The mounts are made *inside the container's mount namespace* (stepctr steps into it with
+//! setns and back out again; a forked helper does it when stepctr has threads), so the host
+//! never sees them: `ls rootfs/` on the host shows an empty directory,
 //! `nsenter --mount=ns/mnt ls rootfs/` shows the image.
 //!
-//! Volumes (`-v HOST:CTR[:ro]`) are bind mounts made by the same helper, after the overlay and
+//! Volumes (`-v HOST:CTR[:ro]`) are bind mounts made in the same visit, after the overlay and
 //! /dev. The target is resolved *inside* the rootfs with openat2(RESOLVE_IN_ROOT), so no symlink
 //! in the image can redirect the mount to the host, and the mount is made through
 //! `/proc/self/fd/N` of that O_PATH fd (as runc and crun do): the kernel mounts on exactly the
@@ -160,12 +161,12 @@ fn prepare_hosts(k: &dyn Kernel, volumes: &[Volume]) -> Result<Vec<bool>> {
     Ok(dirs)
 }
 
-/// In a helper inside the container's mount namespace: overlay, then /dev.
+/// Inside the container's mount namespace: overlay, then /dev.
 pub fn mount_rootfs(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<()> {
     mount_rootfs_with(k, c, plan, &[], &[])
 }
 
-/// In a helper inside the container's mount namespace: overlay, then /dev, then the volumes
+/// Inside the container's mount namespace: overlay, then /dev, then the volumes
 /// (`host_is_dir[i]` says whether volume i's host path is a directory).
 pub fn mount_rootfs_with(
     k: &dyn Kernel,
@@ -177,6 +178,36 @@ pub fn mount_rootfs_with(
     let mut mounts = vec![plan.rootfs.clone(), plan.rootfs.join("dev")];
     mounts.extend(volumes.iter().map(|v| plan.rootfs.join(v.relative())));
     c.journal_all(mounts.into_iter().map(|p| Resource::NsMount { path: p }))?;
+    let mount_all = |k: &dyn Kernel| -> Result<()> {
+        let opts = plan.overlay_options();
+        k.mount(
+            Some("overlay"),
+            &plan.rootfs,
+            Some("overlay"),
+            0,
+            Some(&opts),
+            "stack the layers: read-only image below, writable layer on top",
+        )?;
+        populate_dev(k, &plan.rootfs.join("dev"))?;
+        if !volumes.is_empty() {
+            let root = k.openat(
+                &plan.rootfs,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                0,
+                "the container's root: volume paths are resolved inside it, never on the host",
+            )?;
+            for (v, is_dir) in volumes.iter().zip(host_is_dir) {
+                mount_volume(k, root, v, *is_dir).with_context(|| format!("volume {}", v.spec()))?;
+            }
+            k.close(root)?;
+        }
+        Ok(())
+    };
+    // setns into a mount namespace needs a process of one thread (threads share their root
+    // and working directory); stepctr has one unless a pull left a worker thread behind.
+    if crate::kernel::host::thread_count() == 1 {
+        return inside_mount_ns(k, &plan.ns_mnt, || mount_all(k));
+    }
     let helper = k.spawn(
         "a helper to mount inside the container's mount namespace",
         &mut || {
@@ -197,30 +228,7 @@ pub fn mount_rootfs_with(
                 "enter it: mounts from now on are the container's alone",
             )?;
             k.close(fd)?;
-            let opts = plan.overlay_options();
-            k.mount(
-                Some("overlay"),
-                &plan.rootfs,
-                Some("overlay"),
-                0,
-                Some(&opts),
-                "stack the layers: read-only image below, writable layer on top",
-            )?;
-            populate_dev(k, &plan.rootfs.join("dev"))?;
-            if !volumes.is_empty() {
-                let root = k.openat(
-                    &plan.rootfs,
-                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                    0,
-                    "the container's root: volume paths are resolved inside it, never on the host",
-                )?;
-                for (v, is_dir) in volumes.iter().zip(host_is_dir) {
-                    mount_volume(k, root, v, *is_dir)
-                        .with_context(|| format!("volume {}", v.spec()))?;
-                }
-                k.close(root)?;
-            }
-            Ok(())
+            mount_all(k)
         },
     )?;
     let status = k.wait4(helper.pid, 0, "wait for the mounts")?;
@@ -231,6 +239,49 @@ pub fn mount_rootfs_with(
         bail!("mount the root filesystem: helper ended with {status:?}");
     }
     Ok(())
+}
+
+/// Run `body` with stepctr itself inside the container's mount namespace, then come back: a
+/// process may change its mount namespace with setns() as often as it likes (a fork for the
+/// job, as `nsenter` makes, costs more than all the mounts together). setns() also moves the
+/// root and working directory to the namespace's root, so the working directory is restored
+/// afterwards.
+fn inside_mount_ns(k: &dyn Kernel, ns_mnt: &Path, body: impl FnOnce() -> Result<()>) -> Result<()> {
+    let cwd = crate::kernel::host::Cwd::save();
+    let home = k.openat(
+        Path::new("/proc/self/ns/mnt"),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+        "our own (the host's) mount namespace: the way back",
+    )?;
+    let result = (|| -> Result<()> {
+        let fd = k.openat(
+            ns_mnt,
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0,
+            "open the container's mount namespace",
+        )?;
+        let entered = k.setns(
+            fd,
+            libc::CLONE_NEWNS,
+            "step into it: mounts from now on are the container's alone",
+        );
+        k.close(fd)?;
+        entered?;
+        body()
+    })();
+    let back = k.setns(
+        home,
+        libc::CLONE_NEWNS,
+        "step back out into the host's mount namespace, where the mounts just made are invisible",
+    );
+    let closed = k.close(home);
+    if let Some(cwd) = cwd {
+        cwd.restore();
+    }
+    back.context("return to the host's mount namespace")?;
+    closed?;
+    result
 }
 
 /// Resolve openat2 calls inside the container's root: `..` and absolute symlinks stop at it.
@@ -263,18 +314,163 @@ fn mount_volume(k: &dyn Kernel, root: i32, v: &Volume, is_dir: bool) -> Result<(
             IN_ROOT,
             "open the volume again: now the bind mount's root",
         )?;
-        let ro = k.mount(
-            None,
-            &PathBuf::from(format!("/proc/self/fd/{top}")),
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
-            None,
-            "read-only (:ro): writes to the volume fail with EROFS",
-        );
+        let ro = make_readonly(k, top);
         k.close(top)?;
         ro?;
     }
     Ok(())
+}
+
+/// `:ro`: make the volume read-only, *and every mount below it*.
+///
+/// MS_BIND|MS_REC copied the host directory with the mounts under it (a tmpfs on a
+/// subdirectory, each controller under `/sys/fs/cgroup`), one mount each. The classic
+/// `mount(NULL, dir, NULL, MS_BIND|MS_REMOUNT|MS_RDONLY|MS_REC, NULL)` changes the top mount
+/// only: the kernel ignores MS_REC on a remount, so `/data` refuses writes while `/data/sub`
+/// silently accepts them. mount_setattr(2) (Linux 5.12) with AT_RECURSIVE sets
+/// MOUNT_ATTR_RDONLY on the whole tree in one call, as runc and crun do for `rro`.
+///
+/// Why not open_tree(OPEN_TREE_CLONE|AT_RECURSIVE) + mount_setattr + move_mount, which
+/// attaches the tree already read-only? Its one advantage is that no moment exists when the
+/// volume is attached and writable. Here that moment has no witness: the bind lives in the
+/// container's mount namespace, where no process of the container runs yet (PID 1 comes with
+/// `start`). So the volume stays one mount(MS_BIND) call whether it is `:ro` or not, and `:ro`
+/// reads as what it is: one more call that changes the mount's attributes.
+///
+/// Without mount_setattr (ENOSYS, before Linux 5.12) each mount of the tree is remounted
+/// read-only by itself, then the kernel's list of mounts is checked: a `:ro` volume with a
+/// writable mount inside is an error, never a silent success.
+fn make_readonly(k: &dyn Kernel, top: i32) -> Result<()> {
+    match k.mount_setattr(
+        top,
+        true,
+        libc::MOUNT_ATTR_RDONLY,
+        0,
+        "read-only (:ro), with every mount below it (AT_RECURSIVE): writes fail with EROFS",
+    ) {
+        Err(e) if e.errno == Errno::ENOSYS => readonly_one_by_one(k, top),
+        other => Ok(other?),
+    }
+}
+
+/// The fallback for kernels without mount_setattr: `MS_BIND|MS_REMOUNT|MS_RDONLY` on the
+/// volume's top mount and on each mount below it, keeping each one's other flags (a bind
+/// remount sets the flags to exactly those given: a missing MS_NOSUID would drop nosuid).
+/// Every mount below is reached from `top` with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS),
+/// so a symlink put into the host's directory cannot send the remount elsewhere.
+fn readonly_one_by_one(k: &dyn Kernel, top: i32) -> Result<()> {
+    let base = std::fs::read_link(format!("/proc/self/fd/{top}"))
+        .context("where is the volume mounted (readlink /proc/self/fd)")?;
+    k.note("no mount_setattr (Linux < 5.12): remount the volume and each mount inside it read-only, one by one");
+    let mounts = mounts_at_or_below(&read_mountinfo()?, &base);
+    for (point, options) in &mounts {
+        let rel = point.strip_prefix(&base).unwrap_or(Path::new(""));
+        let fd = if rel.as_os_str().is_empty() {
+            top
+        } else {
+            k.openat2(
+                top,
+                rel,
+                libc::O_PATH | libc::O_CLOEXEC,
+                0,
+                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+                "a mount inside the volume: reached from the volume, never by following a symlink",
+            )?
+        };
+        let ro = k.mount(
+            None,
+            &PathBuf::from(format!("/proc/self/fd/{fd}")),
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept_flags(options),
+            None,
+            "read-only (:ro): a bind remount changes this one mount only",
+        );
+        if fd != top {
+            k.close(fd)?;
+        }
+        ro?;
+    }
+    let writable: Vec<String> = mounts_at_or_below(&read_mountinfo()?, &base)
+        .into_iter()
+        .filter(|(_, options)| !options.split(',').any(|o| o == "ro"))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    if !writable.is_empty() {
+        bail!(
+            "{} stayed writable after remounting it read-only: refusing a :ro volume with a writable part \
+             (this kernel lacks mount_setattr; drop :ro or unmount what is below the host directory)",
+            writable.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn read_mountinfo() -> Result<String> {
+    std::fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")
+}
+
+/// The mounts visible at `base` or below it, as (mount point, per-mount options), parents
+/// first. A mount point listed twice (mounted over) counts once: the last, visible one.
+fn mounts_at_or_below(mountinfo: &str, base: &Path) -> Vec<(PathBuf, String)> {
+    // Fields: id parent major:minor root mount-point options [optional...] - fstype ...
+    let mut found: Vec<(PathBuf, String)> = Vec::new();
+    for line in mountinfo.lines() {
+        let mut fields = line.split(' ');
+        let (Some(point), Some(options)) = (fields.nth(4), fields.next()) else {
+            continue;
+        };
+        let point = unescape_mountinfo(point);
+        if !point.starts_with(base) {
+            continue;
+        }
+        found.retain(|(p, _)| *p != point);
+        found.push((point, options.to_string()));
+    }
+    found.sort_by_key(|(p, _)| p.components().count());
+    found
+}
+
+/// Mountinfo writes space, tab, newline and backslash in a path as `\040`-style octal.
+fn unescape_mountinfo(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) if b[i] == b'\\' => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// The MS_* flags a bind remount must repeat to keep a mount's per-mount options (from
+/// mountinfo's sixth field, `rw,nosuid,nodev,relatime`): everything but read-only/read-write.
+fn kept_flags(options: &str) -> u64 {
+    let mut flags = 0;
+    let mut atime = libc::MS_STRICTATIME;
+    for o in options.split(',') {
+        match o {
+            "nosuid" => flags |= libc::MS_NOSUID,
+            "nodev" => flags |= libc::MS_NODEV,
+            "noexec" => flags |= libc::MS_NOEXEC,
+            "nodiratime" => flags |= libc::MS_NODIRATIME,
+            "relatime" => atime = libc::MS_RELATIME,
+            "noatime" => atime = libc::MS_NOATIME,
+            _ => {}
+        }
+    }
+    flags | atime
 }
 
 /// Open (creating what is missing) the volume's mount point, one component at a time, each
@@ -378,7 +574,7 @@ fn populate_dev(k: &dyn Kernel, dev: &Path) -> Result<()> {
         Some("mode=755,size=65536k"),
         "a private /dev: the host's devices stay out of reach",
     )?;
-    k.umask(0, "create device nodes with exactly the modes we ask for")?;
+    let umask = k.umask(0, "create device nodes with exactly the modes we ask for")?;
     for (name, major, minor) in DEVICES {
         k.mknodat(
             &dev.join(name),
@@ -400,5 +596,73 @@ fn populate_dev(k: &dyn Kernel, dev: &Path) -> Result<()> {
             "the usual /dev symlinks",
         )?;
     }
+    k.umask(umask, "back to the umask we had")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::Sys;
+
+    #[test]
+    fn finds_the_mounts_of_a_volume_parents_first() {
+        let info = "\
+22 1 0:21 / /run rw,nosuid,nodev shared:5 - tmpfs tmpfs rw
+40 30 0:40 / /r/rootfs/data/sub rw,nosuid,nodev,noexec,relatime - tmpfs t rw
+39 30 8:1 /srv/x /r/rootfs/data rw,relatime - ext4 /dev/sda1 rw
+41 40 0:41 / /r/rootfs/data/sub rw,relatime - tmpfs t rw
+42 39 0:42 / /r/rootfs/data/with\\040space ro,relatime - tmpfs t rw
+43 30 0:43 / /r/rootfs/database rw - tmpfs t rw
+";
+        let found = mounts_at_or_below(info, Path::new("/r/rootfs/data"));
+        let points: Vec<&Path> = found.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(
+            points,
+            [
+                Path::new("/r/rootfs/data"),
+                Path::new("/r/rootfs/data/sub"),
+                Path::new("/r/rootfs/data/with space"),
+            ]
+        );
+        // The mount on top at /data/sub is the one that counts.
+        assert_eq!(found[1].1, "rw,relatime");
+    }
+
+    #[test]
+    fn a_bind_remount_keeps_the_other_flags() {
+        assert_eq!(
+            kept_flags("rw,nosuid,nodev,noexec,relatime"),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME
+        );
+        assert_eq!(kept_flags("rw"), libc::MS_STRICTATIME);
+        assert_eq!(
+            kept_flags("ro,noatime,nodiratime"),
+            libc::MS_NOATIME | libc::MS_NODIRATIME
+        );
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(
+            unescape_mountinfo(r"/a\040b\011c\134d"),
+            Path::new("/a b\tc\\d")
+        );
+        assert_eq!(unescape_mountinfo(r"/plain\09"), Path::new(r"/plain\09"));
+    }
+
+    #[test]
+    fn readonly_volumes_use_mount_setattr_recursively() {
+        let k = crate::kernel::record::Record::new();
+        make_readonly(&k, 7).unwrap();
+        assert_eq!(
+            k.calls().into_iter().map(|c| c.call).collect::<Vec<_>>(),
+            [Sys::MountSetattr {
+                fd: 7,
+                recursive: true,
+                attr_set: libc::MOUNT_ATTR_RDONLY,
+                attr_clr: 0,
+            }]
+        );
+    }
 }

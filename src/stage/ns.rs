@@ -6,8 +6,9 @@
 //! that made them and the next stages (`fs`, `start`) can join them with setns().
 //!
 //! The helper: fork → join the container's cgroup (so the new cgroup namespace is rooted
-//! there; on v1 through `tasks`, see `cgroup::join_file`) → unshare(five of them) → make
-//! every mount private → bring `lo` up → stop itself.
+//! there; on v1 through `tasks`, see `cgroup::join_file`; on v2 it is born there instead, with
+//! clone3(CLONE_INTO_CGROUP), see `cgroup::Entry`) → unshare(five of them) → make every mount
+//! private → bring `lo` up → stop itself.
 //! The parent then bind-mounts the helper's namespace files and kills it.
 //!
 //! The sixth, the PID namespace, is the exception the kernel imposes: a PID namespace exists
@@ -110,39 +111,49 @@ pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, cgroups: &[PathBuf]
     // Usually the first helper will do. See `Pin::MntLoop` for why there may be more.
     let mut attempts = crate::kernel::host::allowed_cpus().into_iter().map(Some);
     let mut pin: Option<usize> = None;
-    let helper = loop {
-        let helper = spawn_helper(k, cgroups, pin)?;
-        match pin_helper_namespaces(k, c, dir, &helper) {
-            Ok(()) => break helper,
-            Err(Pin::HelperFailed(e)) => return Err(e),
-            Err(e) => {
-                // Never leave the helper stopped: it would keep the namespaces alive.
-                let _ = k.kill(
-                    helper.pid,
-                    libc::SIGKILL,
-                    "clean up the helper after the failure",
-                );
-                let _ = k.wait4(helper.pid, 0, "reap the helper");
-                let _ = k.child_error(&helper);
-                match (e, attempts.next()) {
-                    (Pin::MntLoop(_), Some(next)) => {
-                        k.note("the kernel took that mount namespace for one older than ours (it numbers them per CPU): trying again on another CPU");
-                        pin = next;
+    let v2 = super::cgroup::is_v2(c.state.cgroup.as_ref());
+    let entry = super::cgroup::Entry::open(k, cgroups, v2)?;
+    // The cgroup's fd is closed once the helper is done with (pinned, or failed and reaped).
+    let helper = (|| -> Result<Child> {
+        loop {
+            let helper = spawn_helper(k, &entry, pin)?;
+            match pin_helper_namespaces(k, c, dir, &helper) {
+                Ok(()) => return Ok(helper),
+                Err(Pin::HelperFailed(e)) => return Err(e),
+                Err(e) => {
+                    // Never leave the helper stopped: it would keep the namespaces alive.
+                    let _ = k.kill(
+                        helper.pid,
+                        libc::SIGKILL,
+                        "clean up the helper after the failure",
+                    );
+                    let _ = k.wait4(helper.pid, 0, "reap the helper");
+                    let _ = k.child_error(&helper);
+                    match (e, attempts.next()) {
+                        (Pin::MntLoop(_), Some(next)) => {
+                            k.note("the kernel took that mount namespace for one older than ours (it numbers them per CPU): trying again on another CPU");
+                            pin = next;
+                        }
+                        (e, _) => return Err(e.into()),
                     }
-                    (e, _) => return Err(e.into()),
                 }
             }
         }
-    };
+    })();
+    entry.close(k);
+    let helper = helper?;
     let _ = k.child_error(&helper);
     k.note("the PID namespace comes with `start`: it can only exist together with its PID 1");
     Ok(())
 }
 
-/// fork a helper that makes the namespaces (optionally on one CPU only) and stops.
-fn spawn_helper(k: &dyn Kernel, cgroups: &[PathBuf], cpu: Option<usize>) -> Result<Child> {
+/// fork a helper that makes the namespaces (optionally on one CPU only) and stops. It starts
+/// in the container's cgroup (`entry`): on v2 it is born there (clone3), else it moves there
+/// itself before anything else.
+fn spawn_helper(k: &dyn Kernel, entry: &super::cgroup::Entry, cpu: Option<usize>) -> Result<Child> {
     let flags = all_flags();
-    let helper = k.spawn("a helper process to create the namespaces in", &mut || {
+    let why = "a helper process to create the namespaces in";
+    let helper = entry.spawn(k, why, &mut || {
         k.prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as u64,
@@ -151,13 +162,10 @@ fn spawn_helper(k: &dyn Kernel, cgroups: &[PathBuf], cpu: Option<usize>) -> Resu
         if let Some(cpu) = cpu {
             k.sched_setaffinity(cpu, "make the namespaces on this CPU (see the note above)")?;
         }
-        for cg in cgroups {
-            k.write_file(
-                &super::cgroup::join_file(cg),
-                "0",
-                "join the container's cgroup first: a new cgroup namespace is rooted where we are",
-            )?;
-        }
+        entry.join(
+            k,
+            "join the container's cgroup first: a new cgroup namespace is rooted where we are",
+        )?;
         k.unshare(
             flags,
             "new namespaces: mount, cgroup, hostname, IPC, network",

@@ -3,10 +3,11 @@
 //! stepctr forks the container's shim (see `shim.rs`), which makes the container's PID
 //! namespace (unshare(CLONE_NEWPID) only changes where the *next child* goes: the shim itself
 //! stays where it is), then forks; that child is PID 1 of the new namespace. It joins the
-//! cgroup → pins its PID namespace next to the others → joins the other namespaces → sets the
-//! hostname → pivot_root into the overlay and detaches the old root → mounts /proc (it must be
-//! mounted by a process inside the PID namespace, so it shows that namespace's processes) and
-//! /sys → exec the command. The shim waits for it: when PID 1 exits, the container has
+//! cgroup (on pure v2 it is born in it instead: clone3(CLONE_INTO_CGROUP), see
+//! `cgroup::Entry`) → pins its PID namespace next to the others → joins the other namespaces
+//! → sets the hostname → pivot_root into the overlay and detaches the old root → mounts
+//! /proc (it must be mounted by a process inside the PID namespace, so it shows that
+//! namespace's processes) and /sys → exec the command. The shim waits for it: when PID 1 exits, the container has
 //! stopped; the shim records the exit code, and an attached stepctr exits with it.
 
 use crate::kernel::{Kernel, Sys, WaitStatus};
@@ -21,6 +22,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub struct Plan {
     pub ns_dir: PathBuf,
     pub cgroups: Vec<PathBuf>,
+    /// The cgroup layout is pure v2: PID 1 is born in its cgroup (see `cgroup::Entry`).
+    pub cgroup_v2: bool,
     pub rootfs: PathBuf,
     pub hostname: String,
     pub argv: Vec<String>,
@@ -79,6 +82,7 @@ pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
             .as_ref()
             .map(|g| g.dirs.clone())
             .unwrap_or_default(),
+        cgroup_v2: crate::stage::cgroup::is_v2(c.state.cgroup.as_ref()),
         rootfs,
         hostname: c.name.to_string(),
         argv,
@@ -191,22 +195,28 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
         )?;
         fds.push((fd, flag));
     }
+    let entry = match crate::stage::cgroup::Entry::open(k, &plan.cgroups, plan.cgroup_v2) {
+        Ok(entry) => entry,
+        Err(e) => {
+            for (fd, _) in &fds {
+                let _ = k.close(*fd);
+            }
+            return Err(e);
+        }
+    };
     // The child resolves the command inside the container; it leaves the path here (memory
     // shared across the fork) so the narration can show the execve as the kernel saw it.
     let resolved = crate::kernel::host::SharedPath::new();
-    let child = k.spawn("the future PID 1", &mut || {
+    let child = entry.spawn(k, "the future PID 1", &mut || {
         k.prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as u64,
             "if our parent (the shim) dies, the container dies with it",
         )?;
-        for cg in &plan.cgroups {
-            k.write_file(
-                &crate::stage::cgroup::join_file(cg),
-                "0",
-                "join the container's cgroup before anything else runs (0 = me; on v1 `tasks` moves just this thread, without the global lock cgroup.procs takes)",
-            )?;
-        }
+        entry.join(
+            k,
+            "join the container's cgroup before anything else runs (0 = me; on v1 `tasks` moves just this thread, without the global lock cgroup.procs takes)",
+        )?;
         let pin = plan.ns_dir.join(crate::stage::ns::PID_FILE);
         k.mount(
             Some("/proc/self/ns/pid"),
@@ -249,6 +259,7 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
         for (fd, _) in &fds {
             let _ = k.close(*fd);
         }
+        entry.close(k);
     };
     let child = match child {
         Ok(child) => child,
@@ -260,6 +271,9 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
     // The parent says nothing until the child has exec'd or failed, so the narration keeps the
     // order of events (the child narrates its own calls meanwhile).
     let failed = k.child_error(&child);
+    if failed.is_none() {
+        exec_clock::mark();
+    }
     close_fds();
     if let Some(err) = failed {
         let _ = k.wait4(child.pid, 0, "reap the failed child");
@@ -355,4 +369,46 @@ fn resolve_command(arg0: &str, env: &[String]) -> Result<PathBuf> {
         "{arg0}: executable file not found in $PATH ({path})"
     ))
     .context("exec the container's command")
+}
+
+/// `--timings`: the moment PID 1's execve succeeded, which separates `start` from `run`.
+///
+/// The shim forks PID 1, so the shim sees that moment (`child_error` returns once the execve
+/// has succeeded), not stepctr. `watch` (in stepctr, before the shim is forked) takes an
+/// `Instant` and a page of memory shared across the fork; the shim, holding a copy of that
+/// `Instant`, writes the nanoseconds elapsed since it into the page; `execed_at` (in stepctr,
+/// after the shim has spoken) adds them back. `Instant` is CLOCK_MONOTONIC, one clock for
+/// every process of the machine, so this is a measurement, not an estimate.
+pub mod exec_clock {
+    use crate::kernel::host::SharedPath;
+    use std::cell::RefCell;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    thread_local! {
+        // A fork copies the forking thread, this slot included (same anchor, same shared page).
+        static CLOCK: RefCell<Option<(Instant, SharedPath)>> = const { RefCell::new(None) };
+    }
+
+    /// Start watching: call before forking the shim.
+    pub fn watch() {
+        CLOCK.with(|c| *c.borrow_mut() = Some((Instant::now(), SharedPath::new())));
+    }
+
+    /// PID 1 has exec'd (whichever process forked it calls this).
+    pub(super) fn mark() {
+        CLOCK.with(|c| {
+            if let Some((anchor, page)) = &*c.borrow() {
+                // The page carries a path; a number of nanoseconds is one, as text.
+                page.set(Path::new(&anchor.elapsed().as_nanos().to_string()));
+            }
+        });
+    }
+
+    /// When PID 1 exec'd, if it did since `watch`; stops watching.
+    pub fn execed_at() -> Option<Instant> {
+        let (anchor, page) = CLOCK.with(|c| c.borrow_mut().take())?;
+        let nanos: u64 = page.get()?.to_str()?.parse().ok()?;
+        Some(anchor + Duration::from_nanos(nanos))
+    }
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Boot a real pure-cgroup-v2 Linux under QEMU (software emulation, no network) and run stepctr in
-# it for real: `all` with limits, the six stages one by one, `rm`, and `rm` of a running container.
+# it for real: `all` with limits, the six stages one by one, `rm`, and `rm` of a running container,
+# the limits enforced, and the helper, PID 1 and `exec` born in the cgroup with clone3
+# (CLONE_INTO_CGROUP), with strace -f as the witness.
 #
 # Usage: tests/vm/cgroup-v2.sh [STEPCTR_BINARY]     (default: target/debug/stepctr)
 #
@@ -10,8 +12,8 @@
 #
 # The kernel is Debian's: the package linux-image-amd64 depends on, fetched with `apt-get
 # download` and unpacked (never installed) into the cache. The initramfs (busybox-static, the
-# stepctr binary and its libraries, the overlay module, /init) is cached by kernel version and a
-# hash of the stepctr binary and this script.
+# stepctr binary, strace, their libraries, the overlay module, /init) is cached by kernel version
+# and a hash of the stepctr and strace binaries and this script.
 #
 # Environment:
 #   STEPCTR_VM_CACHE    cache directory (default: target/vm-cache next to the binary's target/)
@@ -44,6 +46,8 @@ need modinfo kmod
 need dpkg-deb dpkg
 need flock util-linux
 need ldd libc-bin
+need strace strace
+strace_bin=$(command -v strace)
 busybox=""
 for b in /bin/busybox /usr/bin/busybox; do
     if [[ -x $b ]] && ! ldd "$b" >/dev/null 2>&1; then
@@ -104,7 +108,7 @@ module_file() {
 }
 
 # --- the initramfs ----------------------------------------------------------------------------
-hash=$(cat "$bin" "$busybox" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+hash=$(cat "$bin" "$busybox" "$strace_bin" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
 initrd=$cache/initramfs-$kver-$hash.cpio.gz
 if [[ ! -f $initrd ]]; then
     echo "cgroup-v2.sh: building $initrd" >&2
@@ -123,8 +127,11 @@ if [[ ! -f $initrd ]]; then
     else
         cp "$bin" "$stage/bin/stepctr"
     fi
-    # ...and its shared libraries and ELF interpreter, at the paths the binary asks for.
-    for lib in $(ldd "$bin" | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
+    # strace (dynamically linked), the kernel's witness for the narration...
+    cp "$strace_bin" "$stage/bin/strace"
+    # ...and their shared libraries and ELF interpreter, at the paths the binaries ask for.
+    for lib in $( (ldd "$bin"; ldd "$strace_bin") | sort -u |
+        sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
         mkdir -p "$stage$(dirname "$lib")"
         cp -L "$lib" "$stage$lib"
     done
@@ -190,6 +197,13 @@ state_pid() { sed -n 's/^  "pid": \([0-9][0-9]*\).*/\1/p' "$STEPCTR_RUN/$1/state
 in_procs() { grep -qx "$2" "/sys/fs/cgroup/stepctr/$1/cgroup.procs" 2>/dev/null; }
 procs_at_least() { [ "$(grep -c . "/sys/fs/cgroup/stepctr/$1/cgroup.procs" 2>/dev/null)" -ge "$2" ] 2>/dev/null; }
 got() { sed -n "s/^CHECK $2=//p" "$1" | head -n1; }
+# The pid of the process running `sleep 7.25` (exec's command), as the VM sees it.
+pgrep_sleep() {
+    for p in /proc/[0-9]*; do
+        [ "$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" = "sleep 7.25 " ] && { echo "${p#/proc/}"; return 0; }
+    done
+    return 1
+}
 gone() { [ ! -e "$1" ] && echo yes || echo no; }
 run_mounts() { grep -c " $STEPCTR_RUN" /proc/self/mountinfo; }
 
@@ -216,7 +230,7 @@ check stepctr_version "$(stepctr --version)"
 # (1) all, with limits; look at it from the VM's side while it runs.
 PROBE='echo "CHECK inner_pid=$$"; echo "CHECK inner_hostname=$(hostname)"; echo "CHECK inner_cgroup=$(cat /proc/self/cgroup)"; echo "CHECK inner_root=$(ls / | tr "\n" " ")"; echo "PROBE-READY"; sleep 3'
 t0=$(up)
-timeout 120 stepctr all --name v2 --memory 256M --pids-limit 64 -- sh -c "$PROBE" >/tmp/v2.out 2>/tmp/v2.err &
+timeout 120 stepctr -v all --name v2 --memory 256M --pids-limit 64 -- sh -c "$PROBE" >/tmp/v2.out 2>/tmp/v2.err &
 all_pid=$!
 if wait_for 90 grep -q PROBE-READY /tmp/v2.out; then
     pid1=$(state_pid v2)
@@ -242,6 +256,17 @@ expect inner_cgroup "$(got /tmp/v2.out inner_cgroup)" 0::/
 check inner_root "$(got /tmp/v2.out inner_root)"
 [ "$FAILED" = 0 ] || { show /tmp/v2.out; show /tmp/v2.err; }
 expect all_narrated_memory_max "$(grep -q 'memory.max' /tmp/v2.err && echo yes || echo no)" yes
+# On v2 the ns helper and PID 1 are born in the cgroup: clone3 with CLONE_INTO_CGROUP (and an fd
+# of the cgroup's directory), never a fork and a write to cgroup.procs.
+# born WHY FILE: yes if FILE narrates a clone3 into the cgroup for the child WHY.
+born() {
+    grep -q "clone3({flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, stack=NULL, stack_size=0, cgroup=[0-9]*}, 88) = [0-9]* .*# $1, born inside the container's cgroup" "$2" &&
+        echo yes || echo no
+}
+expect all_clone3_helper "$(born 'a helper process to create the namespaces in' /tmp/v2.err)" yes
+expect all_clone3_pid1 "$(born 'the future PID 1' /tmp/v2.err)" yes
+expect all_cgroup_dir_opened "$(grep -q 'openat(AT_FDCWD, "/sys/fs/cgroup/stepctr/v2", O_RDONLY|O_CLOEXEC|O_PATH|O_DIRECTORY) = ' /tmp/v2.err && echo yes || echo no)" yes
+expect all_procs_writes "$(grep -c 'cgroup.procs' /tmp/v2.err)" 0
 
 # (2) the six stages one by one, on another container.
 t0=$(up)
@@ -284,6 +309,21 @@ kill_all_pid=$!
 if wait_for 90 grep -q kill_child /tmp/v2k.out && wait_for 10 procs_at_least v2k 2; then
     kpid=$(state_pid v2k)
     check kill_procs "$(cat /sys/fs/cgroup/stepctr/v2k/cgroup.procs | tr '\n' ' ')"
+    # exec: the new process is born in the container's cgroup too (and rm kills it with the rest).
+    timeout 60 stepctr -v exec v2k sh -c 'echo "CHECK exec_inner_cgroup=$(cat /proc/self/cgroup)"; exec sleep 7.25' \
+        >/tmp/exec.out 2>/tmp/exec.err &
+    if wait_for 60 grep -q exec_inner_cgroup /tmp/exec.out; then
+        expect exec_inner_cgroup "$(got /tmp/exec.out exec_inner_cgroup)" 0::/
+        epid=""
+        wait_for 10 pgrep_sleep >/dev/null && epid=$(pgrep_sleep)
+        check exec_host_pid "$epid"
+        expect exec_host_cgroup "$(cat /proc/$epid/cgroup 2>/dev/null)" 0::/stepctr/v2k
+        expect exec_clone3 "$(born 'the process that becomes the command inside the container' /tmp/exec.err)" yes
+        expect exec_procs_writes "$(grep -c 'cgroup.procs' /tmp/exec.err)" 0
+    else
+        fail "stepctr exec v2k did not run within 60 s"
+    fi
+    [ "$FAILED" = 0 ] || { show /tmp/exec.out; show /tmp/exec.err; }
     t0=$(up)
     stepctr rm -f v2k >/tmp/rm-k.out 2>/tmp/rm-k.err
     expect kill_rm_exit $? 0
@@ -369,6 +409,17 @@ else
     kill $cpu_all
 fi
 [ "$FAILED" = 0 ] || { show /tmp/v2c.err; }
+# (6) strace's witness: `all` under strace -f; the clone3 lines of the narration and of the
+# trace are printed (NARR/TRACE) for the test to match, and no process writes to cgroup.procs.
+timeout 180 strace -f -qq -v -y -s 256 -o /tmp/st.trace \
+    stepctr --trace-file /tmp/st.narr all --name v2t --rm --memory 64M -- true >/tmp/st.out 2>/tmp/st.err
+expect strace_all_exit $? 0
+check strace_main_pid "$(head -n1 /tmp/st.trace | cut -d' ' -f1)"
+grep 'clone3(' /tmp/st.narr | sed 's/^/NARR /'
+grep 'clone3' /tmp/st.trace | sed 's/^/TRACE /'
+expect strace_procs_writes "$(grep -c 'cgroup.procs", O_WRONLY' /tmp/st.trace)" 0
+expect strace_into_cgroup "$(grep -c 'clone3({flags=CLONE_INTO_CGROUP' /tmp/st.trace | awk '{ print ($1 >= 2) ? "yes" : "no" }')" yes
+[ "$FAILED" = 0 ] || { show /tmp/st.err; show /tmp/st.narr; }
 expect limits_parent_gone "$(gone /sys/fs/cgroup/stepctr)" yes
 check vm_seconds "$(up)"
 finish
