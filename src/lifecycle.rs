@@ -94,17 +94,66 @@ fn need_running(c: &Container) -> Result<i32> {
     }
 }
 
+/// What a process does on a signal, as /proc/PID/status shows it (SigCgt, SigIgn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// It installed a handler: it decides what happens.
+    Caught,
+    /// It ignores the signal (SIG_IGN, a shell's `trap "" SIG`).
+    Ignored,
+    /// The default action, which the kernel never applies to the init of a PID namespace.
+    Default,
+}
+
+/// PID `pid`'s disposition of `sig`, if /proc still shows the process.
+pub fn disposition(pid: i32, sig: i32) -> Option<Disposition> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .map(|m| (1..=64).contains(&sig) && m & (1 << (sig - 1)) != 0)
+    };
+    Some(if mask("SigCgt:")? {
+        Disposition::Caught
+    } else if mask("SigIgn:")? {
+        Disposition::Ignored
+    } else {
+        Disposition::Default
+    })
+}
+
+/// What becomes of `sig` sent to a namespace's PID 1 that has `d` for it (a note).
+fn fate(sig: i32, d: Option<Disposition>) -> &'static str {
+    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        return "SIGKILL and SIGSTOP from the host reach even a namespace's PID 1";
+    }
+    match d {
+        Some(Disposition::Caught) => {
+            "PID 1 has a handler for this signal (/proc/PID/status SigCgt): it decides what happens"
+        }
+        Some(Disposition::Ignored) => {
+            "PID 1 ignores this signal (/proc/PID/status SigIgn): nothing happens"
+        }
+        Some(Disposition::Default) => {
+            "PID 1 has no handler for this signal: the kernel drops it, as it never applies a default action to a namespace's init"
+        }
+        None => "PID 1 of a namespace only gets signals it has a handler for: without one, this one is dropped",
+    }
+}
+
 /// `stepctr kill NAME [-s SIG]`: send a signal to PID 1.
 pub fn kill(k: &dyn Kernel, c: &mut Container, sig: i32) -> Result<()> {
     let pid = need_running(c)?;
+    // Looked at before the signal: a PID 1 that handles it may be gone right after.
+    let d = disposition(pid, sig);
     k.kill(
         pid,
         sig,
         "signal the container's PID 1 (from the host, it has its host pid)",
     )?;
-    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-        k.note("PID 1 of a namespace only gets signals it has a handler for: without one, this one is dropped");
-    }
+    k.note(fate(sig, d));
     Ok(())
 }
 
@@ -115,14 +164,20 @@ pub fn stop(k: &dyn Kernel, c: &mut Container, timeout: Duration) -> Result<()> 
         k.note(&format!("container {} is not running", c.name));
         return Ok(());
     };
+    let d = disposition(pid, libc::SIGTERM);
     k.kill(
         pid,
         libc::SIGTERM,
         "ask PID 1 to end: it gets SIGTERM only if it has a handler for it",
     )?;
     if !wait_gone(c, pid, timeout) {
+        let why = match d {
+            Some(Disposition::Caught) => "its SIGTERM handler did not end it in time",
+            Some(Disposition::Ignored) => "it ignores SIGTERM",
+            _ => "it has no SIGTERM handler, and the kernel never applies a default action to a namespace's init",
+        };
         k.note(&format!(
-            "PID 1 still runs after {:.1} s: it has no SIGTERM handler, and the kernel never applies a default action to a namespace's init — so stop escalates",
+            "PID 1 still runs after {:.1} s: {why} — so stop escalates",
             timeout.as_secs_f64()
         ));
         k.kill(

@@ -10,10 +10,14 @@
 //!    (TIOCGPTN), opens /dev/pts/N and sets the window size (TIOCSWINSZ);
 //! 2. the container's process starts a session (setsid), takes the slave as its controlling
 //!    terminal (TIOCSCTTY) and puts it on its stdin, stdout and stderr (dup3);
-//! 3. stepctr puts its own terminal in raw mode, so every key goes through untouched (Ctrl-C
-//!    included: the container's line discipline, not ours, turns it into SIGINT), and copies
-//!    bytes both ways until the slave is closed everywhere (the container has ended). A new
-//!    size of our terminal (SIGWINCH) is passed on with TIOCSWINSZ.
+//! 3. with `-i`, stepctr puts its own terminal in raw mode, so every key goes through untouched
+//!    (Ctrl-C included: the container's line discipline, not ours, turns it into SIGINT), and
+//!    copies bytes both ways until the slave is closed everywhere (the container has ended). A
+//!    new size of our terminal (SIGWINCH) is passed on with TIOCSWINSZ. Without `-i` (`docker
+//!    run -t`), only the container's output is copied; our terminal stays as it is, so Ctrl-C
+//!    is our own line discipline's SIGINT to stepctr, which passes it on to the container with
+//!    kill(2) (the container leads a session on its own pty: our terminal's signals never
+//!    reach it by themselves).
 
 use crate::kernel::{tty as host, Kernel, TtyOp};
 use anyhow::Result;
@@ -155,6 +159,9 @@ pub fn attach(k: &dyn Kernel, pty: Pty, interactive: bool, tick: &mut dyn FnMut(
     } else {
         None
     };
+    // The container is on its own terminal now, not in our process group: what our terminal
+    // sends us (Ctrl-C without `-i`, a hangup) must be passed on by us.
+    let terminal_signals = crate::kernel::signals::TerminalSignals::forward();
     host::watch_resize();
     let mut tick = || {
         if host::resized() {
@@ -169,6 +176,7 @@ pub fn attach(k: &dyn Kernel, pty: Pty, interactive: bool, tick: &mut dyn FnMut(
         tick();
     };
     host::relay(pty.master, interactive.then_some(0), &mut tick);
+    drop(terminal_signals);
     drop(raw);
     crate::kernel::forget_not_for_children(pty.master);
     k.close(pty.master)?;

@@ -39,8 +39,38 @@ enum Run {
     Trace(i32),
     /// Run it quietly, untraced, to set the scene; it must succeed.
     Setup,
+    /// `Trace(code)` of a command that runs the scenario's container attached, with a second
+    /// actor: once that container's PID 1 has set what it does on signal `sig` (its shell's
+    /// `trap` ran), the test sends `sig` to stepctr or to the container's shim, as a user's
+    /// `kill` or a supervisor would, and the command goes on under strace (which follows
+    /// the signal in every process it traces).
+    TraceSignal(i32, i32, To),
+    /// No command (the line's arguments are empty): wait until the scenario's container's
+    /// PID 1 has set what it does on this signal, so a signal sent next finds its `trap`.
+    Handles(i32),
+    /// No command: wait until the scenario's container has stopped and the shim has recorded
+    /// this exit code.
+    Exited(i32),
 }
-use Run::{Setup, Trace};
+use Run::{Exited, Handles, Setup, Trace, TraceSignal};
+
+/// Who gets the signal of a [`Run::TraceSignal`].
+#[derive(Debug, Clone, Copy)]
+enum To {
+    /// The attached stepctr, as Ctrl-C or `kill PID` of it would (it forwards to PID 1).
+    Stepctr,
+    /// The container's shim, as a supervisor would (it forwards to PID 1).
+    Shim,
+}
+use To::{Shim, Stepctr};
+
+/// A PID 1 that ends with code 3 on SIGTERM, and one that ignores SIGTERM (`stop` escalates).
+const TRAP_TERM: &str = "trap \"exit 3\" TERM; while :; do sleep 1; done";
+const IGNORE_TERM: &str = "trap \"\" TERM; while :; do sleep 1; done";
+/// A PID 1 that ends with code 5 on SIGINT (Ctrl-C).
+const TRAP_INT: &str = "trap \"exit 5\" INT; while :; do sleep 1; done";
+const TERM: i32 = libc::SIGTERM;
+const INT: i32 = libc::SIGINT;
 
 /// The scenarios, one command per line. Lines with the same scenario name run in order in one
 /// environment (own run directory, shared image store) and make one test; `{name}` is that
@@ -93,6 +123,7 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("volumes",        Trace(0), &["start", "{name}", "--", "sh", "-c", "echo hi > /data/f"]),
     ("volumes",        Trace(0), &["rm", "{name}"]),
     ("volumes-all",    Trace(0), &["-v", "all", "--name", "{name}", "--rm", "-v", "{dir}/x:/x:ro", "--", "ls", "/x"]),
+    ("volumes-ro-sub", Trace(0), &["all", "--name", "{name}", "--rm", "-v", "/sys/fs/cgroup:/hostcg:ro", "--", "ls", "/hostcg"]),
     ("run",            Trace(3), &["run", "--rm", "--name", "{name}", "localhost/stepctr-busybox", "sh", "-c", "exit 3"]),
     ("start-detached", Setup,    &["load", "{name}"]),
     ("start-detached", Setup,    &["cgroup", "{name}"]),
@@ -121,6 +152,19 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("exec-tty",       Setup,    &["run", "-d", "--name", "{name}", "localhost/stepctr-busybox", "sleep", "100"]),
     ("exec-tty",       Trace(0), &["exec", "-it", "{name}", "tty"]),
     ("exec-tty",       Setup,    &["rm", "-f", "{name}"]),
+    ("kill-trapped",   Setup,    &["run", "-d", "--name", "{name}", "localhost/stepctr-busybox", "sh", "-c", TRAP_TERM]),
+    ("kill-trapped",   Handles(TERM), &[]),
+    ("kill-trapped",   Trace(0), &["kill", "-s", "TERM", "{name}"]),
+    ("kill-trapped",   Exited(3), &[]),
+    ("kill-trapped",   Trace(0), &["rm", "{name}"]),
+    ("stop-escalates", Setup,    &["run", "-d", "--name", "{name}", "localhost/stepctr-busybox", "sh", "-c", IGNORE_TERM]),
+    ("stop-escalates", Handles(TERM), &[]),
+    ("stop-escalates", Trace(0), &["stop", "-t", "1", "{name}"]),
+    ("stop-escalates", Exited(137), &[]),
+    ("stop-escalates", Trace(0), &["rm", "{name}"]),
+    ("forward-run",    TraceSignal(3, TERM, Stepctr), &["run", "--rm", "--name", "{name}", "localhost/stepctr-busybox", "sh", "-c", TRAP_TERM]),
+    ("forward-shim",   TraceSignal(3, TERM, Shim), &["all", "--rm", "--name", "{name}", "--", "sh", "-c", TRAP_TERM]),
+    ("forward-tty",    TraceSignal(5, INT, Stepctr), &["run", "--rm", "-t", "--name", "{name}", "localhost/stepctr-busybox", "sh", "-c", TRAP_INT]),
 ];
 
 fn main() {
@@ -200,6 +244,18 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// `stepctr ARGS` under `strace -f`, narration to a file; both outputs are read back.
 /// A command that hangs is killed (with every process strace saw it make) and reported.
 fn traced(env: &Env, dir: &Path, tag: &str, args: &[&str]) -> Traced {
+    traced_with(env, dir, tag, args, &mut || Ok(()))
+}
+
+/// [`traced`], with `meanwhile` run once the command has started; if it fails, the command
+/// is given 5 s more before it counts as hung, and the failure is reported in `stderr`.
+fn traced_with(
+    env: &Env,
+    dir: &Path,
+    tag: &str,
+    args: &[&str],
+    meanwhile: &mut dyn FnMut() -> Result<(), String>,
+) -> Traced {
     let narr = dir.join(format!("{tag}.narr"));
     let trace = dir.join(format!("{tag}.trace"));
     let errors = dir.join(format!("{tag}.stderr"));
@@ -218,7 +274,11 @@ fn traced(env: &Env, dir: &Path, tag: &str, args: &[&str]) -> Traced {
         .stderr(std::fs::File::create(&errors).expect("stderr file"))
         .spawn()
         .expect("run strace (is it installed?)");
-    let deadline = Instant::now() + TIMEOUT;
+    let mut deadline = Instant::now() + TIMEOUT;
+    let aside = meanwhile();
+    if aside.is_err() {
+        deadline = deadline.min(Instant::now() + Duration::from_secs(5));
+    }
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for strace") {
             break Some(status);
@@ -254,7 +314,101 @@ fn traced(env: &Env, dir: &Path, tag: &str, args: &[&str]) -> Traced {
             t.stderr
         );
     }
+    if let Err(e) = aside {
+        t.stderr = format!("{e}\n{}", t.stderr);
+    }
     t
+}
+
+/// The scenario container's state.json, if it is there and complete.
+fn state(env: &Env, name: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read(env.container_dir(name).join("state.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Wait at most 30 s (under strace, `all` takes a while) for `what`.
+fn await_that<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("waited 30 s in vain for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Has process `pid` caught or ignored `sig` (/proc/PID/status SigCgt, SigIgn)?
+fn handles(pid: i64, sig: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().any(|l| {
+        let mask = l
+            .strip_prefix("SigCgt:")
+            .or_else(|| l.strip_prefix("SigIgn:"));
+        mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & (1 << (sig - 1)) != 0)
+    })
+}
+
+/// PID 1 of container `name`, once it runs and has set what it does on `sig`; with its shim.
+fn pid1_handling(env: &Env, name: &str, sig: i32) -> Result<(i64, i64), String> {
+    await_that(
+        &format!("PID 1 of {name} to set what it does on signal {sig}"),
+        || {
+            let st = state(env, name)?;
+            let pid = st["pid"].as_i64()?;
+            let shim = st["shim"][0].as_i64()?;
+            handles(pid, sig).then_some((pid, shim))
+        },
+    )
+}
+
+/// The parent of process `pid` (/proc/PID/stat).
+fn parent(pid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
+/// The second actor of [`Run::TraceSignal`]: `sig` to stepctr or the shim once PID 1 is ready.
+/// Returns the forwarding call it expects in the narration: the process that makes it (`None`:
+/// stepctr's own), and the call itself, `kill(PID1, SIGNAME)`.
+fn send_when_ready(
+    env: &Env,
+    name: &str,
+    sig: i32,
+    to: To,
+) -> Result<(Option<i32>, String), String> {
+    let (pid1, shim) = pid1_handling(env, name, sig)?;
+    let target = match to {
+        Shim => shim,
+        Stepctr => parent(shim).ok_or("the shim has no parent (stepctr) in /proc")?,
+    };
+    // SAFETY: plain kill(2) of a process this test started.
+    if unsafe { libc::kill(target as i32, sig) } != 0 {
+        return Err(format!(
+            "kill({target}, {sig}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let who = match to {
+        Shim => Some(shim as i32),
+        Stepctr => None,
+    };
+    Ok((who, format!("kill({pid1}, {})", signal_name(sig))))
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => "?",
+    }
 }
 
 /// Keep the outputs of a failed check where a human can read them.
@@ -290,39 +444,83 @@ fn run_scenario(scenario: &str) {
             .map(|a| a.replace("{name}", &name).replace("{dir}", &scratch))
             .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        match run {
+        let (code, t, tag) = match *run {
             Setup => {
                 let mut quiet = vec!["-q"];
                 quiet.extend(&args);
                 env.ok(&quiet);
+                continue;
+            }
+            Handles(sig) => {
+                if let Err(e) = pid1_handling(&env, &name, sig) {
+                    failures.push(e);
+                }
+                continue;
+            }
+            Exited(code) => {
+                let what = format!("{name} to stop with exit code {code}");
+                let seen = await_that(&what, || state(&env, &name)?["exit_code"].as_i64());
+                match seen {
+                    Ok(c) if c == i64::from(code) => {}
+                    Ok(c) => {
+                        failures.push(format!("{name} stopped with exit code {c}, not {code}"))
+                    }
+                    Err(e) => failures.push(e),
+                }
+                continue;
             }
             Trace(code) => {
                 let tag = format!("{scenario}-{i}");
-                let t = traced(&env, dir.path(), &tag, &args);
-                if t.exit != Some(*code) {
-                    failures.push(format!(
-                        "`stepctr {}` exited with {:?}, expected {code}; stderr:\n{}",
-                        args.join(" "),
-                        t.exit,
-                        t.stderr
-                    ));
-                }
-                match check(&t.narration, &t.trace) {
-                    Ok(n) => {
-                        calls += n;
-                        let _ = writeln!(
-                            report,
-                            "  {n:3} narrated calls found in strace: stepctr {}",
-                            args.join(" ")
-                        );
-                    }
-                    Err(e) => failures.push(format!(
-                        "`stepctr {}`: the narration does not match strace {}:\n{e}",
-                        args.join(" "),
-                        keep(&tag, &t)
-                    )),
-                }
+                (code, traced(&env, dir.path(), &tag, &args), tag)
             }
+            TraceSignal(code, sig, to) => {
+                let tag = format!("{scenario}-{i}");
+                let mut forward = None;
+                let t = traced_with(&env, dir.path(), &tag, &args, &mut || {
+                    forward = Some(send_when_ready(&env, &name, sig, to)?);
+                    Ok(())
+                });
+                // The forwarding is narrated, by the process that forwarded (and `check`
+                // below finds it in that process's calls in strace's output).
+                if let Some((who, call)) = forward {
+                    let narrated = parse_narration(&t.narration).unwrap_or_default();
+                    let found = narrated.iter().any(|n| {
+                        n.pid == who && format!("{}({})", n.name, n.args) == call && n.ret == "0"
+                    });
+                    if !found {
+                        let by = who.map_or("stepctr".into(), |p| format!("pid {p}"));
+                        failures.push(format!(
+                            "`stepctr {}`: no narrated `{call} = 0` by {by} {}",
+                            args.join(" "),
+                            keep(&tag, &t)
+                        ));
+                    }
+                }
+                (code, t, tag)
+            }
+        };
+        if t.exit != Some(code) {
+            failures.push(format!(
+                "`stepctr {}` exited with {:?}, expected {code}; stderr:\n{}",
+                args.join(" "),
+                t.exit,
+                t.stderr
+            ));
+        }
+        match check(&t.narration, &t.trace) {
+            Ok(n) => {
+                calls += n;
+                let _ = writeln!(
+                    report,
+                    "  {n:3} narrated calls found in strace: stepctr {}",
+                    args.join(" ")
+                );
+            }
+            Err(e) => failures.push(format!(
+                "`stepctr {}`: the narration does not match strace {}:\n{e}",
+                args.join(" "),
+                keep(&tag, &t)
+            )),
         }
     }
     eprint!("{scenario}:\n{report}");

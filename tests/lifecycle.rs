@@ -14,6 +14,7 @@ fn main() {
             shim_parents_pid1_detached_and_attached,
             detached_run_ps_logs_kill_records_the_exit,
             stop_escalates_when_pid1_ignores_term,
+            kill_and_stop_tell_what_pid1_does_with_the_signal,
             stop_lets_a_term_handler_choose_the_exit_code,
             rm_refuses_a_running_container_unless_forced,
             zombies_are_reaped_and_the_shim_goes,
@@ -193,6 +194,49 @@ fn stop_escalates_when_pid1_ignores_term() {
     let err = stderr(&out);
     assert!(
         err.contains("SIGTERM") && err.contains("SIGKILL") && err.contains("escalates"),
+        "{err}"
+    );
+    assert_eq!(exit_code(&env, &name), Some(137));
+    env.rm_and_check(&name);
+    assert_no_leaks_with(&env, &name, &[shim, pid1]);
+}
+
+/// `kill -s SIG` notes what PID 1 does with the signal, read from /proc/PID/status before it
+/// is sent: a handler (it decides), ignored, or none (the kernel drops it for a namespace's
+/// init); `stop` names the reason it escalates.
+fn kill_and_stop_tell_what_pid1_does_with_the_signal() {
+    let env = Env::new();
+    let name = unique("killn");
+    run_detached(
+        &env,
+        &name,
+        "trap '' USR1 TERM; trap 'echo got HUP' HUP; echo ready; while :; do sleep 0.1; done",
+    );
+    let (shim, pid1) = pids(&env, &name);
+    wait_until("PID 1's traps", Duration::from_secs(10), || {
+        stdout(&env.ok(&["logs", &name])).contains("ready")
+    });
+    let note = |sig: &str| stderr(&env.ok(&["kill", "-s", sig, &name]));
+    let err = note("HUP");
+    assert!(err.contains("has a handler"), "{err}");
+    wait_until("the handler's output", Duration::from_secs(10), || {
+        stdout(&env.ok(&["logs", &name])).contains("got HUP")
+    });
+    let err = note("USR1");
+    assert!(err.contains("ignores this signal"), "{err}");
+    let err = note("USR2");
+    assert!(
+        err.contains("no handler") && err.contains("drops it"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        alive(pid1),
+        "ignored and dropped signals leave PID 1 running"
+    );
+    let err = stderr(&env.ok(&["stop", "-t", "0.3", &name]));
+    assert!(
+        err.contains("it ignores SIGTERM") && err.contains("escalates"),
         "{err}"
     );
     assert_eq!(exit_code(&env, &name), Some(137));

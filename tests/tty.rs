@@ -17,6 +17,7 @@ fn main() {
             tty_is_a_pty_with_our_size,
             ctrl_c_interrupts_the_foreground_only,
             exit_code_and_terminal_restored,
+            ctrl_c_with_t_but_no_i_is_forwarded,
             exec_it_gets_a_tty,
             tty_without_a_terminal,
             detached_tty_refused,
@@ -246,6 +247,46 @@ fn exit_code_and_terminal_restored() {
         "the terminal is put back as it was"
     );
     assert_no_leaks_with(&env, &name, &[]);
+}
+
+/// `run -t` (and `all -t`) without `-i`, as `docker run -t`: stdin is not attached and our
+/// terminal stays as it is (no raw mode), so Ctrl-C is our terminal's SIGINT to stepctr, which
+/// passes it on to PID 1 (the container sits on a terminal of its own, outside our process
+/// group). The markers are computed by the shell, so `all`'s narration of the command line
+/// (on the same terminal) cannot match them.
+fn ctrl_c_with_t_but_no_i_is_forwarded() {
+    let script =
+        "trap 'echo GOT$((2+3)); exit 5' INT; echo READY$((6*7)); while :; do sleep 1; done";
+    for how in ["run", "all"] {
+        let env = Env::new();
+        let name = unique("tty");
+        let mut term = Term::new(24, 80);
+        let before = term.settings();
+        let args: Vec<&str> = match how {
+            "run" => vec![
+                "run", "--rm", "-t", "--name", &name, IMAGE, "sh", "-c", script,
+            ],
+            _ => vec![
+                "all", "--rm", "-t", "--name", &name, "--", "sh", "-c", script,
+            ],
+        };
+        let mut child = term.spawn(env.cmd(&args));
+        term.expect("READY42");
+        assert_eq!(term.settings(), before, "{how}: no raw mode without -i");
+        term.type_(&[0x03]);
+        term.expect("GOT5");
+        assert_eq!(
+            wait(&mut child),
+            5,
+            "{how}: stepctr exits with PID 1's code"
+        );
+        assert_eq!(
+            term.settings(),
+            before,
+            "{how}: the terminal's settings are unchanged"
+        );
+        assert_no_leaks_with(&env, &name, &[]);
+    }
 }
 
 fn exec_it_gets_a_tty() {

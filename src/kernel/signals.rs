@@ -19,12 +19,17 @@ pub const FORWARDED: [i32; 6] = [
 /// Signals caught and not yet forwarded, one bit per signal number.
 static PENDING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Forward the signals the kernel sends itself too (see [`TerminalSignals`]).
+static FROM_KERNEL_TOO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // A signal the kernel sends itself, such as a terminal's Ctrl-C, goes to the whole
-    // foreground process group, PID 1 included: forwarding it would deliver it twice.
+    // foreground process group, PID 1 included: forwarding it would deliver it twice. Unless
+    // PID 1 sits on a terminal of its own (`-t`): then ours never reaches it.
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let from_kernel = !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
-    if sig != libc::SIGCHLD && !from_kernel && (0..64).contains(&sig) {
+    let wanted = !from_kernel || FROM_KERNEL_TOO.load(std::sync::atomic::Ordering::SeqCst);
+    if sig != libc::SIGCHLD && wanted && (0..64).contains(&sig) {
         PENDING.fetch_or(1 << sig, std::sync::atomic::Ordering::SeqCst);
     }
 }
@@ -141,6 +146,26 @@ impl Drop for Forward {
             }
             libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
         }
+    }
+}
+
+/// While it lives, the signals our terminal's line discipline sends (Ctrl-C's SIGINT, Ctrl-\'s
+/// SIGQUIT, a hangup's SIGHUP: from the kernel, to our foreground process group) are forwarded
+/// too. For `-t`: the container's process then leads a session of its own on its own pty, out
+/// of our group, so without us it would never see them (`docker run -t` without `-i` relies on
+/// this: the terminal stays in cooked mode and Ctrl-C is our SIGINT, passed on). The shim,
+/// in our group as well, keeps ignoring them: one forward, not two.
+pub struct TerminalSignals(bool);
+
+impl TerminalSignals {
+    pub fn forward() -> TerminalSignals {
+        TerminalSignals(FROM_KERNEL_TOO.swap(true, std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+impl Drop for TerminalSignals {
+    fn drop(&mut self) {
+        FROM_KERNEL_TOO.store(self.0, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
