@@ -86,7 +86,11 @@ pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: b
             _ => None,
         })
         .collect();
-    let under = |path: &Path| ours.iter().find(|p| path != **p && path.starts_with(p)).copied();
+    let under = |path: &Path| {
+        ours.iter()
+            .find(|p| path != **p && path.starts_with(p))
+            .copied()
+    };
     let mut riders: Vec<&Path> = Vec::new();
     for r in &journal {
         match r {
@@ -106,8 +110,8 @@ pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: b
                     ));
                 }
                 ignore_gone(k.umount2(
-                path,
-                libc::MNT_DETACH,
+                    path,
+                    libc::MNT_DETACH,
                     "release the pinned namespace / mount",
                 ))?
             }

@@ -197,7 +197,8 @@ pub fn mount_rootfs_with(
                 "the container's root: volume paths are resolved inside it, never on the host",
             )?;
             for (v, is_dir) in volumes.iter().zip(host_is_dir) {
-                mount_volume(k, root, v, *is_dir).with_context(|| format!("volume {}", v.spec()))?;
+                mount_volume(k, root, v, *is_dir)
+                    .with_context(|| format!("volume {}", v.spec()))?;
             }
             k.close(root)?;
         }
