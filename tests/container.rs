@@ -133,7 +133,19 @@ fn check_container(env: &Env, name: &str, r: &Running) {
         );
     }
     // ...and the host sees PID 1 in /stepctr/NAME, with the limits written.
-    let pid = state["pid"].as_i64().expect("state has the pid of PID 1");
+    // stepctr records PID 1's pid once the shim has told it, which may be after the probe
+    // has already printed: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let pid = loop {
+        if let Some(pid) = env.state(name)["pid"].as_i64() {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "state has the pid of PID 1"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     let host_view = read(&std::path::PathBuf::from(format!("/proc/{pid}/cgroup")));
     let dirs: Vec<String> = state["cgroup"]["dirs"]
         .as_array()

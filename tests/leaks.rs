@@ -124,8 +124,8 @@ fn cgroup_v2() -> bool {
 /// - load: the renameat that publishes the unpacked layer (the layer is complete in its
 ///   `.tmp-*` directory, not yet in place);
 /// - cgroup: opening pids.max (the container's cgroups exist, the pids limit is not written);
-/// - ns: the bind mount of ns/uts (ns/mnt is already pinned, the helper is stopped in the new
-///   namespaces);
+/// - ns: the bind mount of ns/uts (ns/mnt is already pinned; stepctr has made the namespaces
+///   and stepped back out of them);
 /// - fs alone: the mknodat of rootfs/dev/null (stepctr is inside the container's mount
 ///   namespace, the overlay and the /dev tmpfs are mounted there);
 ///   fs in `all`: the mkdirat of rootfs/ (upper/ and work/ exist);
@@ -316,7 +316,9 @@ fn killed(stage: Stage, via: Via) {
     }
 
     let pids = pids_of(&state);
-    if stage >= Stage::Ns {
+    // ns and fs are done by stepctr itself (no helper process): the first process a stage
+    // leaves is the shim, in start.
+    if stage >= Stage::Start {
         assert!(
             !pids.is_empty(),
             "no process in the journal after a kill in {}",

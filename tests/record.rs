@@ -55,7 +55,7 @@ fn record_container(k: &Record) -> anyhow::Result<()> {
 fn record_container_on(k: &Record, v2: bool) -> anyhow::Result<()> {
     let mut f = fixture(v2);
     let dir = f.container.path("ns");
-    ns::create(k, &mut f.container, &dir, &f.cgroups)?;
+    ns::create(k, &mut f.container, &dir)?;
     let plan = fs::Plan {
         ns_mnt: dir.join("mnt"),
         layers: vec![PathBuf::from("/layers/a"), PathBuf::from("/layers/b")],
@@ -197,42 +197,121 @@ fn the_cgroup_is_joined_before_exec() {
     assert!(unshare_pid < clone && calls[unshare_pid].pid != pid1);
 }
 
+/// PID 1 makes the cgroup namespace once it is in the container's cgroup (a cgroup namespace
+/// is rooted where its creator is), and pins it and the PID namespace while it still sees the
+/// host's mounts.
 #[test]
-fn the_namespace_helper_joins_the_cgroup_before_unsharing() {
+fn pid1_makes_its_cgroup_namespace_inside_the_cgroup() {
     let k = Record::new();
     record_container(&k).unwrap();
     let calls = k.calls();
+    let texts = || k.texts().join("\n");
     let unshare = position(
         &calls,
         |r| matches!(r.call, Sys::Unshare { flags } if flags & libc::CLONE_NEWCGROUP != 0),
     )
-    .unwrap();
-    let helper = calls[unshare].pid;
-    // cgroup.procs, or on v1 `tasks` (the same move for a one-thread helper, without the
+    .unwrap_or_else(|| panic!("no cgroup namespace:\n{}", texts()));
+    let exec = position(&calls, |r| matches!(r.call, Sys::Execve { .. })).unwrap();
+    let pid1 = calls[exec].pid;
+    assert_eq!(calls[unshare].pid, pid1, "{}", texts());
+    // cgroup.procs, or on v1 `tasks` (the same move for a one-thread process, without the
     // kernel's global lock: see `cgroup::join_file`).
-    let join = position(&calls, |r| {
-        r.pid == helper
-            && matches!(&r.call, Sys::Openat { path, .. } if path.ends_with("cgroup.procs") || path.ends_with("tasks"))
+    let join = position(&calls, |r| r.pid == pid1 && is_join(r)).unwrap();
+    assert!(join < unshare, "{}", texts());
+    let setns_mnt = position(&calls, |r| {
+        r.pid == pid1 && matches!(r.call, Sys::Setns { nstype, .. } if nstype == libc::CLONE_NEWNS)
     })
     .unwrap();
-    assert!(
-        join < unshare,
-        "a cgroup namespace is rooted where its creator is"
+    for file in ["pid", "cgroup"] {
+        let pin = position(&calls, |r| {
+            r.pid == pid1
+                && matches!(&r.call, Sys::Mount { source: Some(s), target, .. }
+                    if s == &format!("/proc/self/ns/{file}") && target.ends_with(format!("ns/{file}")))
+        })
+        .unwrap_or_else(|| panic!("ns/{file} is not pinned by PID 1:\n{}", texts()));
+        assert!(unshare < pin && pin < setns_mnt, "{}", texts());
+    }
+}
+
+/// stepctr (one thread) makes the namespaces itself: it opens its own first, unshares, opens
+/// the new ones, steps back into its own and only then pins the new ones, from their fds.
+#[test]
+fn stepctr_makes_the_namespaces_itself_and_steps_back() {
+    let k = Record::new();
+    record_container(&k).unwrap();
+    let calls = k.calls();
+    let texts = || k.texts().join("\n");
+    let me = calls[0].pid;
+    let unshare = position(
+        &calls,
+        |r| matches!(r.call, Sys::Unshare { flags } if flags & libc::CLONE_NEWNET != 0),
+    )
+    .unwrap();
+    assert_eq!(calls[unshare].pid, me, "{}", texts());
+    let homes: Vec<usize> = (0..unshare)
+        .filter(|i| matches!(&calls[*i].call, Sys::Openat { path, .. } if path.starts_with("/proc/self/ns/")))
+        .collect();
+    assert_eq!(
+        homes.len(),
+        4,
+        "mnt, uts, ipc, net: the way back\n{}",
+        texts()
     );
-    // The namespaces are pinned while the helper is stopped, then it is killed.
+    let backs: Vec<usize> = (unshare..calls.len())
+        .filter(|i| calls[*i].pid == me && matches!(calls[*i].call, Sys::Setns { .. }))
+        .take(4)
+        .collect();
+    assert_eq!(backs.len(), 4, "{}", texts());
+    let pins: Vec<usize> = (0..calls.len())
+        .filter(|i| matches!(&calls[*i].call, Sys::Mount { source: Some(s), .. } if s.starts_with("/proc/self/fd/")))
+        .collect();
+    assert_eq!(pins.len(), 4, "mnt, uts, ipc, net are pinned\n{}", texts());
+    assert!(
+        pins.iter().all(|p| backs.iter().all(|b| b < p)),
+        "pinned before stepping back:\n{}",
+        texts()
+    );
+    // No helper process: nothing is forked before the shim.
+    let first_fork = position(&calls, |r| {
+        matches!(r.call, Sys::Clone | Sys::Clone3 { .. })
+    })
+    .unwrap();
+    assert!(pins.iter().all(|p| *p < first_fork), "{}", texts());
+}
+
+/// With threads, stepctr may not change its mount namespace: a forked helper makes the
+/// namespaces and stops; they are pinned from /proc/HELPER/ns while it is stopped, then it is
+/// killed. The fs stage forks a helper too.
+#[test]
+fn with_threads_helpers_do_it() {
+    let k = Record::new();
+    k.pretend_threads();
+    record_container(&k).unwrap();
+    let calls = k.calls();
+    let texts = || k.texts().join("\n");
+    let unshare = position(
+        &calls,
+        |r| matches!(r.call, Sys::Unshare { flags } if flags & libc::CLONE_NEWNET != 0),
+    )
+    .unwrap();
+    let helper = calls[unshare].pid;
+    assert_ne!(helper, calls[0].pid, "{}", texts());
     let stop = position(
         &calls,
         |r| matches!(r.call, Sys::Kill { sig, .. } if sig == libc::SIGSTOP),
     )
     .unwrap();
     let pins = calls.iter().enumerate().filter(|(_, r)| matches!(&r.call, Sys::Mount { source: Some(s), .. } if s.starts_with(&format!("/proc/{helper}/ns/")))).map(|(i, _)| i).collect::<Vec<_>>();
-    assert_eq!(pins.len(), 5, "mnt, uts, ipc, net, cgroup are pinned");
+    assert_eq!(pins.len(), 4, "mnt, uts, ipc, net are pinned\n{}", texts());
     let kill = position(
         &calls,
         |r| matches!(r.call, Sys::Kill { pid, sig } if pid == helper && sig == libc::SIGKILL),
     )
     .unwrap();
     assert!(pins.iter().all(|p| stop < *p && *p < kill));
+    let overlay = position(&calls, |r| is_mount_of(r, "overlay")).unwrap();
+    assert_ne!(calls[overlay].pid, calls[0].pid, "{}", texts());
+    assert_ne!(calls[overlay].pid, helper, "{}", texts());
 }
 
 #[test]
@@ -304,17 +383,17 @@ fn on_cgroup_v2_children_are_born_in_the_cgroup() {
             _ => None,
         })
         .collect();
-    // (The fs stage's helper is a plain fork: it needs no cgroup.)
-    assert_eq!(clones.len(), 2, "the helper and PID 1:\n{}", texts());
+    // (The namespaces are made by stepctr itself, and it needs no cgroup.)
+    assert_eq!(clones.len(), 1, "PID 1:\n{}", texts());
     let unshare_ns = position(
         &calls,
         |r| matches!(r.call, Sys::Unshare { flags } if flags & libc::CLONE_NEWCGROUP != 0),
     )
     .unwrap();
     let exec = position(&calls, |r| matches!(r.call, Sys::Execve { .. })).unwrap();
-    let (helper, pid1) = (calls[unshare_ns].pid, calls[exec].pid);
+    let pid1 = calls[exec].pid;
     for (at, parent, fd, child) in clones {
-        assert!(child == helper || child == pid1, "{}", texts());
+        assert_eq!(child, pid1, "{}", texts());
         // The parent opened the cgroup directory, and that fd is the one clone3 gets.
         let opened = cgroup_dir_opened_by(&calls, parent);
         let (open_at, open_fd) = *opened
@@ -346,12 +425,6 @@ fn on_cgroup_v2_children_are_born_in_the_cgroup() {
             texts()
         );
     }
-    // The helper is born in the cgroup before it unshares: its cgroup namespace is rooted there.
-    let helper_born = position(&calls, |r| {
-        matches!(r.call, Sys::Clone3 { .. }) && r.result.unwrap().val == helper as i64
-    })
-    .unwrap();
-    assert!(helper_born < unshare_ns);
     // PID 1 is born after the PID namespace is made for it.
     let unshare_pid = position(
         &calls,
@@ -363,6 +436,9 @@ fn on_cgroup_v2_children_are_born_in_the_cgroup() {
     })
     .unwrap();
     assert!(unshare_pid < pid1_born);
+    // PID 1 is born in the cgroup before it makes its cgroup namespace: rooted there.
+    assert!(pid1_born < unshare_ns);
+    assert_eq!(calls[unshare_ns].pid, pid1);
 }
 
 /// A kernel without clone3 or CLONE_INTO_CGROUP (ENOSYS, E2BIG, EINVAL): fork, then the child
@@ -372,7 +448,6 @@ fn on_cgroup_v2_without_clone3_children_fork_and_join() {
     for errno in [Errno::ENOSYS, Errno::E2BIG, Errno::EINVAL] {
         let k = Record::new();
         k.fail_on(|c| matches!(c, Sys::Clone3 { .. }), errno);
-        k.fail_on(|c| matches!(c, Sys::Clone3 { .. }), errno);
         record_container_on(&k, true).unwrap();
         let calls = k.calls();
         let texts = k.texts().join("\n");
@@ -380,7 +455,7 @@ fn on_cgroup_v2_without_clone3_children_fork_and_join() {
             .iter()
             .filter(|r| matches!(r.call, Sys::Clone3 { .. }) && r.result == Err(errno))
             .count();
-        assert_eq!(failed, 2, "{texts}");
+        assert_eq!(failed, 1, "{texts}");
         let exec = position(&calls, |r| matches!(r.call, Sys::Execve { .. })).unwrap();
         let pid1 = calls[exec].pid;
         let join = position(&calls, |r| {
@@ -399,10 +474,8 @@ fn on_cgroup_v2_without_clone3_children_fork_and_join() {
             |r| matches!(r.call, Sys::Unshare { flags } if flags & libc::CLONE_NEWCGROUP != 0),
         )
         .unwrap();
-        let helper = calls[unshare].pid;
-        let helper_join = position(&calls, |r| r.pid == helper && is_join(r))
-            .unwrap_or_else(|| panic!("the helper never joins its cgroup:\n{texts}"));
-        assert!(helper_join < unshare, "{texts}");
+        assert_eq!(calls[unshare].pid, pid1, "{texts}");
+        assert!(join < unshare, "{texts}");
     }
     // Any other failure is an error, not a reason to fork instead (EAGAIN: pids.max is hit).
     let k = Record::new();

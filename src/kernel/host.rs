@@ -228,3 +228,15 @@ pub fn trim_memory() {
         }
     }
 }
+
+/// sched_setaffinity(2) back to a set of CPUs (after a narrated pin to one of them).
+pub fn set_affinity(cpus: &[usize]) {
+    // SAFETY: a cpu_set_t we own, filled with CPU_SET; sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}

@@ -545,6 +545,13 @@ pub trait Kernel {
     /// The calling process's pid (getpid is not narrated: it is bookkeeping).
     fn getpid(&self) -> i32;
 
+    /// Does this process have a single thread? Only then may it unshare or setns a mount
+    /// namespace itself (threads share their root and working directory); otherwise a forked
+    /// helper does it. (Bookkeeping, not narrated.)
+    fn single_threaded(&self) -> bool {
+        host::thread_count() == 1
+    }
+
     /// Tell the narration that child `pid` (`inside` in its own PID namespace) made `call`
     /// successfully, when the child itself cannot say so: an execve that succeeded never
     /// returns, and a process that stopped itself is killed before it runs again.

@@ -369,6 +369,10 @@ impl<K: Kernel> Kernel for Narrate<K> {
         self.inner.getpid()
     }
 
+    fn single_threaded(&self) -> bool {
+        self.inner.single_threaded()
+    }
+
     fn report(&self, pid: i32, inside: i32, call: &Sys, why: &str) {
         let text = render::call(call, self.detail(), &|_| None);
         // The call happened in the child: show its prefix, not ours. Its duration is unknown.

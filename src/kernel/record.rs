@@ -36,6 +36,8 @@ pub struct Record {
     failures: RefCell<Vec<(Matcher, Errno)>>,
     /// pid -> the error its body returned.
     errors: RefCell<Vec<(i32, String)>>,
+    /// Pretend stepctr has several threads (so it forks helpers instead of setns itself).
+    threaded: Cell<bool>,
 }
 
 impl Default for Record {
@@ -54,7 +56,13 @@ impl Record {
             ends: RefCell::new(Vec::new()),
             failures: RefCell::new(Vec::new()),
             errors: RefCell::new(Vec::new()),
+            threaded: Cell::new(false),
         }
+    }
+
+    /// From now on, pretend stepctr has several threads (see `Kernel::single_threaded`).
+    pub fn pretend_threads(&self) {
+        self.threaded.set(true);
     }
 
     /// Make the first call that `matches` fail with `errno`.
@@ -157,6 +165,10 @@ impl Kernel for Record {
 
     fn getpid(&self) -> i32 {
         self.current()
+    }
+
+    fn single_threaded(&self) -> bool {
+        !self.threaded.get()
     }
 }
 

@@ -206,7 +206,7 @@ pub fn mount_rootfs_with(
     };
     // setns into a mount namespace needs a process of one thread (threads share their root
     // and working directory); stepctr has one unless a pull left a worker thread behind.
-    if crate::kernel::host::thread_count() == 1 {
+    if k.single_threaded() {
         return inside_mount_ns(k, &plan.ns_mnt, || mount_all(k));
     }
     let helper = k.spawn(

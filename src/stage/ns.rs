@@ -2,37 +2,42 @@
 //!
 //! A namespace lives as long as something refers to it: a process in it, an open fd, or a
 //! bind mount of its file from /proc/PID/ns. `ip netns add` keeps network namespaces alive
-//! with bind mounts; we do the same for five of the six, so they outlive the helper process
-//! that made them and the next stages (`fs`, `start`) can join them with setns().
+//! with bind mounts; we do the same, so the namespaces outlive the moment that made them and
+//! the next stages (`fs`, `start`) can join them with setns().
 //!
-//! The helper: fork → join the container's cgroup (so the new cgroup namespace is rooted
-//! there; on v1 through `tasks`, see `cgroup::join_file`; on v2 it is born there instead, with
-//! clone3(CLONE_INTO_CGROUP), see `cgroup::Entry`) → unshare(five of them) → make every mount
-//! private → bring `lo` up → stop itself.
-//! The parent then bind-mounts the helper's namespace files and kills it.
+//! stepctr makes four here itself: it opens its own namespaces (the way back), unshare()s new
+//! mount, hostname, IPC and network namespaces, makes every mount private and brings `lo` up,
+//! opens the new namespaces, setns()es back into its own and bind-mounts the new ones' files
+//! from those fds. (A process with threads may not change its mount namespace: then a forked
+//! helper makes them, stops itself, and stepctr pins them from /proc/PID/ns and kills it.)
 //!
-//! The sixth, the PID namespace, is the exception the kernel imposes: a PID namespace exists
-//! only together with its PID 1. Until a first process is born in it, /proc/PID/ns/
-//! pid_for_children cannot even be opened (ENOENT), and once its PID 1 dies no process can
-//! ever enter it again. So `start` makes it, with the container's command as its PID 1, and
-//! pins it in ns/pid next to the others.
+//! Two more come with `start`, because both are about PID 1's place in the world:
+//! - the PID namespace only exists together with its PID 1. Until a first process is born in
+//!   it, /proc/PID/ns/pid_for_children cannot even be opened (ENOENT), and once its PID 1 dies
+//!   no process can ever enter it again. So the shim makes it, its first child is PID 1;
+//! - a cgroup namespace is rooted at the cgroup of the process that makes it. PID 1 makes it
+//!   once it is in the container's cgroup, so inside, /proc/self/cgroup says `/`.
+//!
+//! Both are pinned in ns/ next to the others.
 
 use crate::kernel::{Child, Kernel, WaitStatus};
 use crate::state::{Container, Resource, Stage};
-use anyhow::Result;
-use std::path::{Path, PathBuf};
+use anyhow::{Context, Result};
+use std::path::Path;
 
 /// The namespaces made here, as (file under ns/ and under /proc/PID/ns/, clone flag).
-pub const NAMESPACES: [(&str, i32); 5] = [
+pub const NAMESPACES: [(&str, i32); 4] = [
     ("mnt", libc::CLONE_NEWNS),
     ("uts", libc::CLONE_NEWUTS),
     ("ipc", libc::CLONE_NEWIPC),
     ("net", libc::CLONE_NEWNET),
-    ("cgroup", libc::CLONE_NEWCGROUP),
 ];
 
 /// The file that will pin the PID namespace, once `start` has made it.
 pub const PID_FILE: &str = "pid";
+
+/// The file that will pin the cgroup namespace, once PID 1 has made it.
+pub const CGROUP_FILE: &str = "cgroup";
 
 pub fn all_flags() -> i32 {
     NAMESPACES.iter().fold(0, |f, (_, flag)| f | flag)
@@ -42,13 +47,7 @@ pub fn run(k: &dyn Kernel, c: &mut Container) -> Result<()> {
     super::header(k, Stage::Ns, "new namespaces: what the container can see");
     c.require_before(Stage::Ns)?;
     let dir = c.path("ns");
-    let cgroups = c
-        .state
-        .cgroup
-        .as_ref()
-        .map(|g| g.dirs.clone())
-        .unwrap_or_default();
-    create(k, c, &dir, &cgroups)?;
+    create(k, c, &dir)?;
     c.state.ns_dir = Some(dir.clone());
     c.finish(Stage::Ns)?;
     k.note(&format!(
@@ -60,10 +59,15 @@ pub fn run(k: &dyn Kernel, c: &mut Container) -> Result<()> {
 }
 
 /// Make the namespaces and pin them as files in `dir`.
-pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, cgroups: &[PathBuf]) -> Result<()> {
+pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path) -> Result<()> {
     // Everything this function makes in the host's mount table, journalled at once (one write
     // of state.json instead of eight): the directory, its own mount, one mount per namespace.
-    let files = || NAMESPACES.iter().map(|(f, _)| *f).chain([PID_FILE]);
+    let files = || {
+        NAMESPACES
+            .iter()
+            .map(|(f, _)| *f)
+            .chain([CGROUP_FILE, PID_FILE])
+    };
     c.journal_all(
         [
             Resource::Dir {
@@ -108,52 +112,210 @@ pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, cgroups: &[PathBuf]
         k.close(fd)?;
     }
 
-    // Usually the first helper will do. See `Pin::MntLoop` for why there may be more.
-    let mut attempts = crate::kernel::host::allowed_cpus().into_iter().map(Some);
-    let mut pin: Option<usize> = None;
-    let v2 = super::cgroup::is_v2(c.state.cgroup.as_ref());
-    let entry = super::cgroup::Entry::open(k, cgroups, v2)?;
-    // The cgroup's fd is closed once the helper is done with (pinned, or failed and reaped).
-    let helper = (|| -> Result<Child> {
-        loop {
-            let helper = spawn_helper(k, &entry, pin)?;
-            match pin_helper_namespaces(k, c, dir, &helper) {
-                Ok(()) => return Ok(helper),
-                Err(Pin::HelperFailed(e)) => return Err(e),
-                Err(e) => {
-                    // Never leave the helper stopped: it would keep the namespaces alive.
-                    let _ = k.kill(
-                        helper.pid,
-                        libc::SIGKILL,
-                        "clean up the helper after the failure",
-                    );
-                    let _ = k.wait4(helper.pid, 0, "reap the helper");
-                    let _ = k.child_error(&helper);
-                    match (e, attempts.next()) {
-                        (Pin::MntLoop(_), Some(next)) => {
-                            k.note("the kernel took that mount namespace for one older than ours (it numbers them per CPU): trying again on another CPU");
-                            pin = next;
-                        }
-                        (e, _) => return Err(e.into()),
-                    }
-                }
-            }
-        }
-    })();
-    entry.close(k);
-    let helper = helper?;
-    let _ = k.child_error(&helper);
-    k.note("the PID namespace comes with `start`: it can only exist together with its PID 1");
+    if k.single_threaded() {
+        make_here(k, dir)?;
+    } else {
+        make_in_helper(k, c, dir)?;
+    }
+    k.note("the PID and cgroup namespaces come with `start`: one needs its PID 1, the other is rooted where PID 1 is");
     Ok(())
 }
 
-/// fork a helper that makes the namespaces (optionally on one CPU only) and stops. It starts
-/// in the container's cgroup (`entry`): on v2 it is born there (clone3), else it moves there
-/// itself before anything else.
-fn spawn_helper(k: &dyn Kernel, entry: &super::cgroup::Entry, cpu: Option<usize>) -> Result<Child> {
+/// Make the namespaces in stepctr itself, pin them, and step back out of them.
+fn make_here(k: &dyn Kernel, dir: &Path) -> Result<()> {
+    let cwd = crate::kernel::host::Cwd::save();
+    let mut home: Vec<(i32, i32)> = Vec::new();
+    let mut made: Vec<i32> = Vec::new();
+    let result = (|| -> Result<()> {
+        for (file, flag) in NAMESPACES {
+            let fd = k.openat(
+                &Path::new("/proc/self/ns").join(file),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+                0,
+                "our own namespace: the way back",
+            )?;
+            home.push((fd, flag));
+        }
+        k.unshare(
+            all_flags(),
+            "new namespaces, for stepctr itself for a moment: mount, hostname, IPC, network",
+        )?;
+        k.mount(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+            "mounts made in here must never propagate back to the host",
+        )?;
+        k.if_up(
+            "lo",
+            "a new network namespace has only a loopback device, and it is down",
+        )?;
+        for (file, _) in NAMESPACES {
+            made.push(k.openat(
+                &Path::new("/proc/self/ns").join(file),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+                0,
+                "hold on to the new namespace",
+            )?);
+        }
+        Ok(())
+    })();
+    // Back home whatever happened: stepctr must not go on inside half-made namespaces.
+    let mut back = Ok(());
+    for (fd, flag) in &home {
+        if let Err(e) = k.setns(*fd, *flag, "step back into our own namespace") {
+            back = Err(e);
+        }
+        let _ = k.close(*fd);
+    }
+    if let Some(cwd) = cwd {
+        cwd.restore();
+    }
+    let pinned = back
+        .context("return to stepctr's own namespaces")
+        .and(result)
+        .and_then(|()| pin_here(k, dir, &made));
+    for fd in made {
+        let _ = k.close(fd);
+    }
+    pinned
+}
+
+/// Bind the new namespaces (open in `made`, in NAMESPACES order) onto their files.
+fn pin_here(k: &dyn Kernel, dir: &Path, made: &[i32]) -> Result<()> {
+    let mut mnt_refused = None;
+    for ((file, flag), fd) in NAMESPACES.iter().zip(made) {
+        let src = format!("/proc/self/fd/{fd}");
+        match k.mount(
+            Some(&src),
+            &dir.join(file),
+            None,
+            libc::MS_BIND,
+            None,
+            "pin the namespace: it lives as long as this mount",
+        ) {
+            Ok(()) => {}
+            Err(e) if *flag == libc::CLONE_NEWNS && e.errno == crate::kernel::Errno::EINVAL => {
+                mnt_refused = Some(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match mnt_refused {
+        Some(e) => pin_mnt_elsewhere(k, dir, e),
+        None => Ok(()),
+    }
+}
+
+/// The mount namespace could not be pinned (see [`Pin::MntLoop`]): make another one on each
+/// other CPU in turn until one can be, then let stepctr run on all its CPUs again.
+fn pin_mnt_elsewhere(k: &dyn Kernel, dir: &Path, first: crate::kernel::SysError) -> Result<()> {
+    let cpus = crate::kernel::host::allowed_cpus();
+    let mut last = first;
+    for cpu in cpus.iter().copied() {
+        k.note("the kernel took that mount namespace for one older than ours (it numbers them per CPU): trying again on another CPU");
+        match new_mnt_on(k, dir, cpu) {
+            Ok(()) => {
+                crate::kernel::host::set_affinity(&cpus);
+                return Ok(());
+            }
+            Err(e) if e.errno == crate::kernel::Errno::EINVAL => last = e,
+            Err(e) => {
+                crate::kernel::host::set_affinity(&cpus);
+                return Err(e.into());
+            }
+        }
+    }
+    crate::kernel::host::set_affinity(&cpus);
+    Err(last.into())
+}
+
+/// On `cpu`: a new mount namespace, made private, pinned on ns/mnt.
+fn new_mnt_on(k: &dyn Kernel, dir: &Path, cpu: usize) -> Result<(), crate::kernel::SysError> {
+    k.sched_setaffinity(cpu, "make the namespace on this CPU (see the note above)")?;
+    let home = k.openat(
+        Path::new("/proc/self/ns/mnt"),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+        "our own mount namespace: the way back",
+    )?;
+    let cwd = crate::kernel::host::Cwd::save();
+    let made = (|| {
+        k.unshare(libc::CLONE_NEWNS, "another new mount namespace")?;
+        k.mount(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+            "mounts made in here must never propagate back to the host",
+        )?;
+        k.openat(
+            Path::new("/proc/self/ns/mnt"),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0,
+            "hold on to the new namespace",
+        )
+    })();
+    let back = k.setns(home, libc::CLONE_NEWNS, "step back into our own namespace");
+    let _ = k.close(home);
+    if let Some(cwd) = cwd {
+        cwd.restore();
+    }
+    back?;
+    let made = made?;
+    let bound = k.mount(
+        Some(&format!("/proc/self/fd/{made}")),
+        &dir.join("mnt"),
+        None,
+        libc::MS_BIND,
+        None,
+        "pin the namespace: it lives as long as this mount",
+    );
+    let _ = k.close(made);
+    bound
+}
+
+/// The same, in a forked helper (stepctr has threads, so it may not change its own mount
+/// namespace). Usually the first helper will do; see `Pin::MntLoop` for why there may be more.
+fn make_in_helper(k: &dyn Kernel, c: &mut Container, dir: &Path) -> Result<()> {
+    let mut attempts = crate::kernel::host::allowed_cpus().into_iter().map(Some);
+    let mut pin: Option<usize> = None;
+    loop {
+        let helper = spawn_helper(k, pin)?;
+        match pin_helper_namespaces(k, c, dir, &helper) {
+            Ok(()) => {
+                let _ = k.child_error(&helper);
+                return Ok(());
+            }
+            Err(Pin::HelperFailed(e)) => return Err(e),
+            Err(e) => {
+                // Never leave the helper stopped: it would keep the namespaces alive.
+                let _ = k.kill(
+                    helper.pid,
+                    libc::SIGKILL,
+                    "clean up the helper after the failure",
+                );
+                let _ = k.wait4(helper.pid, 0, "reap the helper");
+                let _ = k.child_error(&helper);
+                match (e, attempts.next()) {
+                    (Pin::MntLoop(_), Some(next)) => {
+                        k.note("the kernel took that mount namespace for one older than ours (it numbers them per CPU): trying again on another CPU");
+                        pin = next;
+                    }
+                    (e, _) => return Err(e.into()),
+                }
+            }
+        }
+    }
+}
+
+/// fork a helper that makes the namespaces (optionally on one CPU only) and stops.
+fn spawn_helper(k: &dyn Kernel, cpu: Option<usize>) -> Result<Child> {
     let flags = all_flags();
-    let why = "a helper process to create the namespaces in";
-    let helper = entry.spawn(k, why, &mut || {
+    let helper = k.spawn("a helper process to create the namespaces in", &mut || {
         k.prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as u64,
@@ -162,14 +324,7 @@ fn spawn_helper(k: &dyn Kernel, entry: &super::cgroup::Entry, cpu: Option<usize>
         if let Some(cpu) = cpu {
             k.sched_setaffinity(cpu, "make the namespaces on this CPU (see the note above)")?;
         }
-        entry.join(
-            k,
-            "join the container's cgroup first: a new cgroup namespace is rooted where we are",
-        )?;
-        k.unshare(
-            flags,
-            "new namespaces: mount, cgroup, hostname, IPC, network",
-        )?;
+        k.unshare(flags, "new namespaces: mount, hostname, IPC, network")?;
         k.mount(
             None,
             Path::new("/"),

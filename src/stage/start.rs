@@ -36,9 +36,9 @@ pub struct Plan {
 }
 
 /// The order PID 1 joins the namespaces in. Mount goes last: after it, host paths are the
-/// container's paths. (PID is joined by the parent, before the fork.)
-const JOIN_ORDER: [(&str, i32); 5] = [
-    ("cgroup", libc::CLONE_NEWCGROUP),
+/// container's paths. (The PID namespace is made by the shim before the fork, the cgroup
+/// namespace by PID 1 itself.)
+const JOIN_ORDER: [(&str, i32); 4] = [
     ("ipc", libc::CLONE_NEWIPC),
     ("uts", libc::CLONE_NEWUTS),
     ("net", libc::CLONE_NEWNET),
@@ -217,15 +217,29 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
             k,
             "join the container's cgroup before anything else runs (0 = me; on v1 `tasks` moves just this thread, without the global lock cgroup.procs takes)",
         )?;
-        let pin = plan.ns_dir.join(crate::stage::ns::PID_FILE);
-        k.mount(
-            Some("/proc/self/ns/pid"),
-            &pin,
-            None,
-            libc::MS_BIND,
-            None,
-            "pin our PID namespace beside the others (we are still in the host's mount namespace)",
+        k.unshare(
+            libc::CLONE_NEWCGROUP,
+            "a cgroup namespace rooted at the container's cgroup, where we are now: inside, /proc/self/cgroup says /",
         )?;
+        for (file, why) in [
+            (
+                crate::stage::ns::PID_FILE,
+                "pin our PID namespace beside the others (we are still in the host's mount namespace)",
+            ),
+            (
+                crate::stage::ns::CGROUP_FILE,
+                "and our cgroup namespace (`exec` joins both by these files)",
+            ),
+        ] {
+            k.mount(
+                Some(&format!("/proc/self/ns/{file}")),
+                &plan.ns_dir.join(file),
+                None,
+                libc::MS_BIND,
+                None,
+                why,
+            )?;
+        }
         for (fd, flag) in &fds {
             k.setns(*fd, *flag, "join the container's namespace")?;
         }
