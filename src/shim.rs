@@ -171,16 +171,18 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
     c.state.shim = Some((shim.pid, shim_start));
     c.state.pid = Some(pid1);
     let saved = (|| -> Result<()> {
-        c.journal(Resource::Process {
-            pid: shim.pid,
-            start_time: shim_start,
-        })?;
-        c.journal(Resource::Process {
-            pid: pid1,
-            start_time: state::process_start_time(pid1).unwrap_or(0),
-        })?;
+        // One write of state.json: both processes, and the pids above.
+        c.journal_all([
+            Resource::Process {
+                pid: shim.pid,
+                start_time: shim_start,
+            },
+            Resource::Process {
+                pid: pid1,
+                start_time: state::process_start_time(pid1).unwrap_or(0),
+            },
+        ])?;
         // While the container runs, other commands (`rm`, `ps`, `kill`) may use it.
-        c.save()?;
         c.unlock();
         Ok(())
     })();

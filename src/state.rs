@@ -262,18 +262,18 @@ impl Container {
         })
     }
 
-    /// Lock a directory that was just created for a new container.
+    /// Lock a directory that was just created for a new container. state.json is written by
+    /// the first journal entry or finished stage: until then there is nothing to undo but the
+    /// directory, and a directory without state.json is one `rm` cleans up.
     pub fn adopt(paths: &Paths, name: &ContainerName, state: State) -> Result<Container> {
         let dir = paths.container(name);
         let lock = lock_dir(&dir)?;
-        let c = Container {
+        Ok(Container {
             name: name.clone(),
             dir,
             state,
             lock: Some(lock),
-        };
-        c.save()?;
-        Ok(c)
+        })
     }
 
     /// Write state.json atomically (temp file + rename), so a crash never leaves half a file.

@@ -485,3 +485,42 @@ fn on_cgroup_v2_without_clone3_children_fork_and_join() {
     assert!(msg.contains("clone3(") && msg.contains("EAGAIN"), "{msg}");
     assert!(!k.calls().iter().any(|r| matches!(r.call, Sys::Clone)));
 }
+
+/// The kernel refuses to pin the new mount namespace (EINVAL: its per-CPU numbering made it
+/// look older than ours): stepctr makes another one on another CPU and pins that, and the
+/// other namespaces are pinned as usual.
+#[test]
+fn a_refused_mount_namespace_is_made_again_on_another_cpu() {
+    let k = Record::new();
+    k.fail_on(
+        |c| matches!(c, Sys::Mount { source: Some(s), target, .. } if s.starts_with("/proc/self/fd/") && target.ends_with("ns/mnt")),
+        Errno::EINVAL,
+    );
+    record_container(&k).unwrap();
+    let calls = k.calls();
+    let texts = || k.texts().join("\n");
+    let refused = position(&calls, |r| r.result == Err(Errno::EINVAL)).unwrap();
+    let pin = position(&calls, |r| matches!(r.call, Sys::SchedSetaffinity { .. })).unwrap();
+    let again = position(
+        &calls,
+        |r| matches!(r.call, Sys::Unshare { flags } if flags == libc::CLONE_NEWNS),
+    )
+    .unwrap_or_else(|| panic!("no second mount namespace:\n{}", texts()));
+    let pinned = position(&calls, |r| {
+        r.result.is_ok()
+            && matches!(&r.call, Sys::Mount { source: Some(s), target, .. } if s.starts_with("/proc/self/fd/") && target.ends_with("ns/mnt"))
+    })
+    .unwrap_or_else(|| panic!("ns/mnt never pinned:\n{}", texts()));
+    assert!(
+        refused < pin && pin < again && again < pinned,
+        "{}",
+        texts()
+    );
+    for file in ["uts", "ipc", "net"] {
+        assert!(
+            calls.iter().any(|r| matches!(&r.call, Sys::Mount { target, .. } if target.ends_with(format!("ns/{file}")))),
+            "ns/{file} not pinned:\n{}",
+            texts()
+        );
+    }
+}

@@ -86,9 +86,17 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
             c.name
         );
     }
-    // Journalled together: one write of state.json for the three directories.
+    // Journalled together: one write of state.json for the three directories and the mounts
+    // that will be made on them (`mount_rootfs_with` finds them journalled already).
     c.journal_all(
-        [&plan.upper, &plan.work, &plan.rootfs].map(|d| Resource::Dir { path: d.clone() }),
+        [&plan.upper, &plan.work, &plan.rootfs]
+            .map(|d| Resource::Dir { path: d.clone() })
+            .into_iter()
+            .chain(
+                ns_mounts(&plan, volumes)
+                    .into_iter()
+                    .map(|p| Resource::NsMount { path: p }),
+            ),
     )?;
     for (dir, why) in [
         (
@@ -175,9 +183,11 @@ pub fn mount_rootfs_with(
     volumes: &[Volume],
     host_is_dir: &[bool],
 ) -> Result<()> {
-    let mut mounts = vec![plan.rootfs.clone(), plan.rootfs.join("dev")];
-    mounts.extend(volumes.iter().map(|v| plan.rootfs.join(v.relative())));
-    c.journal_all(mounts.into_iter().map(|p| Resource::NsMount { path: p }))?;
+    c.journal_all(
+        ns_mounts(plan, volumes)
+            .into_iter()
+            .map(|p| Resource::NsMount { path: p }),
+    )?;
     let mount_all = |k: &dyn Kernel| -> Result<()> {
         let opts = plan.overlay_options();
         k.mount(
@@ -283,6 +293,13 @@ fn inside_mount_ns(k: &dyn Kernel, ns_mnt: &Path, body: impl FnOnce() -> Result<
     back.context("return to the host's mount namespace")?;
     closed?;
     result
+}
+
+/// The mounts made inside the container's mount namespace: the overlay, /dev, the volumes.
+fn ns_mounts(plan: &Plan, volumes: &[Volume]) -> Vec<PathBuf> {
+    let mut mounts = vec![plan.rootfs.clone(), plan.rootfs.join("dev")];
+    mounts.extend(volumes.iter().map(|v| plan.rootfs.join(v.relative())));
+    mounts
 }
 
 /// Resolve openat2 calls inside the container's root: `..` and absolute symlinks stop at it.

@@ -185,7 +185,6 @@ fn make_here(k: &dyn Kernel, dir: &Path) -> Result<()> {
 
 /// Bind the new namespaces (open in `made`, in NAMESPACES order) onto their files.
 fn pin_here(k: &dyn Kernel, dir: &Path, made: &[i32]) -> Result<()> {
-    let mut mnt_refused = None;
     for ((file, flag), fd) in NAMESPACES.iter().zip(made) {
         let src = format!("/proc/self/fd/{fd}");
         match k.mount(
@@ -198,15 +197,12 @@ fn pin_here(k: &dyn Kernel, dir: &Path, made: &[i32]) -> Result<()> {
         ) {
             Ok(()) => {}
             Err(e) if *flag == libc::CLONE_NEWNS && e.errno == crate::kernel::Errno::EINVAL => {
-                mnt_refused = Some(e);
+                pin_mnt_elsewhere(k, dir, e)?
             }
             Err(e) => return Err(e.into()),
         }
     }
-    match mnt_refused {
-        Some(e) => pin_mnt_elsewhere(k, dir, e),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// The mount namespace could not be pinned (see [`Pin::MntLoop`]): make another one on each
