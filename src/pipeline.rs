@@ -148,7 +148,7 @@ pub fn all(k: &dyn Kernel, paths: &Paths, o: &AllOptions<'_>) -> Result<i32> {
         stage::fs::run(k, &mut c, o.volumes)?;
         lap("fs", Instant::now());
         let mut start = o.start.clone();
-        start.remove_when_done = o.rm && start.detach;
+        start.remove_when_done = o.rm;
         if o.timings.is_some() {
             exec_clock::watch();
         }

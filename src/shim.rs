@@ -129,8 +129,13 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
             )?;
             drop(forward);
             let code = status.exit_code();
-            if let Err(e) = record(k, &paths, &name, code, o.detach) {
-                k.note(&format!("could not record the exit of PID 1: {e:#}"));
+            // Attached with --rm, stepctr removes the container as soon as we exit: there is
+            // no one to read an exit code written into its state.
+            let removed_next = o.remove_when_done && !o.detach;
+            if !removed_next {
+                if let Err(e) = record(k, &paths, &name, code, o.detach) {
+                    k.note(&format!("could not record the exit of PID 1: {e:#}"));
+                }
             }
             if o.detach && o.remove_when_done {
                 if let Err(e) = crate::remove::remove(k, &paths, &name) {

@@ -104,7 +104,8 @@ pub struct Options {
     pub workdir: Option<String>,
     /// Hostname (`--hostname`) instead of the container's name.
     pub hostname: Option<String>,
-    /// Detached: the shim removes the container once PID 1 has ended (`--rm -d`).
+    /// `--rm`: the container is removed once PID 1 has ended; detached the shim does it,
+    /// attached stepctr does (and the shim does not record an exit nobody will read).
     pub remove_when_done: bool,
     /// `-u USER[:GROUP]`: run the command as this user instead of root.
     pub user: Option<String>,
