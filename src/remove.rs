@@ -71,7 +71,10 @@ pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: b
             kill_cgroup(k, path, &mut killed)?;
         }
     }
-    wait_gone(&journal, me);
+    // Only what was just killed can still be on its way out (everything else was seen gone).
+    if !killed.is_empty() {
+        wait_gone(&journal, me);
+    }
 
     // 2. Mounts in the host's namespace (namespace files, then their directory). Once the
     //    namespace files are unmounted and the processes are gone, the namespaces are freed,
