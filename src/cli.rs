@@ -107,6 +107,8 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// Give the container a pseudo-terminal (`-it` for an interactive shell)
         #[arg(short = 't', long)]
         tty: bool,
+        #[command(flatten)]
+        security: SecurityArgs,
         /// The command (default: the image's entrypoint and cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -122,6 +124,8 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         registry: PullArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        security: SecurityArgs,
         /// Bind-mount a host directory (or file) into the container: HOST:CTR[:ro|rw], absolute
         /// paths, repeatable. A missing HOST is created; its data survives `stepctr rm`
         #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
@@ -200,6 +204,8 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         volumes: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        security: SecurityArgs,
         #[command(flatten)]
         registry: PullArgs,
         /// The image (as `stepctr images` shows it, or a reference to pull)
@@ -342,6 +348,24 @@ pub struct PullArgs {
     /// Speak plain HTTP to this registry even though it is not on loopback
     #[arg(long)]
     pub insecure: bool,
+}
+
+/// How the container is hardened (issue 5): capabilities, seccomp, masked paths.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SecurityArgs {
+    /// Give the container every capability, no seccomp filter, no masked paths (for lessons
+    /// that show what the walls prevent; never for untrusted code)
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability to the default set, e.g. NET_ADMIN (repeatable; ALL for all)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from the default set, e.g. CHOWN (repeatable; ALL for all)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// seccomp=unconfined, systempaths=unconfined, no-new-privileges[=true|false] (repeatable)
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -64,6 +64,8 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
             c.name
         );
     };
+    // The container's hardening, chosen at `start`, for this process too.
+    let security = c.state.security.clone();
     // Others (`stop`, `rm`, `ps`) may use the container while our command runs.
     c.unlock();
     k.note(&format!(
@@ -169,6 +171,7 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
             if let Some(user) = &o.user {
                 switch_user(k, user)?;
             }
+            crate::security::before_exec(k, &security)?;
             k.execve(&path, cmd, &env, "become the command, inside the container")?;
             Ok(())
         },

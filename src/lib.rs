@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod pipeline;
 pub mod ps;
 pub mod remove;
+pub mod security;
 pub mod shim;
 pub mod stage;
 pub mod state;

@@ -176,6 +176,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             user,
             interactive,
             tty,
+            security,
         } => {
             need_root("start")?;
             let mut c = open(name)?;
@@ -184,6 +185,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 user: user.clone(),
                 tty: *tty,
                 interactive: *interactive,
+                security: stepctr::security::Profile::from_args(security)?,
                 ..Default::default()
             };
             let code = stage::start::run_with(k, &mut c, cmd, &o)?;
@@ -204,6 +206,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             interactive,
             tty,
             timings,
+            security,
             cmd,
         } => {
             need_root("all")?;
@@ -230,6 +233,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                     user: user.clone(),
                     tty: *tty,
                     interactive: *interactive,
+                    security: stepctr::security::Profile::from_args(security)?,
                     ..Default::default()
                 },
             };
@@ -251,6 +255,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             cmd,
             interactive,
             tty,
+            security,
         } => {
             need_root("run")?;
             refuse_detached_tty(*detach, *tty)?;
@@ -283,6 +288,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                     user: user.clone(),
                     tty: *tty,
                     interactive: *interactive,
+                    security: stepctr::security::Profile::from_args(security)?,
                 },
             };
             let code = pipeline::all(k, &paths, &opts)?;

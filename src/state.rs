@@ -200,6 +200,9 @@ pub struct State {
     /// When PID 1 ended, in seconds since the epoch.
     #[serde(default)]
     pub finished_at: Option<u64>,
+    /// How the container's processes are hardened (chosen at `start`; `exec` applies it too).
+    #[serde(default)]
+    pub security: crate::security::Profile,
     pub journal: Vec<Resource>,
 }
 

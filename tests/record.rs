@@ -75,6 +75,7 @@ fn record_container_on(k: &Record, v2: bool) -> anyhow::Result<()> {
         workdir: PathBuf::from("/"),
         user: None,
         tty: None,
+        security: Default::default(),
     };
     start::launch(k, &mut f.container, &plan)?;
     Ok(())

@@ -33,6 +33,8 @@ pub struct Plan {
     pub user: Option<String>,
     /// `-t`: the slave end of the container's pty (see `crate::tty`), taken by PID 1.
     pub tty: Option<crate::tty::Pty>,
+    /// Capabilities, seccomp, masked paths (see `crate::security`).
+    pub security: crate::security::Profile,
 }
 
 /// The order PID 1 joins the namespaces in. Mount goes last: after it, host paths are the
@@ -90,6 +92,7 @@ pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
         workdir: PathBuf::from(&cfg.workdir),
         user: None,
         tty: None,
+        security: c.state.security.clone(),
     })
 }
 
@@ -113,6 +116,8 @@ pub struct Options {
     pub tty: bool,
     /// `-i`: with `-t`, relay our stdin to the container's terminal (raw mode).
     pub interactive: bool,
+    /// How the container is hardened (`--privileged`, `--cap-add`, `--security-opt`...).
+    pub security: crate::security::Profile,
 }
 
 /// Run the container's command as its PID 1 and wait for it; returns its exit code.
@@ -129,6 +134,7 @@ pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) 
         "the command becomes PID 1 of the container",
     );
     c.require_before(Stage::Start)?;
+    c.state.security = o.security.clone();
     if o.tty && o.detach {
         bail!("-t with -d is not supported yet: there is no command to attach to a detached container's terminal");
     }
@@ -250,6 +256,7 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
         )?;
         pivot_into(k, &plan.rootfs)?;
         mount_pseudo_filesystems(k)?;
+        crate::security::protect_paths(k, &plan.security)?;
         k.chdir(&plan.workdir, "the image's working directory")?;
         let path = resolve_command(&plan.argv[0], &plan.env)?;
         resolved.set(&path);
@@ -262,6 +269,7 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
         if let Some(fd) = stdio {
             crate::shim::redirect_stdio(k, fd)?;
         }
+        crate::security::before_exec(k, &plan.security)?;
         k.execve(
             &path,
             &plan.argv,
