@@ -1,10 +1,10 @@
 //! Hardening: the walls around a container's processes beyond namespaces and cgroups, each one
 //! a narrated call a learner can switch off to see what it prevents (issue 5).
 //!
-//! - [`paths`]: masked and read-only paths of /proc and /sys (PID 1, after its mounts);
-//! - [`caps`]: capabilities (docker's default set; `--cap-add`, `--cap-drop`, `--privileged`)
+//! - `paths`: masked and read-only paths of /proc and /sys (PID 1, after its mounts);
+//! - `caps`: capabilities (docker's default set; `--cap-add`, `--cap-drop`, `--privileged`)
 //!   and no_new_privs;
-//! - [`seccomp`]: the default system-call filter (`--security-opt seccomp=unconfined`).
+//! - `seccomp`: the default system-call filter (`--security-opt seccomp=unconfined`).
 //!
 //! The profile is chosen at `start` (or `run`/`all`) and kept in the container's state, so
 //! `exec` applies the same one to every process it adds.
