@@ -284,6 +284,22 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         #[arg(long)]
         json: bool,
     },
+    /// What this host allows and why: cgroups, overlayfs, user namespaces, seccomp, capabilities
+    #[command(
+        long_about = "What this host allows, and why. One line per check: ok, limited or \
+missing, what was found, and what to do about it: the cgroup layout (pure v2, hybrid or v1), \
+which controllers (memory, cpu, pids) are usable and whether cgroups are delegated to you, \
+overlayfs (and in a user namespace), pivot_root, user namespaces (for root and for a normal \
+user: Debian's and Ubuntu's switches), seccomp, whether stepctr runs inside a container or WSL, \
+and the capabilities root lacks here. Exits 1 only when something stepctr cannot work without \
+is missing.",
+        after_help = "Example:\n  stepctr doctor\n  stepctr doctor --json | jq -r '.[] | select(.status != \"ok\") | .check'"
+    )]
+    Doctor {
+        /// Print a JSON array of {check, status, found, advice} instead
+        #[arg(long)]
+        json: bool,
+    },
     /// List the images in the local store
     #[command(
         long_about = "List the images in the local store, $STEPCTR_ROOT/images: a standard OCI \

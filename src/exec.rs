@@ -119,7 +119,7 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
         return Err(e.into());
     }
     let pty = if o.tty {
-        match crate::tty::open_pty(k) {
+        match open_pty(k, pid1) {
             Ok(p) => Some(p),
             Err(e) => {
                 close_all(&fds);
@@ -147,6 +147,7 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
         k,
         "the process that becomes the command inside the container",
         &mut || {
+            crate::stage::start::not_dumpable(k)?;
             entry.join(
                 k,
                 "join the container's cgroup: its limits count us too (0 = me)",
@@ -163,15 +164,15 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
                 k.setns(*fd, *flag, why)?;
             }
             k.chdir(&workdir, "the container's working directory")?;
+            crate::stage::start::check_workdir(k, &workdir)?;
             let path = resolve_command(&cmd[0], &env)?;
             resolved.set(&path);
             if let Some(p) = pty {
                 crate::tty::take_terminal(k, p)?;
             }
-            if let Some(user) = &o.user {
-                switch_user(k, user)?;
-            }
-            crate::security::before_exec(k, &security)?;
+            crate::stage::start::close_our_fds(k)?;
+            // Capabilities, the `-u` user switch among them, no_new_privs, seccomp: as PID 1.
+            crate::security::before_exec(k, &security, o.user.as_deref())?;
             k.execve(&path, cmd, &env, "become the command, inside the container")?;
             Ok(())
         },
@@ -220,6 +221,25 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
         "the exec'd command ended (exit code {code}); PID 1 runs on"
     ));
     Ok(code)
+}
+
+/// `-t`: a pty in the container's own devpts, reached through /proc/PID/root of its PID 1
+/// (every component resolved inside that root).
+fn open_pty(k: &dyn Kernel, pid1: i32) -> Result<crate::tty::Pty> {
+    let root = k.openat(
+        &PathBuf::from(format!("/proc/{pid1}/root")),
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+        "the container's root, as PID 1 sees it: its /dev/pts is the container's devpts",
+    )?;
+    let pty = crate::tty::open_pty_in(k, Some(root));
+    let closed = k.close(root);
+    let pty = pty?;
+    if let Err(e) = closed {
+        crate::tty::close(k, pty);
+        return Err(e.into());
+    }
+    Ok(pty)
 }
 
 /// PID 1's environment as it started (/proc/PID/environ: the image's, `-e`'s, HOSTNAME), the
@@ -389,7 +409,9 @@ fn read_inside(k: &dyn Kernel, path: &str) -> Result<String> {
 
 /// `-u USER[:GROUP]`, in a child already inside the container's root: look the names up in
 /// its /etc/passwd and /etc/group, then drop to them (groups first, uid last).
-pub fn switch_user(k: &dyn Kernel, spec: &str) -> Result<()> {
+/// Returns the uid now in force. Called by `security::before_exec`, between the bounding set
+/// (dropped as root) and the other capability sets (set for the user).
+pub fn switch_user(k: &dyn Kernel, spec: &str) -> Result<u32> {
     let passwd = read_inside(k, "/etc/passwd")?;
     let group = read_inside(k, "/etc/group")?;
     let ids = resolve_user(spec, &passwd, &group)?;
@@ -406,7 +428,7 @@ pub fn switch_user(k: &dyn Kernel, spec: &str) -> Result<()> {
     )?;
     k.setresuid(
         ids.uid,
-        "real, effective and saved user, last: from here on we have no capabilities to change ids",
+        "real, effective and saved user, last: leaving uid 0 empties our permitted, effective and ambient capabilities",
     )?;
     if pdeath > 0 {
         k.prctl(
@@ -415,7 +437,7 @@ pub fn switch_user(k: &dyn Kernel, spec: &str) -> Result<()> {
             "changing ids cleared the parent-death signal: set it again",
         )?;
     }
-    Ok(())
+    Ok(ids.uid)
 }
 
 #[cfg(test)]

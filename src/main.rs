@@ -358,6 +358,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
         },
         Command::Stats { name, json } => stepctr::stats::command(&open(name)?, *json)?,
         Command::Ps { json } => stepctr::ps::command(&paths, *json)?,
+        Command::Doctor { json } => return stepctr::doctor::command(*json),
     }
     Ok(0)
 }

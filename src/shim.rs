@@ -37,7 +37,11 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
     // A pipe on which the shim says "PID 1 is <pid> and has exec'd" (bookkeeping, like the
     // error channel every fork has: not a container-building call, so not narrated).
     let pty = if o.tty {
-        Some(crate::tty::open_pty(k)?)
+        Some(crate::tty::open_pty_for_start(
+            k,
+            &plan.ns_dir.join("mnt"),
+            &plan.rootfs,
+        )?)
     } else {
         None
     };
@@ -106,7 +110,9 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
             if let Some(pty) = plan.tty {
                 // Our copy of the slave: PID 1 holds the terminal, not the shim.
                 crate::kernel::host::close_fd(pty.slave);
-                crate::kernel::host::close_fd(pty.tree);
+                if pty.tree >= 0 {
+                    crate::kernel::host::close_fd(pty.tree);
+                }
             }
             if let Some(fd) = stdio {
                 k.close(fd)?;

@@ -6,8 +6,12 @@
 //! echoes, edits lines, and turns Ctrl-C (byte 0x03) into SIGINT for the terminal's foreground
 //! process group.
 //!
-//! 1. stepctr opens /dev/ptmx (a new pair), unlocks the slave (TIOCSPTLCK), asks its number
-//!    (TIOCGPTN), opens /dev/pts/N and sets the window size (TIOCSWINSZ);
+//! 1. stepctr opens the container's /dev/pts/ptmx (a new pair in the container's own devpts,
+//!    reached from an fd of its root: through /proc/PID/root of PID 1 for `exec`, by stepping
+//!    into its mount namespace for `start`), unlocks the slave (TIOCSPTLCK), asks its number
+//!    (TIOCGPTN), opens /dev/pts/N there and sets the window size (TIOCSWINSZ). Inside, the
+//!    terminal is /dev/pts/0 of the container's devpts, and the host's ptys are not in view;
+//!    (a container without a devpts of its own gets a pty of the host's, bind-mounted in);
 //! 2. the container's process starts a session (setsid), takes the slave as its controlling
 //!    terminal (TIOCSCTTY) and puts it on its stdin, stdout and stderr (dup3);
 //! 3. with `-i`, stepctr puts its own terminal in raw mode, so every key goes through untouched
@@ -39,12 +43,73 @@ pub struct Pty {
 
 /// Open a new pty pair in the host's devpts, sized like our terminal (or 80x24).
 pub fn open_pty(k: &dyn Kernel) -> Result<Pty> {
+    open_pty_in(k, None)
+}
+
+/// `start -t`: a pty in the container's own devpts, reached from stepctr by stepping into the
+/// container's mount namespace for the one call that opens its root (no process of the
+/// container exists yet to reach it through). A process with threads may not change its
+/// mount namespace: it falls back to a pty of the host's.
+pub fn open_pty_for_start(k: &dyn Kernel, ns_mnt: &Path, rootfs: &Path) -> Result<Pty> {
+    if !k.single_threaded() {
+        return open_pty(k);
+    }
+    let root = std::cell::Cell::new(-1);
+    crate::stage::fs::inside_mount_ns(k, ns_mnt, || {
+        root.set(k.openat(
+            rootfs,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            0,
+            "the container's root, as its mount namespace shows it: its /dev/pts is the container's devpts",
+        )?);
+        Ok(())
+    })?;
+    let root = root.get();
+    let pty = open_pty_in(k, Some(root));
+    let closed = k.close(root);
+    let pty = pty?;
+    if let Err(e) = closed {
+        close(k, pty);
+        return Err(e.into());
+    }
+    Ok(pty)
+}
+
+/// Resolve inside the container's root, follow no symlink.
+const IN_ROOT: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS;
+
+/// Open a new pty pair, sized like our terminal (or 80x24). With `root` (an fd of the
+/// container's root directory, from any mount namespace), in the container's own devpts at
+/// its /dev/pts: the container then sees its terminal as /dev/pts/N of its own, as with
+/// docker, and nothing of the host's /dev/pts. Without it (or if the container has no devpts
+/// of its own: made by an older stepctr), in the host's, and the container gets a bind mount
+/// of the slave.
+pub fn open_pty_in(k: &dyn Kernel, root: Option<i32>) -> Result<Pty> {
+    if let Some(root) = root {
+        match k.openat2(
+            root,
+            Path::new("dev/pts/ptmx"),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            0,
+            IN_ROOT,
+            "a new pseudo-terminal in the container's own devpts: we hold its master end, the container gets the other",
+        ) {
+            Ok(master) => return pty_pair(k, master, Some(root)),
+            Err(e) if e.errno == crate::kernel::Errno::ENOENT => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let master = k.openat(
         Path::new("/dev/ptmx"),
         libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         0,
         "a new pseudo-terminal: we hold its master end, the container gets the other",
     )?;
+    pty_pair(k, master, None)
+}
+
+/// The rest of a pty pair whose master is open: unlock, number, slave, size.
+fn pty_pair(k: &dyn Kernel, master: i32, root: Option<i32>) -> Result<Pty> {
     let mut number = 0;
     let mut tree = -1;
     let slave = (|| -> Result<i32> {
@@ -59,6 +124,26 @@ pub fn open_pty(k: &dyn Kernel) -> Result<Pty> {
             "which /dev/pts/N is the other end (ptsname)",
         )?;
         number = n as u32;
+        if let Some(root) = root {
+            let slave = k.openat2(
+                root,
+                &PathBuf::from(format!("dev/pts/{n}")),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+                0,
+                IN_ROOT,
+                "open the slave, in the container's devpts; the container inherits it",
+            )?;
+            let (rows, cols) = host::window_size(0).unwrap_or(DEFAULT_SIZE);
+            if let Err(e) = k.tty(
+                master,
+                TtyOp::SetWinsize { rows, cols },
+                "the terminal's size, as our own (programs ask it with TIOCGWINSZ)",
+            ) {
+                let _ = k.close(slave);
+                return Err(e.into());
+            }
+            return Ok(slave);
+        }
         let slave = k.openat(
             &PathBuf::from(format!("/dev/pts/{n}")),
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
@@ -105,10 +190,34 @@ pub fn open_pty(k: &dyn Kernel) -> Result<Pty> {
     }
 }
 
-/// In the container's process, inside its root, before it switches user: show the slave at
-/// /dev/pts/N (a bind mount of the open fd, so `tty` finds its name), make it the controlling
-/// terminal and stdin, stdout and stderr.
+/// In the container's process, inside its root, before it switches user: make the slave the
+/// controlling terminal and stdin, stdout and stderr. A slave of the host's devpts is first
+/// shown at /dev/pts/N (a bind mount of the open fd, so `tty` finds its name); one of the
+/// container's own devpts is there already.
 pub fn take_terminal(k: &dyn Kernel, pty: Pty) -> Result<()> {
+    if pty.tree >= 0 {
+        show_host_pty(k, pty)?;
+    }
+    k.setsid(
+        "a session of our own: a process can take a controlling terminal only as a session leader",
+    )?;
+    k.tty(
+        pty.slave,
+        TtyOp::SetCtty,
+        "the pty becomes our controlling terminal: Ctrl-C on it signals our foreground group",
+    )?;
+    for (to, why) in [
+        (0, "stdin from the terminal"),
+        (1, "stdout to the terminal"),
+        (2, "stderr to the terminal"),
+    ] {
+        k.dup3(pty.slave, to, 0, why)?;
+    }
+    Ok(())
+}
+
+/// A pty of the host's devpts: bind it at /dev/pts/N inside, so `tty` finds its name.
+fn show_host_pty(k: &dyn Kernel, pty: Pty) -> Result<()> {
     let pts = Path::new("/dev/pts");
     if !pts.is_dir() {
         k.mkdirat(pts, 0o755, "a /dev/pts for the terminal's name")?;
@@ -128,21 +237,6 @@ pub fn take_terminal(k: &dyn Kernel, pty: Pty) -> Result<()> {
         &name,
         "attach the slave's bind mount at the same name inside (the host's /dev/pts is out of view)",
     )?;
-    k.setsid(
-        "a session of our own: a process can take a controlling terminal only as a session leader",
-    )?;
-    k.tty(
-        pty.slave,
-        TtyOp::SetCtty,
-        "the pty becomes our controlling terminal: Ctrl-C on it signals our foreground group",
-    )?;
-    for (to, why) in [
-        (0, "stdin from the terminal"),
-        (1, "stdout to the terminal"),
-        (2, "stderr to the terminal"),
-    ] {
-        k.dup3(pty.slave, to, 0, why)?;
-    }
     Ok(())
 }
 
@@ -152,7 +246,9 @@ pub fn take_terminal(k: &dyn Kernel, pty: Pty) -> Result<()> {
 pub fn attach(k: &dyn Kernel, pty: Pty, interactive: bool, tick: &mut dyn FnMut()) -> Result<()> {
     // Failing to close these only keeps the terminal open longer: never give up the relay
     // over it (the container would wait for input nobody sends).
-    let _ = k.close(pty.tree);
+    if pty.tree >= 0 {
+        let _ = k.close(pty.tree);
+    }
     let _ = k.close(pty.slave);
     let raw = if interactive {
         host::RawMode::enter(0)
@@ -186,7 +282,9 @@ pub fn attach(k: &dyn Kernel, pty: Pty, interactive: bool, tick: &mut dyn FnMut(
 /// Close both ends (an error before the container ran).
 pub fn close(k: &dyn Kernel, pty: Pty) {
     crate::kernel::forget_not_for_children(pty.master);
-    let _ = k.close(pty.tree);
+    if pty.tree >= 0 {
+        let _ = k.close(pty.tree);
+    }
     let _ = k.close(pty.slave);
     let _ = k.close(pty.master);
 }

@@ -47,6 +47,23 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     ("v1_hierarchies", "0", "no cgroup v1 hierarchy is mounted"),
     ("overlay_loaded", "yes", "the overlay module loaded"),
+    // `stepctr doctor` sees it too.
+    ("doctor_exit", "0", "`stepctr doctor` exits 0 in the VM"),
+    (
+        "doctor_cgroup_mode",
+        "ok pure v2",
+        "`stepctr doctor` reports pure cgroup v2",
+    ),
+    (
+        "doctor_controllers",
+        "ok memory, cpu, pids",
+        "`stepctr doctor` reports memory, cpu and pids usable",
+    ),
+    (
+        "doctor_json",
+        "12",
+        "`stepctr doctor --json` lists 12 checks",
+    ),
     // (1) `stepctr all --name v2 --memory 256M --pids-limit 64`, seen from inside...
     (
         "inner_pid",

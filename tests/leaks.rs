@@ -162,10 +162,12 @@ fn kill_point(env: &Env, stage: Stage, via: Via, name: &str) -> KillPoint {
             when: 1,
             path: Some(dir.join("rootfs")),
         },
+        // mknodat(fd of rootfs/dev, "null", ...): the first device node, made fd-relative
+        // (so no path to match: it is the stage's first mknodat).
         Stage::Fs => KillPoint {
             syscall: "mknodat",
             when: 1,
-            path: Some(dir.join("rootfs/dev/null")),
+            path: None,
         },
         Stage::Start => KillPoint {
             syscall: "close",

@@ -285,6 +285,40 @@ impl Kernel for Linux {
                 Sys::Setresuid { uid } => {
                     check(libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid) as libc::c_int)
                 }
+                Sys::Capget { out } => out
+                    .with(|buf| {
+                        // struct __user_cap_header_struct { u32 version; int pid; }, then two
+                        // struct __user_cap_data_struct (low and high 32 capabilities).
+                        let mut header = [LINUX_CAPABILITY_VERSION_3, 0u32];
+                        let mut data = [0u32; 6];
+                        let rc = check_l(libc::syscall(
+                            libc::SYS_capget,
+                            header.as_mut_ptr(),
+                            data.as_mut_ptr(),
+                        ));
+                        buf.clear();
+                        for w in data {
+                            buf.extend_from_slice(&w.to_ne_bytes());
+                        }
+                        rc
+                    })
+                    .unwrap_or(Err(Errno::EINVAL)),
+                Sys::Capset { sets } => {
+                    let mut header = [LINUX_CAPABILITY_VERSION_3, 0u32];
+                    let data = sets.to_kernel();
+                    check_l(libc::syscall(
+                        libc::SYS_capset,
+                        header.as_mut_ptr(),
+                        data.as_ptr(),
+                    ))
+                }
+                Sys::CapAmbient { op, cap } => check(libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    *op as libc::c_ulong,
+                    *cap as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                )),
                 Sys::Umask { mask } => Ok(Ret {
                     val: libc::umask(*mask as libc::mode_t) as i64,
                     wstatus: 0,
@@ -482,6 +516,37 @@ impl Kernel for Linux {
                     let n = libc::write(*fd, chunk.as_ptr().cast(), chunk.len());
                     check_l(n as libc::c_long)
                 }
+                Sys::SeccompFilter { flags, filter } => {
+                    let Ok(len) = u16::try_from(filter.len()) else {
+                        return Err(Errno::EINVAL);
+                    };
+                    // BpfInsn is laid out as struct sock_filter; the kernel copies the program
+                    // during the call.
+                    let prog = libc::sock_fprog {
+                        len,
+                        filter: filter.as_ptr() as *mut libc::sock_filter,
+                    };
+                    check_l(libc::syscall(
+                        libc::SYS_seccomp,
+                        libc::SECCOMP_SET_MODE_FILTER as libc::c_uint,
+                        *flags as libc::c_uint,
+                        &prog as *const libc::sock_fprog,
+                    ))
+                }
+                Sys::CloseRange { first, last, flags } => check_l(libc::syscall(
+                    libc::SYS_close_range,
+                    *first as libc::c_uint,
+                    *last as libc::c_uint,
+                    *flags as libc::c_uint,
+                )),
+                Sys::Getcwd { out } => out
+                    .with(|buf| {
+                        buf.resize(libc::PATH_MAX as usize, 0);
+                        let n = libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len());
+                        buf.truncate(n.max(0) as usize);
+                        check_l(n)
+                    })
+                    .unwrap_or(Err(Errno::EINVAL)),
                 Sys::Execve { path, argv, envp } => {
                     let p = cstr(path)?;
                     let a: Vec<CString> =
@@ -536,6 +601,9 @@ struct CloneArgs {
 
 /// The size clone3 is told its argument has (88).
 pub const CLONE_ARGS_SIZE: usize = std::mem::size_of::<CloneArgs>();
+
+/// _LINUX_CAPABILITY_VERSION_3 of <linux/capability.h>: 64-bit capability sets.
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 

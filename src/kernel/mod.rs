@@ -153,6 +153,18 @@ pub enum Sys {
         argv: Vec<String>,
         envp: Vec<String>,
     },
+    /// close_range(2): close (or with CLOSE_RANGE_CLOEXEC, mark close-on-exec) every fd from
+    /// `first` to `last`.
+    CloseRange {
+        first: u32,
+        last: u32,
+        flags: u32,
+    },
+    /// getcwd(2), the system call: the working directory lands in `out` (NUL-terminated).
+    /// Outside the caller's root the kernel prefixes it with `(unreachable)`.
+    Getcwd {
+        out: OutBuf,
+    },
     Umask {
         mask: u32,
     },
@@ -168,6 +180,23 @@ pub enum Sys {
     /// than 0, the capabilities are gone.
     Setresuid {
         uid: u32,
+    },
+    /// capget(2) of the calling thread (`pid=0`): its effective, permitted and inheritable
+    /// capability sets land in `out`, as the kernel writes them (two
+    /// `struct __user_cap_data_struct`, see [`CapSets::from_kernel`]).
+    Capget {
+        out: OutBuf,
+    },
+    /// capset(2) of the calling thread: its effective, permitted and inheritable sets (bit N =
+    /// capability N). Permitted can only shrink; effective must stay within permitted.
+    Capset {
+        sets: CapSets,
+    },
+    /// prctl(PR_CAP_AMBIENT, `op`, `cap`, 0, 0): the ambient set (PR_CAP_AMBIENT_CLEAR_ALL,
+    /// PR_CAP_AMBIENT_RAISE, ...).
+    CapAmbient {
+        op: i32,
+        cap: u32,
     },
     /// Run the calling thread on this one CPU only.
     SchedSetaffinity {
@@ -304,6 +333,65 @@ pub enum Sys {
         start: usize,
         len: usize,
     },
+    /// seccomp(SECCOMP_SET_MODE_FILTER, flags, {len, filter}): from now on every system call
+    /// of this thread, and of every program it execs or process it forks, is first judged by
+    /// the classic-BPF program `filter` (allow, fail with an errno, or kill). The program is
+    /// shared, not copied: the address strace shows is the one the kernel read.
+    SeccompFilter {
+        flags: u32,
+        filter: std::sync::Arc<Vec<BpfInsn>>,
+    },
+}
+
+/// One classic-BPF instruction, `struct sock_filter` of <linux/filter.h>, as seccomp(2) reads
+/// it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BpfInsn {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+/// A thread's three capability sets as capget(2)/capset(2) see them: bit N is capability N
+/// (CAP_CHOWN = 0 ... CAP_CHECKPOINT_RESTORE = 40).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+impl CapSets {
+    /// Decode what capget(2) writes with _LINUX_CAPABILITY_VERSION_3: two
+    /// `struct __user_cap_data_struct { u32 effective, permitted, inheritable; }`, the low 32
+    /// capabilities first. Missing bytes read as 0.
+    pub fn from_kernel(raw: &[u8]) -> CapSets {
+        let word = |i: usize| -> u64 {
+            raw.get(i * 4..i * 4 + 4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, |b| u32::from_ne_bytes(b) as u64)
+        };
+        CapSets {
+            effective: word(0) | word(3) << 32,
+            permitted: word(1) | word(4) << 32,
+            inheritable: word(2) | word(5) << 32,
+        }
+    }
+
+    /// The layout capset(2) reads (see [`CapSets::from_kernel`]).
+    pub fn to_kernel(self) -> [u32; 6] {
+        let (e, p, i) = (self.effective, self.permitted, self.inheritable);
+        [
+            e as u32,
+            p as u32,
+            i as u32,
+            (e >> 32) as u32,
+            (p >> 32) as u32,
+            (i >> 32) as u32,
+        ]
+    }
 }
 
 /// The terminal ioctls a pseudo-terminal needs.
@@ -351,10 +439,15 @@ impl Sys {
             Sys::MoveMount { .. } => "move_mount",
             Sys::MountSetattr { .. } => "mount_setattr",
             Sys::Execve { .. } => "execve",
+            Sys::CloseRange { .. } => "close_range",
+            Sys::Getcwd { .. } => "getcwd",
             Sys::Umask { .. } => "umask",
             Sys::Setgroups { .. } => "setgroups",
             Sys::Setresgid { .. } => "setresgid",
             Sys::Setresuid { .. } => "setresuid",
+            Sys::Capget { .. } => "capget",
+            Sys::Capset { .. } => "capset",
+            Sys::CapAmbient { .. } => "prctl",
             Sys::SchedSetaffinity { .. } => "sched_setaffinity",
             Sys::Clone => "clone",
             Sys::Clone3 { .. } => "clone3",
@@ -377,6 +470,7 @@ impl Sys {
             Sys::Newfstatat { .. } => "newfstatat",
             Sys::Getdents64 { .. } => "getdents64",
             Sys::WriteData { .. } => "write",
+            Sys::SeccompFilter { .. } => "seccomp",
         }
     }
 }
@@ -822,6 +916,23 @@ pub trait Kernel {
         self.call(Sys::Setresuid { uid }, why).map(|_| ())
     }
 
+    /// capget(2): the calling thread's effective, permitted and inheritable sets.
+    fn capget(&self, why: &str) -> KResult<CapSets> {
+        let out = OutBuf::new();
+        self.call(Sys::Capget { out: out.clone() }, why)?;
+        Ok(CapSets::from_kernel(&out.bytes()))
+    }
+
+    /// capset(2): set the calling thread's effective, permitted and inheritable sets.
+    fn capset(&self, sets: CapSets, why: &str) -> KResult<()> {
+        self.call(Sys::Capset { sets }, why).map(|_| ())
+    }
+
+    /// prctl(PR_CAP_AMBIENT, op, cap, 0, 0).
+    fn cap_ambient(&self, op: i32, cap: u32, why: &str) -> KResult<()> {
+        self.call(Sys::CapAmbient { op, cap }, why).map(|_| ())
+    }
+
     fn sched_setaffinity(&self, cpu: usize, why: &str) -> KResult<()> {
         self.call(Sys::SchedSetaffinity { cpu }, why).map(|_| ())
     }
@@ -1073,6 +1184,21 @@ pub trait Kernel {
         self.call(c, why).map(|r| r.val as usize)
     }
 
+    /// seccomp(SECCOMP_SET_MODE_FILTER): install the BPF program `filter` (it needs
+    /// no_new_privs, or CAP_SYS_ADMIN).
+    fn seccomp_filter(
+        &self,
+        flags: u32,
+        filter: &std::sync::Arc<Vec<BpfInsn>>,
+        why: &str,
+    ) -> KResult<()> {
+        let c = Sys::SeccompFilter {
+            flags,
+            filter: filter.clone(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
     /// Bring a network interface up: a socket to talk about interfaces, read the flags,
     /// write them back with IFF_UP added.
     fn if_up(&self, name: &str, why: &str) -> KResult<()> {
@@ -1102,6 +1228,25 @@ pub trait Kernel {
         })();
         let _ = self.close(fd);
         result
+    }
+
+    /// close_range(2) of the fds `first..=last`.
+    fn close_range(&self, first: u32, last: u32, flags: u32, why: &str) -> KResult<()> {
+        let c = Sys::CloseRange { first, last, flags };
+        self.call(c, why).map(|_| ())
+    }
+
+    /// getcwd(2), the raw system call (glibc's wrapper hides an unreachable directory behind
+    /// ENOENT): the working directory as the kernel names it.
+    fn getcwd(&self, why: &str) -> KResult<PathBuf> {
+        use std::os::unix::ffi::OsStringExt;
+        let out = OutBuf::new();
+        self.call(Sys::Getcwd { out: out.clone() }, why)?;
+        let mut bytes = out.bytes();
+        if let Some(end) = bytes.iter().position(|&b| b == 0) {
+            bytes.truncate(end);
+        }
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
     }
 
     /// execve(2). Returns only on failure (the recording kernel returns Ok).

@@ -209,6 +209,11 @@ const UMOUNT_FLAGS: &[(u64, &str)] = &[
     (libc::UMOUNT_NOFOLLOW as u64, "UMOUNT_NOFOLLOW"),
 ];
 
+const CLOSE_RANGE_FLAGS: &[(u64, &str)] = &[
+    (libc::CLOSE_RANGE_UNSHARE as u64, "CLOSE_RANGE_UNSHARE"),
+    (libc::CLOSE_RANGE_CLOEXEC as u64, "CLOSE_RANGE_CLOEXEC"),
+];
+
 pub const RESOLVE_FLAGS: &[(u64, &str)] = &[
     (libc::RESOLVE_NO_XDEV, "RESOLVE_NO_XDEV"),
     (libc::RESOLVE_NO_MAGICLINKS, "RESOLVE_NO_MAGICLINKS"),
@@ -310,6 +315,64 @@ pub fn open_flags(f: i32) -> String {
     } else {
         format!("{access}|{}", flags(rest, OPEN_FLAGS, ""))
     }
+}
+
+/// A capability number as strace names it: `CAP_SYS_ADMIN`, or `0x29 /* CAP_??? */` for one
+/// this build does not know.
+pub fn cap_name(cap: u64) -> String {
+    match known_cap(cap) {
+        Some(name) => name.to_string(),
+        None => format!("{cap:#x} /* CAP_??? */"),
+    }
+}
+
+/// The names of the capabilities, indexed by number (from the `caps` crate).
+fn known_cap(cap: u64) -> Option<&'static str> {
+    static NAMES: std::sync::OnceLock<Vec<Option<String>>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        let mut v = vec![None; 64];
+        for c in caps::all() {
+            v[c.index() as usize] = Some(c.to_string());
+        }
+        v
+    });
+    names.get(cap as usize)?.as_deref()
+}
+
+/// A capability set as strace prints it: `1<<CAP_CHOWN|1<<CAP_KILL`, or `0`. Bits of no known
+/// capability follow in hex, per 32-bit half as the kernel stores them: `0x200 /* CAP_??? */`.
+fn cap_mask(mask: u64) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut unknown = 0u64;
+    for bit in 0..64 {
+        if mask & (1 << bit) == 0 {
+            continue;
+        }
+        match known_cap(bit) {
+            Some(name) => parts.push(format!("1<<{name}")),
+            None => unknown |= 1 << bit,
+        }
+    }
+    for half in [unknown & 0xffff_ffff, unknown >> 32] {
+        if half != 0 {
+            parts.push(format!("{half:#x} /* CAP_??? */"));
+        }
+    }
+    if parts.is_empty() {
+        "0".to_string()
+    } else {
+        parts.join("|")
+    }
+}
+
+/// capget/capset's two arguments: the header (this thread) and the three sets.
+fn cap_sets(s: super::CapSets) -> String {
+    format!(
+        "{{version=_LINUX_CAPABILITY_VERSION_3, pid=0}}, {{effective={}, permitted={}, inheritable={}}}",
+        cap_mask(s.effective),
+        cap_mask(s.permitted),
+        cap_mask(s.inheritable)
+    )
 }
 
 pub fn signal_name(sig: i32) -> String {
@@ -456,7 +519,15 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
         }
         Sys::Prctl { option, arg2 } => match *option {
             libc::PR_SET_PDEATHSIG => format!("PR_SET_PDEATHSIG, {}", signal_name(*arg2 as i32)),
-            libc::PR_SET_NO_NEW_PRIVS => format!("PR_SET_NO_NEW_PRIVS, {arg2}"),
+            // strace shows all five arguments of the calls that require the last three be 0.
+            libc::PR_SET_NO_NEW_PRIVS => format!("PR_SET_NO_NEW_PRIVS, {arg2}, 0, 0, 0"),
+            libc::PR_CAPBSET_DROP => format!("PR_CAPBSET_DROP, {}", cap_name(*arg2)),
+            libc::PR_SET_KEEPCAPS => format!("PR_SET_KEEPCAPS, {arg2}"),
+            libc::PR_SET_DUMPABLE => match arg2 {
+                0 => "PR_SET_DUMPABLE, SUID_DUMP_DISABLE".to_string(),
+                1 => "PR_SET_DUMPABLE, SUID_DUMP_USER".to_string(),
+                _ => format!("PR_SET_DUMPABLE, {arg2}"),
+            },
             libc::PR_SET_CHILD_SUBREAPER => format!("PR_SET_CHILD_SUBREAPER, {arg2}"),
             // arg2 is the address of a NUL-terminated name (at most 16 bytes) we passed ourselves.
             libc::PR_SET_NAME if *arg2 != 0 => {
@@ -572,12 +643,47 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             };
             format!("{}, {}, {env}", qpath(path, d), string_list(argv, d))
         }
+        Sys::CloseRange {
+            first,
+            last,
+            flags: f,
+        } => format!(
+            "{first}, {last}, {}",
+            flags(*f as u64, CLOSE_RANGE_FLAGS, "0")
+        ),
+        Sys::Getcwd { out } => {
+            let dir = match ret {
+                Some(_) => {
+                    let bytes = out.bytes();
+                    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                    quote(&bytes[..end], d)
+                }
+                None => "...".to_string(),
+            };
+            format!("{dir}, {}", libc::PATH_MAX)
+        }
         Sys::Umask { mask } => format!("{mask:03o}"),
         Sys::Setgroups { groups } => {
             let list: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
             format!("{}, [{}]", groups.len(), list.join(", "))
         }
         Sys::Setresgid { gid: id } | Sys::Setresuid { uid: id } => format!("{id}, {id}, {id}"),
+        Sys::Capget { out } => cap_sets(super::CapSets::from_kernel(&out.bytes())),
+        Sys::Capset { sets } => cap_sets(*sets),
+        Sys::CapAmbient { op, cap } => {
+            // CLEAR_ALL takes no capability: strace shows the (zero) argument as a number.
+            let named = cap_name(*cap as u64);
+            let (op, cap) = match *op {
+                libc::PR_CAP_AMBIENT_IS_SET => ("PR_CAP_AMBIENT_IS_SET".to_string(), named),
+                libc::PR_CAP_AMBIENT_RAISE => ("PR_CAP_AMBIENT_RAISE".to_string(), named),
+                libc::PR_CAP_AMBIENT_LOWER => ("PR_CAP_AMBIENT_LOWER".to_string(), named),
+                libc::PR_CAP_AMBIENT_CLEAR_ALL => {
+                    ("PR_CAP_AMBIENT_CLEAR_ALL".to_string(), cap.to_string())
+                }
+                o => (format!("{o:#x} /* PR_CAP_AMBIENT_??? */"), format!("{cap:#x}")),
+            };
+            format!("PR_CAP_AMBIENT, {op}, {cap}, 0, 0")
+        }
         Sys::SchedSetaffinity { cpu } => {
             format!("0, {}, [{cpu}]", std::mem::size_of::<libc::cpu_set_t>())
         }
@@ -820,8 +926,183 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
                 quote_upto(bytes, SHORT_LIMIT)
             )
         }
+        Sys::SeccompFilter { flags: f, filter } => format!(
+            "SECCOMP_SET_MODE_FILTER, {}, {}",
+            flags(*f as u64, SECCOMP_FILTER_FLAGS, "0"),
+            seccomp_fprog(filter, d)
+        ),
     };
     format!("{}({args})", call.name())
+}
+
+const SECCOMP_FILTER_FLAGS: &[(u64, &str)] = &[
+    (libc::SECCOMP_FILTER_FLAG_TSYNC, "SECCOMP_FILTER_FLAG_TSYNC"),
+    (libc::SECCOMP_FILTER_FLAG_LOG, "SECCOMP_FILTER_FLAG_LOG"),
+    (
+        libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    ),
+    (
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+        "SECCOMP_FILTER_FLAG_NEW_LISTENER",
+    ),
+];
+
+/// seccomp's `struct sock_fprog` as strace prints it: the program's address by default,
+/// every instruction decoded with `-v` (`BPF_STMT(BPF_LD|BPF_W|BPF_ABS, 0x4)`,
+/// `BPF_JUMP(BPF_JMP|BPF_K|BPF_JEQ, 0xc000003e, 0x1, 0)`, `BPF_STMT(BPF_RET|BPF_K,
+/// SECCOMP_RET_ERRNO|0x1)`...).
+fn seccomp_fprog(filter: &[super::BpfInsn], detail: Detail) -> String {
+    let shown = match detail {
+        Detail::Short => format!("{:#x}", filter.as_ptr() as usize),
+        Detail::Full => {
+            let each: Vec<String> = filter.iter().map(bpf_insn).collect();
+            format!("[{}]", each.join(", "))
+        }
+    };
+    format!("{{len={}, filter={shown}}}", filter.len())
+}
+
+/// `%#x`, as strace prints unsigned values in hex: `0` for zero.
+fn hex(v: u32) -> String {
+    if v == 0 {
+        "0".to_string()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+/// One classic-BPF instruction as strace decodes a seccomp program (bpf_filter.c): a jump with
+/// a non-zero offset as `BPF_JUMP(code, k, jt, jf)`, anything else as `BPF_STMT(code, k)`, a
+/// return value as the SECCOMP_RET_* action it is.
+pub fn bpf_insn(i: &super::BpfInsn) -> String {
+    let code = bpf_code(i.code);
+    if i.jt != 0 || i.jf != 0 {
+        return format!(
+            "BPF_JUMP({code}, {}, {}, {})",
+            hex(i.k),
+            hex(i.jt.into()),
+            hex(i.jf.into())
+        );
+    }
+    let k = if i.code & 0x07 == 0x06 {
+        let action = i.k & libc::SECCOMP_RET_ACTION_FULL;
+        let data = i.k & !action;
+        let name = match action {
+            libc::SECCOMP_RET_KILL_PROCESS => "SECCOMP_RET_KILL_PROCESS".to_string(),
+            libc::SECCOMP_RET_KILL_THREAD => "SECCOMP_RET_KILL_THREAD".to_string(),
+            libc::SECCOMP_RET_TRAP => "SECCOMP_RET_TRAP".to_string(),
+            libc::SECCOMP_RET_ERRNO => "SECCOMP_RET_ERRNO".to_string(),
+            libc::SECCOMP_RET_USER_NOTIF => "SECCOMP_RET_USER_NOTIF".to_string(),
+            libc::SECCOMP_RET_TRACE => "SECCOMP_RET_TRACE".to_string(),
+            libc::SECCOMP_RET_LOG => "SECCOMP_RET_LOG".to_string(),
+            libc::SECCOMP_RET_ALLOW => "SECCOMP_RET_ALLOW".to_string(),
+            other => format!("{other:#x} /* SECCOMP_RET_??? */"),
+        };
+        if data != 0 {
+            format!("{name}|{}", hex(data))
+        } else {
+            name
+        }
+    } else {
+        hex(i.k)
+    };
+    format!("BPF_STMT({code}, {k})")
+}
+
+/// The opcode of a classic-BPF instruction as strace spells it: class, then the fields that
+/// class has, in strace's order (`BPF_LD|BPF_W|BPF_ABS`, `BPF_JMP|BPF_K|BPF_JEQ`,
+/// `BPF_ALU|BPF_K|BPF_AND`, `BPF_RET|BPF_K`).
+fn bpf_code(code: u16) -> String {
+    let pick = |v: u16, names: &[(u16, &str)]| {
+        names
+            .iter()
+            .find(|(n, _)| *n == v)
+            .map_or(format!("{v:#x} /* BPF_??? */"), |(_, s)| s.to_string())
+    };
+    const SRC: &[(u16, &str)] = &[(0x00, "BPF_K"), (0x08, "BPF_X")];
+    match code & 0x07 {
+        class @ (0x00 | 0x01) => format!(
+            "{}|{}|{}",
+            if class == 0 { "BPF_LD" } else { "BPF_LDX" },
+            pick(
+                code & 0x18,
+                &[(0x00, "BPF_W"), (0x08, "BPF_H"), (0x10, "BPF_B")]
+            ),
+            pick(
+                code & 0xe0,
+                &[
+                    (0x00, "BPF_IMM"),
+                    (0x20, "BPF_ABS"),
+                    (0x40, "BPF_IND"),
+                    (0x60, "BPF_MEM"),
+                    (0x80, "BPF_LEN"),
+                    (0xa0, "BPF_MSH"),
+                ]
+            )
+        ),
+        0x04 => format!(
+            "BPF_ALU|{}|{}",
+            pick(code & 0x08, SRC),
+            pick(
+                code & 0xf0,
+                &[
+                    (0x00, "BPF_ADD"),
+                    (0x10, "BPF_SUB"),
+                    (0x20, "BPF_MUL"),
+                    (0x30, "BPF_DIV"),
+                    (0x40, "BPF_OR"),
+                    (0x50, "BPF_AND"),
+                    (0x60, "BPF_LSH"),
+                    (0x70, "BPF_RSH"),
+                    (0x80, "BPF_NEG"),
+                    (0x90, "BPF_MOD"),
+                    (0xa0, "BPF_XOR"),
+                ]
+            )
+        ),
+        0x05 => format!(
+            "BPF_JMP|{}|{}",
+            pick(code & 0x08, SRC),
+            pick(
+                code & 0xf0,
+                &[
+                    (0x00, "BPF_JA"),
+                    (0x10, "BPF_JEQ"),
+                    (0x20, "BPF_JGT"),
+                    (0x30, "BPF_JGE"),
+                    (0x40, "BPF_JSET"),
+                ]
+            )
+        ),
+        0x06 => {
+            let rest = code & !0x07 & !0x18;
+            let mut s = format!(
+                "BPF_RET|{}",
+                pick(
+                    code & 0x18,
+                    &[(0x00, "BPF_K"), (0x08, "BPF_X"), (0x10, "BPF_A")]
+                )
+            );
+            if rest != 0 {
+                s.push_str(&format!("|{rest:#x} /* BPF_??? */"));
+            }
+            s
+        }
+        class => {
+            let name = match class {
+                0x02 => "BPF_ST",
+                0x03 => "BPF_STX",
+                _ => "BPF_MISC",
+            };
+            let rest = code & !0x07;
+            if rest != 0 {
+                format!("{name}|{rest:#x} /* BPF_??? */")
+            } else {
+                name.to_string()
+            }
+        }
+    }
 }
 
 /// The call without its result.
@@ -874,6 +1155,77 @@ mod tests {
         assert_eq!(
             result(&c, &Err(Errno::ENOSYS)),
             "= -1 ENOSYS (Function not implemented)"
+        );
+    }
+
+    #[test]
+    fn capability_calls_render_like_strace() {
+        // strace 6.1 of a C program making these calls (docker's default set is 0xa80425fb).
+        let drop = |cap| Sys::Prctl {
+            option: libc::PR_CAPBSET_DROP,
+            arg2: cap,
+        };
+        assert_eq!(
+            call(&drop(21), Detail::Short, &none),
+            "prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN)"
+        );
+        assert_eq!(
+            call(&drop(40), Detail::Short, &none),
+            "prctl(PR_CAPBSET_DROP, CAP_CHECKPOINT_RESTORE)"
+        );
+        assert_eq!(
+            call(&drop(41), Detail::Short, &none),
+            "prctl(PR_CAPBSET_DROP, 0x29 /* CAP_??? */)"
+        );
+        let nnp = Sys::Prctl {
+            option: libc::PR_SET_NO_NEW_PRIVS,
+            arg2: 1,
+        };
+        assert_eq!(
+            call(&nnp, Detail::Short, &none),
+            "prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)"
+        );
+        let docker = crate::kernel::CapSets {
+            effective: 0xa804_25fb,
+            permitted: 0xa804_25fb,
+            inheritable: 0,
+        };
+        let set = "1<<CAP_CHOWN|1<<CAP_DAC_OVERRIDE|1<<CAP_FOWNER|1<<CAP_FSETID|1<<CAP_KILL|1<<CAP_SETGID|1<<CAP_SETUID|1<<CAP_SETPCAP|1<<CAP_NET_BIND_SERVICE|1<<CAP_NET_RAW|1<<CAP_SYS_CHROOT|1<<CAP_MKNOD|1<<CAP_AUDIT_WRITE|1<<CAP_SETFCAP";
+        assert_eq!(
+            call(&Sys::Capset { sets: docker }, Detail::Short, &none),
+            format!("capset({{version=_LINUX_CAPABILITY_VERSION_3, pid=0}}, {{effective={set}, permitted={set}, inheritable=0}})")
+        );
+        // capset({...}, {effective=1<<CAP_CHOWN|0x600 /* CAP_??? */, permitted=1<<CAP_CHOWN, inheritable=0x200 /* CAP_??? */})
+        let odd = crate::kernel::CapSets {
+            effective: 1 | 0x600 << 32,
+            permitted: 1,
+            inheritable: 0x200 << 32,
+        };
+        assert_eq!(
+            call(&Sys::Capset { sets: odd }, Detail::Short, &none),
+            "capset({version=_LINUX_CAPABILITY_VERSION_3, pid=0}, {effective=1<<CAP_CHOWN|0x600 /* CAP_??? */, permitted=1<<CAP_CHOWN, inheritable=0x200 /* CAP_??? */})"
+        );
+        let out = crate::kernel::OutBuf::new();
+        let raw: Vec<u8> = docker
+            .to_kernel()
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        out.with(|b| *b = raw);
+        let get = Sys::Capget { out };
+        assert_eq!(get.name(), "capget");
+        assert_eq!(
+            call(&get, Detail::Short, &none),
+            format!("capget({{version=_LINUX_CAPABILITY_VERSION_3, pid=0}}, {{effective={set}, permitted={set}, inheritable=0}})")
+        );
+        let amb = Sys::CapAmbient {
+            op: libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            cap: 0,
+        };
+        assert_eq!(amb.name(), "prctl");
+        assert_eq!(
+            call(&amb, Detail::Short, &none),
+            "prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)"
         );
     }
 
@@ -941,6 +1293,39 @@ mod tests {
             "mount_setattr(3, \"\", AT_EMPTY_PATH, {attr_set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID, \
              attr_clr=MOUNT_ATTR_NODEV, propagation=0 /* MS_??? */, userns_fd=0}, 32)"
         );
+    }
+
+    /// strace 6.1: `prctl(PR_SET_DUMPABLE, SUID_DUMP_DISABLE) = 0`,
+    /// `close_range(3, 4294967295, CLOSE_RANGE_CLOEXEC) = 0`, `getcwd("/tmp/i5", 4096) = 8`.
+    #[test]
+    fn hardening_calls_render_like_strace() {
+        let c = Sys::Prctl {
+            option: libc::PR_SET_DUMPABLE,
+            arg2: 0,
+        };
+        assert_eq!(
+            call(&c, Detail::Full, &none),
+            "prctl(PR_SET_DUMPABLE, SUID_DUMP_DISABLE)"
+        );
+        let c = Sys::CloseRange {
+            first: 3,
+            last: u32::MAX,
+            flags: libc::CLOSE_RANGE_CLOEXEC,
+        };
+        assert_eq!(
+            call(&c, Detail::Full, &none),
+            "close_range(3, 4294967295, CLOSE_RANGE_CLOEXEC)"
+        );
+        let out = super::super::OutBuf::new();
+        out.with(|b| b.extend_from_slice(b"/tmp/i5\0"));
+        let c = Sys::Getcwd { out };
+        let eight = Ret { val: 8, wstatus: 0 };
+        assert_eq!(
+            call_with(&c, Detail::Full, &none, Some(&eight)),
+            r#"getcwd("/tmp/i5", 4096)"#
+        );
+        assert_eq!(result(&c, &Ok(eight)), "= 8");
+        assert_eq!(call(&c, Detail::Full, &none), "getcwd(..., 4096)");
     }
 
     #[test]
@@ -1257,5 +1642,72 @@ mod tests {
             call(&c, Detail::Short, &names),
             r#"write(3</sys/fs/cgroup/x>, "1\n", 2)"#
         );
+    }
+}
+
+#[cfg(test)]
+mod seccomp_tests {
+    use super::*;
+    use crate::kernel::BpfInsn;
+    use std::sync::Arc;
+
+    fn i(code: u16, jt: u8, jf: u8, k: u32) -> BpfInsn {
+        BpfInsn { code, jt, jf, k }
+    }
+
+    #[test]
+    fn seccomp_renders_like_strace() {
+        // strace 6.1 of a C program installing this filter; `-v` decodes it, without `-v` the
+        // program's address is shown (as our default narration does).
+        let filter = Arc::new(vec![
+            i(0x20, 0, 0, 4),
+            i(0x15, 1, 0, 0xc000_003e),
+            i(0x06, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+            i(0x20, 0, 0, 0),
+            i(0x15, 0, 1, 250),
+            i(0x06, 0, 0, libc::SECCOMP_RET_ERRNO | 1),
+            i(0x06, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ]);
+        let c = Sys::SeccompFilter {
+            flags: 0,
+            filter: filter.clone(),
+        };
+        let none = |_: i32| None;
+        assert_eq!(
+            call(&c, Detail::Full, &none),
+            "seccomp(SECCOMP_SET_MODE_FILTER, 0, {len=7, filter=[BPF_STMT(BPF_LD|BPF_W|BPF_ABS, 0x4), \
+             BPF_JUMP(BPF_JMP|BPF_K|BPF_JEQ, 0xc000003e, 0x1, 0), BPF_STMT(BPF_RET|BPF_K, SECCOMP_RET_KILL_PROCESS), \
+             BPF_STMT(BPF_LD|BPF_W|BPF_ABS, 0), BPF_JUMP(BPF_JMP|BPF_K|BPF_JEQ, 0xfa, 0, 0x1), \
+             BPF_STMT(BPF_RET|BPF_K, SECCOMP_RET_ERRNO|0x1), BPF_STMT(BPF_RET|BPF_K, SECCOMP_RET_ALLOW)]})"
+        );
+        assert_eq!(
+            call(&c, Detail::Short, &none),
+            format!(
+                "seccomp(SECCOMP_SET_MODE_FILTER, 0, {{len=7, filter={:#x}}})",
+                filter.as_ptr() as usize
+            )
+        );
+        assert_eq!(c.name(), "seccomp");
+        assert_eq!(result(&c, &Ok(Ret::default())), "= 0");
+        // The other instructions seccompiler emits, as strace 6.1 printed them.
+        assert_eq!(
+            bpf_insn(&i(0x05, 0, 0, 1)),
+            "BPF_STMT(BPF_JMP|BPF_K|BPF_JA, 0x1)"
+        );
+        assert_eq!(
+            bpf_insn(&i(0x54, 0, 0, 0x1000_0000)),
+            "BPF_STMT(BPF_ALU|BPF_K|BPF_AND, 0x10000000)"
+        );
+        assert_eq!(
+            bpf_insn(&i(0x35, 0, 1, 0x2e)),
+            "BPF_JUMP(BPF_JMP|BPF_K|BPF_JGE, 0x2e, 0, 0x1)"
+        );
+        let tsync = Sys::SeccompFilter {
+            flags: libc::SECCOMP_FILTER_FLAG_TSYNC as u32,
+            filter: Arc::new(vec![i(0x06, 0, 0, libc::SECCOMP_RET_ALLOW)]),
+        };
+        assert!(call(&tsync, Detail::Full, &none).starts_with(
+            "seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, {len=1, filter=["
+        ));
     }
 }

@@ -257,7 +257,11 @@ pub fn mount_rootfs_with(
 /// job, as `nsenter` makes, costs more than all the mounts together). setns() also moves the
 /// root and working directory to the namespace's root, so the working directory is restored
 /// afterwards.
-fn inside_mount_ns(k: &dyn Kernel, ns_mnt: &Path, body: impl FnOnce() -> Result<()>) -> Result<()> {
+pub(crate) fn inside_mount_ns(
+    k: &dyn Kernel,
+    ns_mnt: &Path,
+    body: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let cwd = crate::kernel::host::Cwd::save();
     let home = k.openat(
         Path::new("/proc/self/ns/mnt"),
@@ -576,45 +580,166 @@ fn mount_point(k: &dyn Kernel, root: i32, v: &Volume, is_dir: bool) -> Result<i3
 }
 
 /// A fresh tmpfs on /dev with only the standard device nodes: none of the host's devices.
+/// Then the usual mounts under it: /dev/pts (a devpts of the container's own, so its ptys are
+/// numbered from 0 and the host's are out of view), /dev/shm (POSIX shared memory, a tmpfs),
+/// and the mount point of /dev/mqueue (PID 1 mounts it: an mqueue filesystem belongs to the IPC
+/// namespace of whoever mounts it, and we are still in the host's).
+///
+/// `dev` is `<rootfs>/dev`. It is resolved inside the rootfs with openat2(RESOLVE_IN_ROOT |
+/// RESOLVE_NO_SYMLINKS) and every mount goes through `/proc/self/fd/N`: an image whose /dev
+/// is a symlink (to the host's /tmp, say) is refused, as runc refuses it, instead of mounting
+/// where the symlink points.
 fn populate_dev(k: &dyn Kernel, dev: &Path) -> Result<()> {
-    if !dev.is_dir() {
-        k.mkdirat(
-            dev,
-            0o755,
-            "the image has no /dev: make one (in the writable layer)",
-        )?;
+    let rootfs = dev.parent().context("/dev has no parent")?;
+    let root = k.openat(
+        rootfs,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+        "the container's root: /dev is resolved inside it, never on the host",
+    )?;
+    let result = populate_dev_in(k, root);
+    let closed = k.close(root);
+    result?;
+    closed?;
+    Ok(())
+}
+
+/// Resolve inside the rootfs, follow no symlink at all.
+const NO_SYMLINKS: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS;
+
+/// Open the directory `rel` of the rootfs (an O_PATH fd, for mounting on it through
+/// `/proc/self/fd/N`), making it if the image lacks it. A symlink anywhere on the way, or a
+/// file where the directory should be, is refused with an error that names it.
+pub(crate) fn mount_dir(k: &dyn Kernel, root: i32, rel: &Path, mode: u32) -> Result<i32> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let why = "the mount point, inside the container's root (a symlink is refused)";
+    let refused = |e: crate::kernel::SysError| -> anyhow::Error {
+        if e.errno == Errno::ELOOP || e.errno == Errno::ENOTDIR {
+            anyhow::anyhow!(
+                "the image's /{} is a symlink or not a directory: refused (a runtime mounts there, \
+                 and must not follow the image anywhere else; runc refuses it too)",
+                rel.display()
+            )
+        } else {
+            e.into()
+        }
+    };
+    match k.openat2(root, rel, flags, 0, NO_SYMLINKS, why) {
+        Err(e) if e.errno == Errno::ENOENT => {
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            let name = rel.file_name().context("an empty mount point")?;
+            let at = if parent.as_os_str().is_empty() {
+                None
+            } else {
+                Some(
+                    k.openat2(root, parent, flags, 0, NO_SYMLINKS, why)
+                        .map_err(refused)?,
+                )
+            };
+            let made = k.mkdirat_in(
+                at.unwrap_or(root),
+                Path::new(name),
+                mode,
+                "the image lacks it: make the mount point (in the writable layer)",
+            );
+            if let Some(fd) = at {
+                k.close(fd)?;
+            }
+            made.map_err(refused)?;
+            k.openat2(root, rel, flags, 0, NO_SYMLINKS, "open the new mount point")
+                .map_err(refused)
+        }
+        other => other.map_err(refused),
     }
-    k.mount(
+}
+
+fn populate_dev_in(k: &dyn Kernel, root: i32) -> Result<()> {
+    let via = |fd: i32| PathBuf::from(format!("/proc/self/fd/{fd}"));
+    let under = mount_dir(k, root, Path::new("dev"), 0o755)?;
+    let mounted = k.mount(
         Some("tmpfs"),
-        dev,
+        &via(under),
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
         "a private /dev: the host's devices stay out of reach",
+    );
+    k.close(under)?;
+    mounted?;
+    // The fd opened before names the directory under the tmpfs: open /dev again.
+    let dev = k.openat2(
+        root,
+        Path::new("dev"),
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+        NO_SYMLINKS,
+        "the new /dev (our tmpfs): what follows is made in it",
     )?;
-    let umask = k.umask(0, "create device nodes with exactly the modes we ask for")?;
-    for (name, major, minor) in DEVICES {
-        k.mknodat(
-            &dev.join(name),
-            libc::S_IFCHR | 0o666,
-            major,
-            minor,
-            "a standard device node",
-        )?;
-    }
-    for (name, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        k.symlinkat(
-            Path::new(target),
-            &dev.join(name),
-            "the usual /dev symlinks",
-        )?;
-    }
-    k.umask(umask, "back to the umask we had")?;
+    let result = (|| -> Result<()> {
+        let umask = k.umask(0, "create device nodes with exactly the modes we ask for")?;
+        for (name, major, minor) in DEVICES {
+            k.mknodat_in(
+                dev,
+                Path::new(name),
+                libc::S_IFCHR | 0o666,
+                major,
+                minor,
+                "a standard device node",
+            )?;
+        }
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("ptmx", "pts/ptmx"),
+        ] {
+            let why = if name == "ptmx" {
+                "/dev/ptmx opens the container's own devpts (new pseudo-terminals are made there)"
+            } else {
+                "the usual /dev symlinks"
+            };
+            k.symlinkat_in(Path::new(target), dev, Path::new(name), why)?;
+        }
+        for (name, mode) in [("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o1777)] {
+            k.mkdirat_in(dev, Path::new(name), mode, "a mount point in /dev")?;
+        }
+        k.umask(umask, "back to the umask we had")?;
+        for (name, source, fstype, flags, data, why) in [
+            (
+                "pts",
+                "devpts",
+                "devpts",
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                "newinstance,ptmxmode=0666,mode=620,gid=5",
+                "the container's own pseudo-terminals (newinstance: numbered from 0, the host's are not in it)",
+            ),
+            (
+                "shm",
+                "shm",
+                "tmpfs",
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                "mode=1777,size=65536k",
+                "POSIX shared memory (shm_open): a tmpfs of the container's, 64 MiB like docker's",
+            ),
+        ] {
+            let at = k.openat2(
+                dev,
+                Path::new(name),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                0,
+                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+                "the mount point just made",
+            )?;
+            let mounted = k.mount(Some(source), &via(at), Some(fstype), flags, Some(data), why);
+            k.close(at)?;
+            mounted?;
+        }
+        Ok(())
+    })();
+    let closed = k.close(dev);
+    result?;
+    closed?;
     Ok(())
 }
 

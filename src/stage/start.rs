@@ -5,10 +5,15 @@
 //! stays where it is), then forks; that child is PID 1 of the new namespace. It joins the
 //! cgroup (on pure v2 it is born in it instead: clone3(CLONE_INTO_CGROUP), see
 //! `cgroup::Entry`) → pins its PID namespace next to the others → joins the other namespaces
-//! → sets the hostname → pivot_root into the overlay and detaches the old root → mounts
-//! /proc (it must be mounted by a process inside the PID namespace, so it shows that
-//! namespace's processes) and /sys → exec the command. The shim waits for it: when PID 1 exits, the container has
-//! stopped; the shim records the exit code, and an attached stepctr exits with it.
+//! → sets the hostname → mounts /proc (it must be mounted by a process inside the PID
+//! namespace, so it shows that namespace's processes), /sys and /dev/mqueue in the rootfs →
+//! pivot_root into the overlay and detaches the old root → covers the dangerous parts of /proc
+//! and /sys (`security::paths`) → chdir, checked to be inside the root → marks every fd of
+//! its own close-on-exec → hardens itself (`security::before_exec`: capabilities with the `-u`
+//! user switch among them, no_new_privs, seccomp) → detached, stdio to the log → exec the
+//! command. The
+//! shim waits for it: when PID 1 exits, the container has stopped; the shim records the exit
+//! code, and an attached stepctr exits with it.
 
 use crate::kernel::{Kernel, Sys, WaitStatus};
 use crate::state::{Container, Resource, Stage};
@@ -215,6 +220,7 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
     // shared across the fork) so the narration can show the execve as the kernel saw it.
     let resolved = crate::kernel::host::SharedPath::new();
     let child = entry.spawn(k, "the future PID 1", &mut || {
+        not_dumpable(k)?;
         k.prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as u64,
@@ -254,22 +260,25 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
             &plan.hostname,
             "the container's own hostname, in its UTS namespace",
         )?;
+        mount_pseudo_filesystems(k, &plan.rootfs)?;
         pivot_into(k, &plan.rootfs)?;
-        mount_pseudo_filesystems(k)?;
         crate::security::protect_paths(k, &plan.security)?;
         k.chdir(&plan.workdir, "the image's working directory")?;
+        check_workdir(k, &plan.workdir)?;
         let path = resolve_command(&plan.argv[0], &plan.env)?;
         resolved.set(&path);
         if let Some(pty) = plan.tty {
             crate::tty::take_terminal(k, pty)?;
         }
-        if let Some(user) = &plan.user {
-            crate::exec::switch_user(k, user)?;
-        }
+        close_our_fds(k)?;
+        // Capabilities, the `-u` user switch among them (the bounding set must shrink while
+        // we are still root), no_new_privs, seccomp.
+        crate::security::before_exec(k, &plan.security, plan.user.as_deref())?;
+        // Detached: stdio to the log only now, so the narration of everything before (on
+        // stderr) is not written into the container's log. The filter lets these calls pass.
         if let Some(fd) = stdio {
             crate::shim::redirect_stdio(k, fd)?;
         }
-        crate::security::before_exec(k, &plan.security)?;
         k.execve(
             &path,
             &plan.argv,
@@ -321,6 +330,54 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
     Ok(child.pid)
 }
 
+/// CVE-2019-5736: a process of stepctr that goes into a container (PID 1 before its execve,
+/// `exec`'s child before its own) is stepctr's binary running there, and a process of the
+/// container could open /proc/PID/exe of it and write over stepctr's binary on the host (runc's
+/// bug, 2019). Made non-dumpable first, before it joins anything, its /proc/PID files are
+/// root's and opening /proc/PID/exe needs CAP_SYS_PTRACE over it, which the container's
+/// processes lack (the default capability set has none); ptrace is refused the same way.
+/// The execve makes the process dumpable again, as the command it now is. (runc and crun went
+/// further and run a sealed memfd copy of themselves; stepctr's other processes keep the binary
+/// busy while a container runs, so a write to it fails with ETXTBSY anyway.)
+pub fn not_dumpable(k: &dyn Kernel) -> Result<()> {
+    k.prctl(
+        libc::PR_SET_DUMPABLE,
+        0,
+        "non-dumpable: no process of the container can open our /proc/PID/exe (stepctr's binary) or ptrace us (CVE-2019-5736)",
+    )?;
+    Ok(())
+}
+
+/// CVE-2024-21626: a working directory such as /proc/self/fd/7 follows an fd that stepctr
+/// still holds (a namespace, a cgroup directory of the host) out of the container's root, and
+/// the command would start in the host's filesystem. After chdir, the kernel names the working
+/// directory: outside our root it says `(unreachable)/...` (runc's check, since 1.1.12).
+pub fn check_workdir(k: &dyn Kernel, workdir: &Path) -> Result<()> {
+    let cwd =
+        k.getcwd("where chdir took us: it must be inside the container's root (CVE-2024-21626)")?;
+    if !cwd.is_absolute() {
+        bail!(
+            "working directory {}: it leads outside the container's root (to {}): refused (CVE-2024-21626)",
+            workdir.display(),
+            cwd.display()
+        );
+    }
+    Ok(())
+}
+
+/// Nothing of stepctr's may reach the command: every fd from 3 up is marked close-on-exec
+/// (stdin, stdout, stderr stay). The error channel to our parent is among them: its closing
+/// at the execve is how the parent learns that the execve succeeded.
+pub fn close_our_fds(k: &dyn Kernel) -> Result<()> {
+    k.close_range(
+        3,
+        u32::MAX,
+        libc::CLOSE_RANGE_CLOEXEC,
+        "every fd of ours from 3 up closes at the execve: none of the host's leak into the container",
+    )?;
+    Ok(())
+}
+
 /// pivot_root(".", "."): the new root is the overlay, the old root ends up stacked on top of
 /// it, and umount2(".", MNT_DETACH) drops it, so no path leads back to the host's files.
 /// (Same trick as runc and lxc; no put_old directory needed.)
@@ -340,33 +397,64 @@ pub fn pivot_into(k: &dyn Kernel, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-fn mount_pseudo_filesystems(k: &dyn Kernel) -> Result<()> {
+/// /proc, /sys and /dev/mqueue of the container's own namespaces, made by PID 1 while the
+/// host's /proc is still in view (before pivot_root, as runc does): each mount point is
+/// resolved inside the rootfs with openat2(RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS) and mounted
+/// through `/proc/self/fd/N`, so an image whose /proc or /sys is a symlink (to the host's /tmp,
+/// say) is refused instead of followed. pivot_root carries the mounts into the new root.
+///
+/// /proc must be mounted by a process inside the PID namespace (it shows that namespace's
+/// processes), /sys by one inside the network namespace (its /sys/class/net), /dev/mqueue by
+/// one inside the IPC namespace (its message queues): PID 1 is all three.
+fn mount_pseudo_filesystems(k: &dyn Kernel, rootfs: &Path) -> Result<()> {
     let nsd = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    for dir in ["/proc", "/sys"] {
-        if !Path::new(dir).is_dir() {
-            k.mkdirat(
-                Path::new(dir),
-                0o555,
-                "the image has no such directory: make one",
-            )?;
+    let root = k.openat(
+        rootfs,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+        "the new root: mount points are resolved inside it, never through the image's symlinks",
+    )?;
+    let result = (|| -> Result<()> {
+        for (dir, source, flags, data, why) in [
+            (
+                "proc",
+                "proc",
+                nsd,
+                None,
+                "a /proc of our PID namespace: only the container's processes",
+            ),
+            (
+                "sys",
+                "sysfs",
+                nsd | libc::MS_RDONLY,
+                None,
+                "/sys of our network namespace, read-only",
+            ),
+            (
+                "dev/mqueue",
+                "mqueue",
+                nsd,
+                None,
+                "POSIX message queues of our IPC namespace",
+            ),
+        ] {
+            let fd = crate::stage::fs::mount_dir(k, root, Path::new(dir), 0o555)?;
+            let mounted = k.mount(
+                Some(source),
+                &PathBuf::from(format!("/proc/self/fd/{fd}")),
+                Some(source),
+                flags,
+                data,
+                why,
+            );
+            k.close(fd)?;
+            mounted?;
         }
-    }
-    k.mount(
-        Some("proc"),
-        Path::new("/proc"),
-        Some("proc"),
-        nsd,
-        None,
-        "a /proc of our PID namespace: only the container's processes",
-    )?;
-    k.mount(
-        Some("sysfs"),
-        Path::new("/sys"),
-        Some("sysfs"),
-        nsd | libc::MS_RDONLY,
-        None,
-        "/sys of our network namespace, read-only",
-    )?;
+        Ok(())
+    })();
+    let closed = k.close(root);
+    result?;
+    closed?;
     Ok(())
 }
 

@@ -226,6 +226,14 @@ for m in $(cat /vm/modules.order); do
 done
 expect overlay_loaded "$(grep -qw overlay /proc/filesystems && echo yes || echo no)" yes
 check stepctr_version "$(stepctr --version)"
+# stepctr doctor sees what this VM is: pure v2, with memory, cpu and pids.
+stepctr doctor >/tmp/doctor.out 2>/tmp/doctor.err
+expect doctor_exit $? 0
+doctor_line() { sed -n "s/^\([a-z]*\)  *$1  *\(.*\)/\1 \2/p" /tmp/doctor.out | head -n1; }
+expect doctor_cgroup_mode "$(doctor_line cgroup_mode | cut -c1-10)" "ok pure v2"
+expect doctor_controllers "$(doctor_line cgroup_controllers | sed 's/ usable.*//')" "ok memory, cpu, pids"
+expect doctor_json "$(stepctr doctor --json | grep -c '"check": ')" 12
+[ "$FAILED" = 0 ] || { show /tmp/doctor.out; show /tmp/doctor.err; }
 
 # (1) all, with limits; look at it from the VM's side while it runs.
 PROBE='echo "CHECK inner_pid=$$"; echo "CHECK inner_hostname=$(hostname)"; echo "CHECK inner_cgroup=$(cat /proc/self/cgroup)"; echo "CHECK inner_root=$(ls / | tr "\n" " ")"; echo "PROBE-READY"; sleep 3'
