@@ -37,6 +37,7 @@ fn main() {
             workdir_through_proc_self_fd_is_refused,
             cve_2019_5736_binary_cannot_be_overwritten,
             symlinked_proc_and_dev_do_not_mount_onto_the_host,
+            the_shim_cannot_be_traced_from_inside,
         ],
         true,
     );
@@ -131,6 +132,29 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// ptrace(PTRACE_ATTACH) each pid given; prints what happened to each.
+const PTRACE_C: &str = r#"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        int pid = atoi(argv[i]);
+        if (ptrace(PTRACE_ATTACH, pid, 0, 0) == 0) {
+            waitpid(pid, 0, 0);
+            printf("ATTACHED %d\n", pid);
+            ptrace(PTRACE_DETACH, pid, 0, 0);
+        } else {
+            printf("refused %d: %s\n", pid, strerror(errno));
+        }
+    }
+    return 0;
+}
+"#;
+
 fn temp_dir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(prefix)
@@ -167,9 +191,11 @@ fn tools() -> &'static Tools {
         let dir = temp_dir("stepctr-escape-tools-");
         let breakout = compile(dir.path(), "breakout", BREAKOUT_C);
         let attack = compile(dir.path(), "exe-attack", EXE_ATTACK_C);
+        let trace = compile(dir.path(), "ptrace-attach", PTRACE_C);
         let entries = [
             Entry::file("bin/breakout", std::fs::read(&breakout).unwrap()).mode(0o755),
             Entry::file("bin/exe-attack", std::fs::read(&attack).unwrap()).mode(0o755),
+            Entry::file("bin/ptrace-attach", std::fs::read(&trace).unwrap()).mode(0o755),
         ];
         let img = ImageBuilder::busybox(Compression::Gzip).layer(
             Layer::from_entries(&entries, Compression::Gzip),
@@ -570,4 +596,37 @@ fn symlinked_proc_and_dev_do_not_mount_onto_the_host() {
         env.ok(&["-q", "rm", "-f", &name]);
         assert_no_leaks(&env, &name);
     }
+}
+
+/// The shim parents PID 1 from outside the container: a process inside cannot even see it
+/// (it is not in the container's PID namespace), let alone trace it. Its host pid, given to
+/// ptrace from inside, names no process there (ESRCH); nor does /proc inside show it.
+fn the_shim_cannot_be_traced_from_inside() {
+    let t = tools();
+    let env = Env::new();
+    let name = unique("ptrace");
+    env.ok(&["-q", "run", "-d", "--name", &name, &t.image, "sleep", "100"]);
+    let ps: serde_json::Value = serde_json::from_str(&stdout(&env.ok(&["ps", "--json"]))).unwrap();
+    let shim = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name.as_str())
+        .and_then(|c| c["shim"].as_i64())
+        .expect("ps --json names the shim");
+    let out = stdout(&env.ok(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        &format!("/bin/ptrace-attach {shim}; ls /proc | grep -x {shim} || echo 'not in /proc'"),
+    ]));
+    assert!(
+        out.contains(&format!("refused {shim}: No such process")),
+        "ptrace of the shim (host pid {shim}) from inside: {out}"
+    );
+    assert!(out.contains("not in /proc"), "{out}");
+    assert!(!out.contains("ATTACHED"), "{out}");
+    env.ok(&["-q", "rm", "-f", &name]);
+    assert_no_leaks(&env, &name);
 }
