@@ -128,37 +128,16 @@ fn make_here(k: &dyn Kernel, dir: &Path) -> Result<()> {
     let mut made: Vec<i32> = Vec::new();
     let result = (|| -> Result<()> {
         for (file, flag) in NAMESPACES {
-            let fd = k.openat(
-                &Path::new("/proc/self/ns").join(file),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-                0,
-                "our own namespace: the way back",
-            )?;
+            let fd = open_own(k, file, "our own namespace: the way back")?;
             home.push((fd, flag));
         }
         k.unshare(
             all_flags(),
             "new namespaces, for stepctr itself for a moment: mount, hostname, IPC, network",
         )?;
-        k.mount(
-            None,
-            Path::new("/"),
-            None,
-            libc::MS_REC | libc::MS_PRIVATE,
-            None,
-            "mounts made in here must never propagate back to the host",
-        )?;
-        k.if_up(
-            "lo",
-            "a new network namespace has only a loopback device, and it is down",
-        )?;
+        settle_in(k)?;
         for (file, _) in NAMESPACES {
-            made.push(k.openat(
-                &Path::new("/proc/self/ns").join(file),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-                0,
-                "hold on to the new namespace",
-            )?);
+            made.push(open_own(k, file, "hold on to the new namespace")?);
         }
         Ok(())
     })();
@@ -181,6 +160,37 @@ fn make_here(k: &dyn Kernel, dir: &Path) -> Result<()> {
         let _ = k.close(fd);
     }
     pinned
+}
+
+/// Open one of this process's own namespaces (/proc/self/ns/FILE).
+fn open_own(k: &dyn Kernel, file: &str, why: &str) -> Result<i32, crate::kernel::SysError> {
+    k.openat(
+        &Path::new("/proc/self/ns").join(file),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+        why,
+    )
+}
+
+/// In a new mount namespace: make every mount private.
+fn make_private(k: &dyn Kernel) -> Result<(), crate::kernel::SysError> {
+    k.mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+        "mounts made in here must never propagate back to the host",
+    )
+}
+
+/// In new mount and network namespaces: private mounts, and `lo` up.
+fn settle_in(k: &dyn Kernel) -> Result<(), crate::kernel::SysError> {
+    make_private(k)?;
+    k.if_up(
+        "lo",
+        "a new network namespace has only a loopback device, and it is down",
+    )
 }
 
 /// Bind the new namespaces (open in `made`, in NAMESPACES order) onto their files.
@@ -231,29 +241,12 @@ fn pin_mnt_elsewhere(k: &dyn Kernel, dir: &Path, first: crate::kernel::SysError)
 /// On `cpu`: a new mount namespace, made private, pinned on ns/mnt.
 fn new_mnt_on(k: &dyn Kernel, dir: &Path, cpu: usize) -> Result<(), crate::kernel::SysError> {
     k.sched_setaffinity(cpu, "make the namespace on this CPU (see the note above)")?;
-    let home = k.openat(
-        Path::new("/proc/self/ns/mnt"),
-        libc::O_RDONLY | libc::O_CLOEXEC,
-        0,
-        "our own mount namespace: the way back",
-    )?;
+    let home = open_own(k, "mnt", "our own mount namespace: the way back")?;
     let cwd = crate::kernel::host::Cwd::save();
     let made = (|| {
         k.unshare(libc::CLONE_NEWNS, "another new mount namespace")?;
-        k.mount(
-            None,
-            Path::new("/"),
-            None,
-            libc::MS_REC | libc::MS_PRIVATE,
-            None,
-            "mounts made in here must never propagate back to the host",
-        )?;
-        k.openat(
-            Path::new("/proc/self/ns/mnt"),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-            0,
-            "hold on to the new namespace",
-        )
+        make_private(k)?;
+        open_own(k, "mnt", "hold on to the new namespace")
     })();
     let back = k.setns(home, libc::CLONE_NEWNS, "step back into our own namespace");
     let _ = k.close(home);
@@ -321,18 +314,7 @@ fn spawn_helper(k: &dyn Kernel, cpu: Option<usize>) -> Result<Child> {
             k.sched_setaffinity(cpu, "make the namespaces on this CPU (see the note above)")?;
         }
         k.unshare(flags, "new namespaces: mount, hostname, IPC, network")?;
-        k.mount(
-            None,
-            Path::new("/"),
-            None,
-            libc::MS_REC | libc::MS_PRIVATE,
-            None,
-            "mounts made in here must never propagate back to the host",
-        )?;
-        k.if_up(
-            "lo",
-            "a new network namespace has only a loopback device, and it is down",
-        )?;
+        settle_in(k)?;
         let me = k.getpid();
         k.kill(
             me,
