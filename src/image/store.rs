@@ -67,15 +67,20 @@ impl Store {
         if !layout.exists() {
             write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        sweep_stale_temps(&dir.join("blobs/sha256"));
-        if let Some(root) = dir.parent() {
-            sweep_stale_temps(root);
-        }
         let index = dir.join("index.json");
         if !index.exists() {
             write_atomic(&index, br#"{"schemaVersion":2,"manifests":[]}"#)?;
         }
         Ok(Store { dir })
+    }
+
+    /// Remove what a crashed writer left (temporary blobs, a half-built default image): call
+    /// before writing to the store, not on every read (it lists the directories).
+    pub fn sweep(&self) {
+        sweep_stale_temps(&self.dir.join("blobs/sha256"));
+        if let Some(root) = self.dir.parent() {
+            sweep_stale_temps(root);
+        }
     }
 
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {

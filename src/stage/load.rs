@@ -100,8 +100,10 @@ fn unpack_layers(
 ) -> Result<Vec<PathBuf>> {
     let layers_dir = paths.layers();
     fs::create_dir_all(&layers_dir).with_context(|| format!("create {}", layers_dir.display()))?;
-    crate::image::store::sweep_stale_temps(&layers_dir);
     let mut layers = Vec::new();
+    // Leftovers of an unpacking that crashed are swept before this one unpacks (not on every
+    // start: that would read the whole directory each time).
+    let mut swept = false;
     for (i, layer) in info.layers.iter().enumerate() {
         let hex = image::store::digest_hex(&layer.diff_id)?;
         let dest = layers_dir.join(hex);
@@ -114,6 +116,9 @@ fn unpack_layers(
             ));
             layers.push(dest);
             continue;
+        }
+        if !std::mem::replace(&mut swept, true) {
+            crate::image::store::sweep_stale_temps(&layers_dir);
         }
         let tmp = layers_dir.join(format!(".tmp-{hex}-{}", std::process::id()));
         c.journal(Resource::Dir { path: tmp.clone() })?;

@@ -68,9 +68,11 @@ fn fetch(
                 ));
                 return Ok(info);
             }
+            store.sweep();
             build_default(k, paths, &store)?
         }
         Source::OciLayout { dir, tag } => {
+            store.sweep();
             k.note(&format!(
                 "copying {} from the OCI layout {} into {}",
                 tag.as_deref().unwrap_or("the image"),
@@ -80,10 +82,14 @@ fn fetch(
             store.import_layout(&dir, tag.as_deref(), &stored)?
         }
         Source::DockerArchive { file, reference } => {
+            store.sweep();
             image::archive::import(k, &store, &file, reference.as_deref(), &stored)?
         }
-        Source::Registry(r) => registry::pull(k, &store, &r, &stored, opts)
-            .with_context(|| format!("cannot pull {reference}"))?,
+        Source::Registry(r) => {
+            store.sweep();
+            registry::pull(k, &store, &r, &stored, opts)
+                .with_context(|| format!("cannot pull {reference}"))?
+        }
     };
     describe(k, &info);
     Ok(info)
