@@ -1051,8 +1051,8 @@ pub fn check_root(uid: u32, userns: &Check) -> Check {
         return Check::new(
             name,
             Status::Limited,
-            format!("uid {uid}: rootless mode, in a user namespace where root is uid {uid} outside"),
-            "cgroup limits only where a cgroup is delegated (see cgroup_delegation); run with sudo for everything",
+            format!("uid {uid}: user namespaces work, so this host allows a rootless mode (root inside would be uid {uid} outside), but stepctr has no rootless mode yet"),
+            "run stepctr with sudo for now: the commands that make containers need root",
         );
     }
     Check::new(
