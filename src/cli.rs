@@ -263,6 +263,11 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         )]
         time: f64,
     },
+    /// Attach to the terminal of a container started with -dit; Ctrl-P Ctrl-Q detaches
+    Attach {
+        /// The container
+        name: String,
+    },
     /// Print what a detached container wrote to stdout and stderr
     Logs {
         /// The container

@@ -92,11 +92,53 @@ fn pull_options(args: &cli::PullArgs, quiet: bool) -> Result<image::registry::Pu
 }
 
 /// `-t` with `-d`: no `attach` command yet, so nobody could ever use that terminal.
-fn refuse_detached_tty(detach: bool, tty: bool) -> Result<()> {
-    if detach && tty {
-        bail!("-t with -d is not supported yet: there is no command to attach to a detached container's terminal (use -t attached, or -d without -t)");
+/// `stepctr attach NAME`: the terminal of a container started with `-dit`; returns 0 on
+/// Ctrl-P Ctrl-Q, PID 1's exit code (when the shim has recorded it) once the container ends.
+fn attach(k: &dyn Kernel, paths: &Paths, name: &str) -> Result<i32> {
+    let name = ContainerName::parse(name)?;
+    let mut c = Container::open(paths, &name)?;
+    // Attached, other commands (`ps`, `stop`, the shim recording the exit) need the lock.
+    c.unlock();
+    if stepctr::lifecycle::running_pid1(&c).is_none() {
+        bail!(
+            "{name} is not running: nothing to attach to (`stepctr logs {name}` shows its output)"
+        );
     }
-    Ok(())
+    let socket = c.path(stepctr::tty::ATTACH_SOCKET);
+    if !socket.exists() {
+        bail!("{name} has no terminal to attach to: attach needs a container started with -dit (`stepctr run -dit ...`); `stepctr logs {name}` shows its output");
+    }
+    match stepctr::tty::attach_client(k, &socket, name.as_str())? {
+        stepctr::tty::Attached::Detached => {
+            k.note(&format!(
+                "detached from {name}: it keeps running (`stepctr attach {name}` again, `stepctr logs {name}`, `stepctr stop {name}`)"
+            ));
+            Ok(0)
+        }
+        stepctr::tty::Attached::Ended => {
+            // The shim records PID 1's exit code just after reaping it.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            loop {
+                let code = Container::open(paths, &name).ok().and_then(|mut c| {
+                    c.unlock();
+                    c.state.exit_code
+                });
+                if let Some(code) = code {
+                    k.note(&format!(
+                        "PID 1 ended (exit code {code}): {name} has stopped; `stepctr rm {name}` removes it"
+                    ));
+                    return Ok(code);
+                }
+                if std::time::Instant::now() > deadline {
+                    k.note(&format!(
+                        "{name}'s terminal closed: the container has stopped"
+                    ));
+                    return Ok(0);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 fn need_root(what: &str) -> Result<()> {
@@ -210,7 +252,6 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             cmd,
         } => {
             need_root("all")?;
-            refuse_detached_tty(*detach, *tty)?;
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
             let pull = pull_options(registry, cli.quiet)?;
@@ -258,7 +299,6 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             security,
         } => {
             need_root("run")?;
-            refuse_detached_tty(*detach, *tty)?;
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
             if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
@@ -333,6 +373,10 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             let t = std::time::Duration::from_secs_f64(*time);
             stepctr::lifecycle::stop(k, &mut open(name)?, t)?;
             let _ = writeln!(std::io::stdout(), "{name}");
+        }
+        Command::Attach { name } => {
+            need_root("attach")?;
+            return attach(k, &paths, name);
         }
         Command::Logs { name } => stepctr::lifecycle::logs(&open(name)?)?,
         Command::Rm { names, force } => {

@@ -15,7 +15,10 @@
 //! stdio is stepctr's own (byte for byte); if stepctr dies, the shim dies (PR_SET_PDEATHSIG)
 //! and PID 1 with it. Detached (`-d`): the shim starts a session of its own (setsid), PID 1's
 //! stdout and stderr go to `<run>/NAME/log`, and stepctr returns as soon as PID 1 runs; the
-//! shim, reparented to init, outlives it.
+//! shim, reparented to init, outlives it. Detached with `-t` (`run -dit`), PID 1's stdio is its
+//! terminal: the shim keeps the pty's master, copies what it shows into the log while nobody is
+//! attached, and hands the master to `stepctr attach` over `<run>/NAME/attach.sock`
+//! (`crate::tty::serve_detached`).
 
 use crate::kernel::signals::{hear, pipe, tell};
 pub use crate::kernel::signals::{Forward, FORWARDED};
@@ -45,6 +48,10 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
     } else {
         None
     };
+    if let (Some(p), true) = (pty, o.detach) {
+        // Detached, the shim keeps the master (PID 1 closes its copy with the rest).
+        crate::kernel::forget_not_for_children(p.master);
+    }
     let mut with_tty;
     let plan = match pty {
         Some(p) => {
@@ -64,6 +71,7 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
         }
     };
     let log = c.path(LOG_FILE);
+    let attach_socket = c.path(crate::tty::ATTACH_SOCKET);
     let name = c.name.clone();
     let paths = Paths {
         root: Paths::from_env().root,
@@ -106,7 +114,11 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
             // same); caught already, so none sent while PID 1 starts is lost. PID 1 inherits
             // the handlers, which its execve resets.
             let forward = Forward::install();
-            let pid1 = crate::stage::start::spawn_pid1(k, plan, stdio)?;
+            // Detached with a terminal: PID 1's stdio is the terminal; the shim copies what
+            // it writes there into the log while nobody is attached.
+            let detached_tty = o.detach && plan.tty.is_some();
+            let pid1_stdio = if detached_tty { None } else { stdio };
+            let pid1 = crate::stage::start::spawn_pid1(k, plan, pid1_stdio)?;
             if let Some(pty) = plan.tty {
                 // Our copy of the slave: PID 1 holds the terminal, not the shim.
                 crate::kernel::host::close_fd(pty.slave);
@@ -114,8 +126,14 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
                     crate::kernel::host::close_fd(pty.tree);
                 }
             }
+            let attach = match (plan.tty, detached_tty) {
+                (Some(pty), true) => Some((pty.master, listen_for_attach(k, &attach_socket)?)),
+                _ => None,
+            };
             if let Some(fd) = stdio {
-                k.close(fd)?;
+                if attach.is_none() {
+                    k.close(fd)?;
+                }
                 // Let go of stepctr's terminal or pipes: whoever waits for their end (a shell's
                 // $(...), a test) must not wait for the container.
                 redirect_stdio(k, -1)?;
@@ -126,6 +144,19 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
                 // starting it needed. (Attached, stepctr itself waits beside it anyway, and PID 1
                 // may end before the trimming would.)
                 crate::kernel::host::trim_memory();
+            }
+            if let (Some((master, socket)), Some(log)) = (attach, stdio) {
+                let mut ended = || {
+                    forward.forward_pending(k, pid1);
+                    crate::kernel::tty::has_ended(pid1)
+                };
+                crate::tty::serve_detached(k, master, log, socket, &mut ended);
+                let _ = k.close(socket);
+                let _ = k.unlinkat(
+                    &attach_socket,
+                    0,
+                    "PID 1 has ended: nothing to attach to any more",
+                );
             }
             let status = forward.wait(
                 k,
@@ -206,6 +237,10 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
     if let (Some(p), Some(f)) = (pty, &forward) {
         crate::tty::attach(k, p, o.interactive, &mut || f.forward_pending(k, pid1))?;
     }
+    if let (Some(p), true) = (pty, o.detach) {
+        // The shim holds the terminal now (and hands it to `stepctr attach`).
+        crate::tty::close(k, p);
+    }
     if o.detach {
         // The shim stays; its error channel says nothing more that we would wait for.
         let fd = shim.err_fd.replace(-1);
@@ -225,6 +260,31 @@ pub fn start(k: &dyn Kernel, c: &mut Container, plan: &Plan, o: &Options) -> Res
         bail!("the shim failed: {err}");
     }
     Ok(status.exit_code())
+}
+
+/// `-dit`: the socket `stepctr attach` connects to, in the container's state directory, for
+/// root alone (umask 0177 while it is made: bind creates the file).
+fn listen_for_attach(k: &dyn Kernel, path: &Path) -> Result<i32> {
+    let fd =
+        k.unix_socket("a unix socket for `stepctr attach`: it will get the terminal from us")?;
+    let made = (|| -> Result<()> {
+        let old = k.umask(
+            0o177,
+            "the socket file is made by bind: root alone may connect (mode 0600)",
+        )?;
+        let bound = k.bind_unix(fd, path, "its name: <run>/NAME/attach.sock");
+        k.umask(old, "back to the umask we had")?;
+        bound?;
+        k.listen(fd, 1, "wait for `stepctr attach`")?;
+        Ok(())
+    })();
+    match made {
+        Ok(()) => Ok(fd),
+        Err(e) => {
+            let _ = k.close(fd);
+            Err(e)
+        }
+    }
 }
 
 /// Write PID 1's exit code and time into state.json, under the container's lock; nothing if

@@ -271,7 +271,7 @@ pub fn attach(k: &dyn Kernel, pty: Pty, interactive: bool, tick: &mut dyn FnMut(
         }
         tick();
     };
-    host::relay(pty.master, interactive.then_some(0), &mut tick);
+    host::relay(pty.master, interactive.then_some(0), false, &mut tick);
     drop(terminal_signals);
     drop(raw);
     crate::kernel::forget_not_for_children(pty.master);
@@ -287,4 +287,150 @@ pub fn close(k: &dyn Kernel, pty: Pty) {
     }
     let _ = k.close(pty.slave);
     let _ = k.close(pty.master);
+}
+
+/// The unix socket of a detached container with a terminal (`run -dit`), in its state
+/// directory: its shim listens there and hands the pty's master to `stepctr attach`.
+pub const ATTACH_SOCKET: &str = "attach.sock";
+
+/// The detached shim's side of `-dit`: until PID 1 has ended (`ended` says so), copy what
+/// the container writes on its terminal into `log` while nobody is attached, and serve
+/// `stepctr attach` on `socket`: hand the first client the master (sendmsg, SCM_RIGHTS) and
+/// stop reading it until that client's connection closes; a second client at the same time
+/// is closed at once (it says so). `tick` runs after every wake-up (signals to forward).
+pub fn serve_detached(
+    k: &dyn Kernel,
+    master: i32,
+    log: i32,
+    socket: i32,
+    ended: &mut dyn FnMut() -> bool,
+) {
+    use host::DrainEvent;
+    let mut client: Option<i32> = None;
+    let mut open = true; // the pty's other side is still open somewhere
+    loop {
+        if ended() {
+            break;
+        }
+        let drain = (client.is_none() && open).then_some(master);
+        let mut wake = vec![socket];
+        wake.extend(client);
+        match host::drain_once(drain, log, &wake, 200) {
+            DrainEvent::Nothing => {}
+            DrainEvent::Closed => open = false,
+            DrainEvent::Ready(fd) if fd == socket => {
+                let Ok(conn) = k.accept4(socket, "someone runs `stepctr attach`") else {
+                    continue;
+                };
+                if client.is_some() {
+                    let _ = k.close(conn);
+                    continue;
+                }
+                match k.send_fd(
+                    conn,
+                    master,
+                    "hand the terminal's master to `stepctr attach` (SCM_RIGHTS): it reads and writes it until it detaches",
+                ) {
+                    Ok(()) => client = Some(conn),
+                    Err(_) => {
+                        let _ = k.close(conn);
+                    }
+                }
+            }
+            DrainEvent::Ready(fd) => {
+                if !host::still_open(fd) {
+                    let _ = k.close(fd);
+                    client = None;
+                }
+            }
+        }
+    }
+    // What PID 1 wrote last, if nobody is attached to read it.
+    if client.is_none() && open {
+        while host::drain_once(Some(master), log, &[], 0) == DrainEvent::Nothing
+            && has_input(master)
+        {}
+    }
+}
+
+/// Something to read on `fd` right now?
+fn has_input(fd: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd of ours.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 && p.revents & libc::POLLIN != 0 }
+}
+
+/// How `stepctr attach` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// Ctrl-P Ctrl-Q: the container keeps running.
+    Detached,
+    /// The container's terminal closed: PID 1 has ended.
+    Ended,
+}
+
+/// `stepctr attach`: connect to the shim's socket, receive the terminal's master and relay
+/// between our terminal and it (raw mode when stdin is a terminal, our window size, SIGWINCH)
+/// until Ctrl-P Ctrl-Q or the end of the container.
+pub fn attach_client(k: &dyn Kernel, socket_path: &Path, name: &str) -> Result<Attached> {
+    let sock = k.unix_socket("a unix socket, to reach the container's shim")?;
+    let master = (|| -> Result<i32> {
+        k.connect_unix(
+            sock,
+            socket_path,
+            "the shim listens here: it holds the container's terminal",
+        )?;
+        match k.recv_fd(
+            sock,
+            "the shim hands us the terminal's master (SCM_RIGHTS): it stops reading it while we are here",
+        )? {
+            Some(fd) => Ok(fd),
+            None => anyhow::bail!(
+                "{name} already has a client attached (one at a time): detach it first with Ctrl-P Ctrl-Q"
+            ),
+        }
+    })();
+    let master = match master {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = k.close(sock);
+            return Err(e);
+        }
+    };
+    k.note(&format!(
+        "attached to {name}: Ctrl-P Ctrl-Q detaches (the container keeps running)"
+    ));
+    let raw = host::RawMode::enter(0);
+    if let Some((rows, cols)) = host::window_size(0) {
+        let _ = k.tty(
+            master,
+            TtyOp::SetWinsize { rows, cols },
+            "the terminal's size, as our own (programs ask it with TIOCGWINSZ)",
+        );
+    }
+    host::watch_resize();
+    let mut tick = || {
+        if host::resized() {
+            if let Some((rows, cols)) = host::window_size(0) {
+                let _ = k.tty(
+                    master,
+                    TtyOp::SetWinsize { rows, cols },
+                    "our terminal changed size (SIGWINCH): so does the container's, which sends SIGWINCH to its foreground group",
+                );
+            }
+        }
+    };
+    let how = host::relay(master, Some(0), true, &mut tick);
+    drop(raw);
+    let _ = k.close(master);
+    // Closing the connection tells the shim to read the terminal again.
+    let _ = k.close(sock);
+    Ok(match how {
+        host::Relayed::Detached => Attached::Detached,
+        host::Relayed::Ended => Attached::Ended,
+    })
 }

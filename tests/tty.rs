@@ -20,7 +20,7 @@ fn main() {
             ctrl_c_with_t_but_no_i_is_forwarded,
             exec_it_gets_a_tty,
             tty_without_a_terminal,
-            detached_tty_refused,
+            detached_tty_and_attach,
         ],
         true,
     );
@@ -339,13 +339,77 @@ fn tty_without_a_terminal() {
     assert_no_leaks_with(&env, &name, &[]);
 }
 
-fn detached_tty_refused() {
+/// `run -dit` then `stepctr attach`, as `docker run -dit` and `docker attach`: the shim keeps
+/// the terminal and logs what the container writes on it while nobody is attached; `attach`
+/// gets the terminal, Ctrl-P Ctrl-Q lets go of it (the container keeps running), and a second
+/// `attach` at the same time is refused; `exit 3` ends the container and `attach` with it.
+fn detached_tty_and_attach() {
     let env = Env::new();
-    let name = unique("tty");
-    let out = env.run(&["run", "-d", "-t", "--name", &name, IMAGE, "true"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let name = unique("ttyd");
+    env.ok(&["-q", "run", "-dit", "--name", &name, IMAGE, "sh"]);
+    let sock = env.container_dir(&name).join("attach.sock");
+    {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let meta = std::fs::metadata(&sock).expect("attach.sock");
+        assert!(meta.file_type().is_socket());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "root alone may attach"
+        );
+    }
+    // Attach: the container's shell, on its terminal.
+    let mut term = Term::new(27, 91);
+    let mut child = term.spawn(env.cmd(&["attach", &name]));
+    term.type_(b"echo hi; tty; stty size; echo A$((1+1))\r");
+    let out = term.expect("A2");
+    assert!(out.contains("hi"), "{out:?}");
+    assert!(out.contains("/dev/pts/"), "tty: {out:?}");
+    assert!(out.contains("27 91"), "our window size: {out:?}");
+    // One client at a time.
+    let second = env.run(&["-q", "attach", &name]);
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("-t with -d"), "{err}");
-    assert!(!env.container_dir(&name).exists());
+    assert!(err.contains("already has a client attached"), "{err}");
+    // Ctrl-P Ctrl-Q: detached, the container runs on.
+    term.type_(&[0x10, 0x11]);
+    assert_eq!(wait(&mut child), 0);
+    let text = |args: &[&str]| String::from_utf8_lossy(&env.ok(args).stdout).into_owned();
+    let ps = text(&["ps"]);
+    let line = ps
+        .lines()
+        .find(|l| l.starts_with(name.as_str()))
+        .unwrap_or("");
+    assert!(line.contains("running"), "{ps}");
+    // Output written while nobody is attached goes to the log.
+    let mut term2 = Term::new(24, 80);
+    let mut child = term2.spawn(env.cmd(&["attach", &name]));
+    // Attached (our terminal in raw mode) before the keys are typed.
+    term2.type_(b"echo C$((1+2))\r");
+    term2.expect("C3");
+    term2.type_(b"(sleep 1; echo LOGGED$((5*5))) &\r");
+    term2.type_(&[0x10, 0x11]);
+    assert_eq!(wait(&mut child), 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !text(&["logs", &name]).contains("LOGGED25") {
+        assert!(Instant::now() < deadline, "{}", text(&["logs", &name]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Attach again, and end the container.
+    let mut term3 = Term::new(24, 80);
+    let mut child = term3.spawn(env.cmd(&["attach", &name]));
+    term3.type_(b"echo B$((2+2))\r");
+    term3.expect("B4");
+    term3.type_(b"exit 3\r");
+    assert_eq!(wait(&mut child), 3, "attach ends with PID 1's exit code");
+    assert!(
+        !sock.exists(),
+        "the shim removes its socket when PID 1 has ended"
+    );
+    let out = env.run(&["-q", "attach", &name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+    env.ok(&["-q", "rm", "-f", &name]);
+    assert_no_leaks_with(&env, &name, &[]);
 }

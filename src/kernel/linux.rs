@@ -39,6 +39,96 @@ fn ptr_or_null(s: &Option<CString>) -> *const libc::c_char {
     s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
 }
 
+/// A `sockaddr_un` for `path` and the length to pass: the family, the path and its NUL.
+fn unix_addr(path: &std::path::Path) -> Result<(libc::sockaddr_un, libc::socklen_t), Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain old data; zeroed is a valid value.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= a.sun_path.len() || bytes.contains(&0) {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (i, b) in bytes.iter().enumerate() {
+        a.sun_path[i] = *b as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    Ok((a, len as libc::socklen_t))
+}
+
+/// Room for one SCM_RIGHTS message of one fd, aligned for cmsghdr.
+#[repr(C)]
+union CmsgBuf {
+    _align: libc::cmsghdr,
+    buf: [u8; 64],
+}
+
+/// sendmsg of the byte 1 with `passed` as SCM_RIGHTS.
+fn send_fd(fd: i32, passed: i32) -> Result<Ret, Errno> {
+    let mut byte = [1u8];
+    // SAFETY: every pointer below is to a local that outlives the call; CMSG_* macros stay
+    // within `cbuf` (CMSG_SPACE(4) <= 64).
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut cbuf: CmsgBuf = std::mem::zeroed();
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.buf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), passed);
+        let n = libc::sendmsg(fd, &msg, 0);
+        if n < 0 {
+            return Err(Errno::last());
+        }
+        Ok(Ret {
+            val: n as i64,
+            wstatus: 0,
+        })
+    }
+}
+
+/// recvmsg of one byte with MSG_CMSG_CLOEXEC; the fd received (or -1) in `wstatus`.
+fn recv_fd(fd: i32) -> Result<Ret, Errno> {
+    let mut byte = [0u8];
+    // SAFETY: as in `send_fd`; the kernel writes at most msg_controllen bytes into `cbuf`.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut cbuf: CmsgBuf = std::mem::zeroed();
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.buf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+        let n = libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n < 0 {
+            return Err(Errno::last());
+        }
+        let mut got = -1;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if !cmsg.is_null()
+            && (*cmsg).cmsg_level == libc::SOL_SOCKET
+            && (*cmsg).cmsg_type == libc::SCM_RIGHTS
+        {
+            got = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
+        }
+        Ok(Ret {
+            val: n as i64,
+            wstatus: got,
+        })
+    }
+}
+
 /// `ioctl(fd, SIOCGIFFLAGS | SIOCSIFFLAGS, &ifreq)`.
 fn if_flags(fd: i32, name: &str, set: Option<i32>) -> Result<Ret, Errno> {
     if name.len() >= libc::IFNAMSIZ {
@@ -217,6 +307,29 @@ impl Kernel for Linux {
                 Sys::Socket { domain, ty } => check(libc::socket(*domain, *ty, 0)),
                 Sys::IfFlags { fd, name, set } => if_flags(*fd, name, *set),
                 Sys::Tty { fd, op } => tty_ioctl(*fd, *op),
+                Sys::BindUnix { fd, path } => unix_addr(path).and_then(|(a, len)| {
+                    check(libc::bind(
+                        *fd,
+                        (&a as *const libc::sockaddr_un).cast(),
+                        len,
+                    ))
+                }),
+                Sys::ConnectUnix { fd, path } => unix_addr(path).and_then(|(a, len)| {
+                    check(libc::connect(
+                        *fd,
+                        (&a as *const libc::sockaddr_un).cast(),
+                        len,
+                    ))
+                }),
+                Sys::Listen { fd, backlog } => check(libc::listen(*fd, *backlog)),
+                Sys::Accept4 { fd } => check(libc::accept4(
+                    *fd,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                )),
+                Sys::SendFd { fd, passed } => send_fd(*fd, *passed),
+                Sys::RecvFd { fd } => recv_fd(*fd),
                 Sys::OpenTree { path } => {
                     let p = cstr(path)?;
                     // OPEN_TREE_CLONE = 1; OPEN_TREE_CLOEXEC = O_CLOEXEC.

@@ -341,6 +341,36 @@ pub enum Sys {
         flags: u32,
         filter: std::sync::Arc<Vec<BpfInsn>>,
     },
+    /// bind(2) of a unix socket to a path: `{sa_family=AF_UNIX, sun_path=...}`.
+    BindUnix {
+        fd: i32,
+        path: PathBuf,
+    },
+    /// listen(2).
+    Listen {
+        fd: i32,
+        backlog: i32,
+    },
+    /// accept4(fd, NULL, NULL, SOCK_CLOEXEC): the next connection, as a new fd.
+    Accept4 {
+        fd: i32,
+    },
+    /// connect(2) of a unix socket to a path.
+    ConnectUnix {
+        fd: i32,
+        path: PathBuf,
+    },
+    /// sendmsg(2) of one byte (1) with `passed` in an SCM_RIGHTS message: hand over an fd.
+    SendFd {
+        fd: i32,
+        passed: i32,
+    },
+    /// recvmsg(2) of one byte, with MSG_CMSG_CLOEXEC: an fd handed over with SCM_RIGHTS is
+    /// returned in [`Ret::wstatus`] (-1 if none came); the value is the bytes read (0: the
+    /// other side closed without handing anything).
+    RecvFd {
+        fd: i32,
+    },
 }
 
 /// One classic-BPF instruction, `struct sock_filter` of <linux/filter.h>, as seccomp(2) reads
@@ -471,6 +501,12 @@ impl Sys {
             Sys::Getdents64 { .. } => "getdents64",
             Sys::WriteData { .. } => "write",
             Sys::SeccompFilter { .. } => "seccomp",
+            Sys::BindUnix { .. } => "bind",
+            Sys::Listen { .. } => "listen",
+            Sys::Accept4 { .. } => "accept4",
+            Sys::ConnectUnix { .. } => "connect",
+            Sys::SendFd { .. } => "sendmsg",
+            Sys::RecvFd { .. } => "recvmsg",
         }
     }
 }
@@ -872,6 +908,54 @@ pub trait Kernel {
             attr_clr,
         };
         self.call(c, why).map(|_| ())
+    }
+
+    /// A unix stream socket (AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC); returns its fd.
+    fn unix_socket(&self, why: &str) -> KResult<i32> {
+        let c = Sys::Socket {
+            domain: libc::AF_UNIX,
+            ty: libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+        };
+        self.call(c, why).map(|r| r.val as i32)
+    }
+
+    /// bind(2) a unix socket to `path` (which must not exist).
+    fn bind_unix(&self, fd: i32, path: &Path, why: &str) -> KResult<()> {
+        let c = Sys::BindUnix {
+            fd,
+            path: path.to_path_buf(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn listen(&self, fd: i32, backlog: i32, why: &str) -> KResult<()> {
+        self.call(Sys::Listen { fd, backlog }, why).map(|_| ())
+    }
+
+    /// accept4(2) with SOCK_CLOEXEC; returns the connection's fd.
+    fn accept4(&self, fd: i32, why: &str) -> KResult<i32> {
+        self.call(Sys::Accept4 { fd }, why).map(|r| r.val as i32)
+    }
+
+    /// connect(2) a unix socket to `path`.
+    fn connect_unix(&self, fd: i32, path: &Path, why: &str) -> KResult<()> {
+        let c = Sys::ConnectUnix {
+            fd,
+            path: path.to_path_buf(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    /// Hand `passed` over the connected unix socket `fd` (sendmsg with SCM_RIGHTS).
+    fn send_fd(&self, fd: i32, passed: i32, why: &str) -> KResult<()> {
+        self.call(Sys::SendFd { fd, passed }, why).map(|_| ())
+    }
+
+    /// Receive an fd handed over the connected unix socket `fd` (recvmsg, SCM_RIGHTS,
+    /// MSG_CMSG_CLOEXEC); None if the other side closed without handing one.
+    fn recv_fd(&self, fd: i32, why: &str) -> KResult<Option<i32>> {
+        self.call(Sys::RecvFd { fd }, why)
+            .map(|r| (r.val > 0 && r.wstatus >= 0).then_some(r.wstatus))
     }
 
     /// A terminal ioctl on a pty; the value is the pty number for [`TtyOp::PtyNumber`].

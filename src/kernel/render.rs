@@ -143,6 +143,7 @@ pub const MOUNT_FLAGS: &[(u64, &str)] = &[
 ];
 
 const SOCKET_TYPES: &[(u64, &str)] = &[
+    (libc::SOCK_STREAM as u64, "SOCK_STREAM"),
     (libc::SOCK_DGRAM as u64, "SOCK_DGRAM"),
     (libc::SOCK_NONBLOCK as u64, "SOCK_NONBLOCK"),
     (libc::SOCK_CLOEXEC as u64, "SOCK_CLOEXEC"),
@@ -566,14 +567,49 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             format!("{pid}, {status}, {opts}, NULL")
         }
         Sys::Socket { domain, ty } => {
-            let dom = if *domain == libc::AF_INET {
-                "AF_INET".to_string()
-            } else {
-                domain.to_string()
+            let (dom, proto) = match *domain {
+                libc::AF_INET => ("AF_INET".to_string(), "IPPROTO_IP"),
+                libc::AF_UNIX => ("AF_UNIX".to_string(), "0"),
+                other => (other.to_string(), "0"),
             };
             format!(
-                "{dom}, {}, IPPROTO_IP",
+                "{dom}, {}, {proto}",
                 flags(*ty as u64, SOCKET_TYPES, "0")
+            )
+        }
+        Sys::BindUnix { fd: f, path } | Sys::ConnectUnix { fd: f, path } => {
+            use std::os::unix::ffi::OsStrExt;
+            format!(
+                "{}, {{sa_family=AF_UNIX, sun_path={}}}, {}",
+                fd(*f, names),
+                qpath(path, Detail::Full),
+                2 + path.as_os_str().as_bytes().len() + 1
+            )
+        }
+        Sys::Listen { fd: f, backlog } => format!("{}, {backlog}", fd(*f, names)),
+        Sys::Accept4 { fd: f } => format!("{}, NULL, NULL, SOCK_CLOEXEC", fd(*f, names)),
+        Sys::SendFd { fd: f, passed } => format!(
+            "{}, {{msg_name=NULL, msg_namelen=0, msg_iov=[{{iov_base=\"\\1\", iov_len=1}}], \
+             msg_iovlen=1, msg_control=[{{cmsg_len=20, cmsg_level=SOL_SOCKET, \
+             cmsg_type=SCM_RIGHTS, cmsg_data=[{}]}}], msg_controllen=24, msg_flags=0}}, 0",
+            fd(*f, names),
+            fd(*passed, names)
+        ),
+        Sys::RecvFd { fd: f } => {
+            let got = match ret {
+                Some(r) if r.val > 0 && r.wstatus >= 0 => format!(
+                    "\"\\1\", iov_len=1}}], msg_iovlen=1, msg_control=[{{cmsg_len=20, \
+                     cmsg_level=SOL_SOCKET, cmsg_type=SCM_RIGHTS, cmsg_data=[{}]}}], \
+                     msg_controllen=24",
+                    fd(r.wstatus, names)
+                ),
+                Some(_) => "\"\", iov_len=1}], msg_iovlen=1, msg_controllen=0".to_string(),
+                None => "..., iov_len=1}], msg_iovlen=1, msg_controllen=24".to_string(),
+            };
+            format!(
+                "{}, {{msg_name=NULL, msg_namelen=0, msg_iov=[{{iov_base={got}, \
+                 msg_flags=MSG_CMSG_CLOEXEC}}, MSG_CMSG_CLOEXEC",
+                fd(*f, names)
             )
         }
         Sys::IfFlags { fd: f, name, set } => {
@@ -662,7 +698,7 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             };
             format!("{dir}, {}", libc::PATH_MAX)
         }
-        Sys::Umask { mask } => format!("{mask:03o}"),
+        Sys::Umask { mask } => umask_octal(*mask as i64),
         Sys::Setgroups { groups } => {
             let list: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
             format!("{}, [{}]", groups.len(), list.join(", "))
@@ -1105,6 +1141,11 @@ fn bpf_code(code: u16) -> String {
     }
 }
 
+/// A umask as strace prints it (C's `%#03o`): `000`, `022`, `0177`.
+fn umask_octal(v: i64) -> String {
+    format!("{:0>3}", format!("0{v:o}"))
+}
+
 /// The call without its result.
 pub fn call(call: &Sys, detail: Detail, names: &FdName<'_>) -> String {
     call_with(call, detail, names, None)
@@ -1121,7 +1162,7 @@ pub fn result(call: &Sys, res: &Result<Ret, Errno>) -> String {
                 op: super::TtyOp::PtyNumber,
                 ..
             } => "= 0".to_string(),
-            Sys::Umask { .. } => format!("= {:03o}", r.val),
+            Sys::Umask { .. } => format!("= {}", umask_octal(r.val)),
             _ => format!("= {}", r.val),
         },
         Err(e) => format!("= -1 {} ({})", errno_name(*e), e.desc()),
@@ -1227,6 +1268,64 @@ mod tests {
             call(&amb, Detail::Short, &none),
             "prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)"
         );
+    }
+
+    #[test]
+    fn attach_socket_calls_render_like_strace() {
+        let sock = |_: i32| Some(b"socket:[77]".to_vec());
+        let s = Sys::Socket {
+            domain: libc::AF_UNIX,
+            ty: libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+        };
+        assert_eq!(
+            call(&s, Detail::Full, &none),
+            "socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0)"
+        );
+        let b = Sys::BindUnix {
+            fd: 3,
+            path: PathBuf::from("/tmp/sctest.sock"),
+        };
+        assert_eq!(b.name(), "bind");
+        assert_eq!(
+            call(&b, Detail::Full, &sock),
+            r#"bind(3<socket:[77]>, {sa_family=AF_UNIX, sun_path="/tmp/sctest.sock"}, 19)"#
+        );
+        let c = Sys::ConnectUnix {
+            fd: 4,
+            path: PathBuf::from("/tmp/sctest.sock"),
+        };
+        assert_eq!(
+            call(&c, Detail::Full, &none),
+            r#"connect(4, {sa_family=AF_UNIX, sun_path="/tmp/sctest.sock"}, 19)"#
+        );
+        let l = Sys::Listen { fd: 3, backlog: 1 };
+        assert_eq!(call(&l, Detail::Full, &none), "listen(3, 1)");
+        let a = Sys::Accept4 { fd: 3 };
+        assert_eq!(
+            call(&a, Detail::Full, &none),
+            "accept4(3, NULL, NULL, SOCK_CLOEXEC)"
+        );
+        let ptmx = |fd: i32| (fd == 6).then(|| b"/dev/ptmx".to_vec());
+        let send = Sys::SendFd { fd: 5, passed: 6 };
+        assert_eq!(send.name(), "sendmsg");
+        assert_eq!(
+            call(&send, Detail::Full, &ptmx),
+            r#"sendmsg(5, {msg_name=NULL, msg_namelen=0, msg_iov=[{iov_base="\1", iov_len=1}], msg_iovlen=1, msg_control=[{cmsg_len=20, cmsg_level=SOL_SOCKET, cmsg_type=SCM_RIGHTS, cmsg_data=[6</dev/ptmx>]}], msg_controllen=24, msg_flags=0}, 0)"#
+        );
+        let recv = Sys::RecvFd { fd: 4 };
+        let got = Ret { val: 1, wstatus: 6 };
+        assert_eq!(
+            call_with(&recv, Detail::Full, &ptmx, Some(&got)),
+            r#"recvmsg(4, {msg_name=NULL, msg_namelen=0, msg_iov=[{iov_base="\1", iov_len=1}], msg_iovlen=1, msg_control=[{cmsg_len=20, cmsg_level=SOL_SOCKET, cmsg_type=SCM_RIGHTS, cmsg_data=[6</dev/ptmx>]}], msg_controllen=24, msg_flags=MSG_CMSG_CLOEXEC}, MSG_CMSG_CLOEXEC)"#
+        );
+        let u = Sys::Umask { mask: 0o177 };
+        assert_eq!(call(&u, Detail::Full, &none), "umask(0177)");
+        let old = Ret {
+            val: 0o22,
+            wstatus: 0,
+        };
+        assert_eq!(result(&u, &Ok(old)), "= 022");
+        assert_eq!(result(&u, &Ok(Ret::default())), "= 000");
     }
 
     #[test]

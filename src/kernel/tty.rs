@@ -89,11 +89,31 @@ fn write_all(fd: i32, mut buf: &[u8]) -> bool {
     true
 }
 
+/// Ctrl-P then Ctrl-Q (docker's sequence): `stepctr attach` lets go of the terminal.
+const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
+
+/// How a [`relay`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relayed {
+    /// The pty's other side is closed everywhere: the container has ended.
+    Ended,
+    /// The detach keys were typed (only when asked for).
+    Detached,
+}
+
 /// Copy `input` (if any) to `master` and `master` to stdout until the pty's other side is
-/// closed everywhere (the container has ended: read on the master fails with EIO). `tick`
-/// runs after every wake-up (signals to forward, a new window size).
-pub fn relay(master: i32, mut input: Option<i32>, tick: &mut dyn FnMut()) {
+/// closed everywhere (the container has ended: read on the master fails with EIO), or, with
+/// `detach_keys`, until Ctrl-P Ctrl-Q is typed (neither byte is passed on; a Ctrl-P followed
+/// by anything else is). `tick` runs after every wake-up (signals to forward, a new window
+/// size).
+pub fn relay(
+    master: i32,
+    mut input: Option<i32>,
+    detach_keys: bool,
+    tick: &mut dyn FnMut(),
+) -> Relayed {
     let mut buf = [0u8; 8192];
+    let mut held = false; // a Ctrl-P waiting to see what follows
     loop {
         let mut fds = [
             libc::pollfd {
@@ -120,7 +140,7 @@ pub fn relay(master: i32, mut input: Option<i32>, tick: &mut dyn FnMut()) {
                 if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
-                return; // EIO: no process has the terminal open any more.
+                return Relayed::Ended; // EIO: no process has the terminal open any more.
             }
             let _ = write_all(1, &buf[..n as usize]);
         }
@@ -128,10 +148,114 @@ pub fn relay(master: i32, mut input: Option<i32>, tick: &mut dyn FnMut()) {
             if fds[1].revents != 0 {
                 // SAFETY: reading into our own buffer.
                 let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-                if n <= 0 || !write_all(master, &buf[..n as usize]) {
+                if n <= 0 {
                     input = None; // end of our input: stop reading it
+                    continue;
+                }
+                let typed = &buf[..n as usize];
+                if !detach_keys {
+                    if !write_all(master, typed) {
+                        input = None;
+                    }
+                    continue;
+                }
+                let mut out = Vec::with_capacity(typed.len() + 1);
+                for &b in typed {
+                    if held {
+                        held = false;
+                        if b == DETACH_KEYS[1] {
+                            // What was typed before the keys still goes to the container.
+                            let _ = write_all(master, &out);
+                            return Relayed::Detached;
+                        }
+                        out.push(DETACH_KEYS[0]);
+                    }
+                    if b == DETACH_KEYS[0] {
+                        held = true;
+                    } else {
+                        out.push(b);
+                    }
+                }
+                if !write_all(master, &out) {
+                    input = None;
                 }
             }
         }
+    }
+}
+
+/// Copy what is written on `master` to `log` until `stop` has something to read or the pty's
+/// other side is closed everywhere; returns false in that last case. The detached shim does
+/// this while nobody is attached, so the container never blocks on a full terminal and
+/// `stepctr logs` shows its output. `wake` (if >= 0) also ends the wait when readable.
+pub fn drain_once(master: Option<i32>, log: i32, wake: &[i32], timeout_ms: i32) -> DrainEvent {
+    let mut fds: Vec<libc::pollfd> = master
+        .iter()
+        .chain(wake.iter())
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: poll on our own array.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc <= 0 {
+        return DrainEvent::Nothing;
+    }
+    let mut ev = DrainEvent::Nothing;
+    let skip = usize::from(master.is_some());
+    if let Some(m) = master {
+        if fds[0].revents != 0 {
+            let mut buf = [0u8; 8192];
+            // SAFETY: reading into our own buffer.
+            let n = unsafe { libc::read(m, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                let _ = write_all(log, &buf[..n as usize]);
+            } else if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
+            {
+                ev = DrainEvent::Closed;
+            }
+        }
+    }
+    if let Some(i) = fds[skip..].iter().position(|p| p.revents != 0) {
+        if ev == DrainEvent::Nothing {
+            ev = DrainEvent::Ready(wake[i]);
+        }
+    }
+    ev
+}
+
+/// What [`drain_once`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainEvent {
+    /// Timeout, a signal, or output copied to the log.
+    Nothing,
+    /// The pty's other side is closed everywhere.
+    Closed,
+    /// This fd of `wake` has something to read (or hung up).
+    Ready(i32),
+}
+
+/// Read and drop what `fd` sends; false once it is closed (EOF or error).
+pub fn still_open(fd: i32) -> bool {
+    let mut buf = [0u8; 64];
+    // SAFETY: reading into our own buffer.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    n > 0 || (n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR))
+}
+
+/// Has `child` ended? Looked at without reaping it (waitid WNOWAIT; bookkeeping).
+pub fn has_ended(child: i32) -> bool {
+    // SAFETY: waitid fills our zeroed siginfo_t.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            child as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc < 0 || info.si_pid() != 0
     }
 }

@@ -140,9 +140,6 @@ pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) 
     );
     c.require_before(Stage::Start)?;
     c.state.security = o.security.clone();
-    if o.tty && o.detach {
-        bail!("-t with -d is not supported yet: there is no command to attach to a detached container's terminal");
-    }
     let mut plan = plan(c, cmd)?;
     for e in &o.env {
         let key = e.split('=').next().unwrap_or(e);
