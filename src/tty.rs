@@ -348,20 +348,9 @@ pub fn serve_detached(
     // What PID 1 wrote last, if nobody is attached to read it.
     if client.is_none() && open {
         while host::drain_once(Some(master), log, &[], 0) == DrainEvent::Nothing
-            && has_input(master)
+            && host::has_input(master)
         {}
     }
-}
-
-/// Something to read on `fd` right now?
-fn has_input(fd: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: poll on one pollfd of ours.
-    unsafe { libc::poll(&mut p, 1, 0) > 0 && p.revents & libc::POLLIN != 0 }
 }
 
 /// How `stepctr attach` ended.

@@ -259,3 +259,14 @@ pub fn has_ended(child: i32) -> bool {
         rc < 0 || info.si_pid() != 0
     }
 }
+
+/// Something to read on `fd` right now? (poll with a zero timeout)
+pub fn has_input(fd: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd of ours.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 && p.revents & libc::POLLIN != 0 }
+}
