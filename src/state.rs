@@ -24,17 +24,51 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// `$STEPCTR_ROOT` and `$STEPCTR_RUN` if set; else root's `/var/lib/stepctr` and
+    /// `/run/stepctr`, and for any other user a store of their own, as podman's: their images
+    /// are theirs (`$XDG_DATA_HOME/stepctr` or `~/.local/share/stepctr`, and
+    /// `$XDG_RUNTIME_DIR/stepctr` or `/tmp/stepctr-UID` for run-time state).
     pub fn from_env() -> Paths {
-        let get = |var: &str, default: &str| {
+        let env = |var: &str| {
             std::env::var_os(var)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(default))
         };
-        Paths {
-            root: get("STEPCTR_ROOT", "/var/lib/stepctr"),
-            run: get("STEPCTR_RUN", "/run/stepctr"),
+        if crate::kernel::host::is_root() {
+            return Paths {
+                root: env("STEPCTR_ROOT").unwrap_or_else(|| PathBuf::from("/var/lib/stepctr")),
+                run: env("STEPCTR_RUN").unwrap_or_else(|| PathBuf::from("/run/stepctr")),
+            };
         }
+        Paths::for_user(
+            env("STEPCTR_ROOT"),
+            env("STEPCTR_RUN"),
+            env("XDG_DATA_HOME"),
+            env("HOME"),
+            env("XDG_RUNTIME_DIR"),
+            crate::kernel::host::uid(),
+        )
+    }
+
+    /// The defaults of a user who is not root (see [`Paths::from_env`]).
+    pub fn for_user(
+        root: Option<PathBuf>,
+        run: Option<PathBuf>,
+        data_home: Option<PathBuf>,
+        home: Option<PathBuf>,
+        runtime_dir: Option<PathBuf>,
+        uid: u32,
+    ) -> Paths {
+        let root = root.unwrap_or_else(|| match (data_home, home) {
+            (Some(d), _) => d.join("stepctr"),
+            (None, Some(h)) => h.join(".local/share/stepctr"),
+            (None, None) => PathBuf::from(format!("/tmp/stepctr-{uid}/store")),
+        });
+        let run = run.unwrap_or_else(|| match runtime_dir {
+            Some(r) => r.join("stepctr"),
+            None => PathBuf::from(format!("/tmp/stepctr-{uid}/run")),
+        });
+        Paths { root, run }
     }
 
     pub fn images(&self) -> PathBuf {
@@ -415,6 +449,22 @@ pub fn list_containers(paths: &Paths) -> Result<Vec<ContainerName>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_gets_a_store_of_their_own() {
+        let p = |root, run, data: Option<&str>, home: Option<&str>, rt: Option<&str>| {
+            let o = |x: Option<&str>| x.map(PathBuf::from);
+            Paths::for_user(o(root), o(run), o(data), o(home), o(rt), 1000)
+        };
+        let a = p(None, None, None, Some("/home/ann"), Some("/run/user/1000"));
+        assert_eq!(a.root, PathBuf::from("/home/ann/.local/share/stepctr"));
+        assert_eq!(a.run, PathBuf::from("/run/user/1000/stepctr"));
+        let b = p(None, None, Some("/data"), Some("/home/ann"), None);
+        assert_eq!(b.root, PathBuf::from("/data/stepctr"));
+        assert_eq!(b.run, PathBuf::from("/tmp/stepctr-1000/run"));
+        let c = p(Some("/s"), Some("/r"), Some("/data"), None, None);
+        assert_eq!((c.root, c.run), (PathBuf::from("/s"), PathBuf::from("/r")));
+    }
 
     #[test]
     fn names_are_safe_path_components() {

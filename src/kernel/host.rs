@@ -43,6 +43,12 @@ pub fn parent_death_signal() -> i32 {
     sig
 }
 
+/// The effective uid.
+pub fn uid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Are we root (effective uid 0)?
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
