@@ -148,6 +148,14 @@ fn need_root(what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--name`, or a fresh name.
+fn name_or_fresh(name: Option<&str>, paths: &Paths) -> Result<ContainerName> {
+    match name {
+        Some(n) => ContainerName::parse(n),
+        None => fresh_name(paths),
+    }
+}
+
 fn fresh_name(paths: &Paths) -> Result<ContainerName> {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -254,10 +262,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
             let pull = pull_options(registry, cli.quiet)?;
-            let name = match name {
-                Some(n) => ContainerName::parse(n)?,
-                None => fresh_name(&paths)?,
-            };
+            let name = name_or_fresh(name.as_deref(), &paths)?;
             let opts = pipeline::AllOptions {
                 image: image.as_deref().unwrap_or(image::DEFAULT_IMAGE),
                 pull,
@@ -304,10 +309,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 bail!("-e {bad:?}: give KEY=VALUE");
             }
             let pull = pull_options(registry, true)?;
-            let name = match name {
-                Some(n) => ContainerName::parse(n)?,
-                None => fresh_name(&paths)?,
-            };
+            let name = name_or_fresh(name.as_deref(), &paths)?;
             let opts = pipeline::AllOptions {
                 image,
                 pull,

@@ -63,6 +63,19 @@ union CmsgBuf {
     buf: [u8; 64],
 }
 
+/// A msghdr for one byte (`iov`) with room for one fd in its control data (`cbuf`).
+fn one_byte_msg(iov: &mut libc::iovec, cbuf: &mut CmsgBuf) -> libc::msghdr {
+    // SAFETY: a msghdr is plain data; all-zero is a valid empty one.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: reading the byte view of the union's storage is always valid.
+    msg.msg_control = unsafe { cbuf.buf.as_mut_ptr().cast() };
+    // SAFETY: CMSG_SPACE is arithmetic.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as _;
+    msg
+}
+
 /// sendmsg of the byte 1 with `passed` as SCM_RIGHTS.
 fn send_fd(fd: i32, passed: i32) -> Result<Ret, Errno> {
     let mut byte = [1u8];
@@ -74,11 +87,7 @@ fn send_fd(fd: i32, passed: i32) -> Result<Ret, Errno> {
             iov_len: 1,
         };
         let mut cbuf: CmsgBuf = std::mem::zeroed();
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.buf.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+        let msg = one_byte_msg(&mut iov, &mut cbuf);
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
@@ -105,11 +114,7 @@ fn recv_fd(fd: i32) -> Result<Ret, Errno> {
             iov_len: 1,
         };
         let mut cbuf: CmsgBuf = std::mem::zeroed();
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.buf.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+        let mut msg = one_byte_msg(&mut iov, &mut cbuf);
         let n = libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC);
         if n < 0 {
             return Err(Errno::last());
