@@ -17,4 +17,5 @@ pub mod stage;
 pub mod state;
 pub mod stats;
 pub mod tty;
+pub mod userns;
 pub mod volume;

@@ -143,7 +143,7 @@ fn attach(k: &dyn Kernel, paths: &Paths, name: &str) -> Result<i32> {
 
 fn need_root(what: &str) -> Result<()> {
     if !kernel::host::is_root() {
-        bail!("`stepctr {what}` needs root (namespaces, mounts and cgroups are privileged; stepctr has no rootless mode yet): run it with sudo. Without root: pull, images, inspect, rmi, doctor, into a store of your own");
+        bail!("`stepctr {what}` needs root: rootless mode does not cover it yet (it covers pull, load, cgroup, ns, fs, start, all, run, kill, stop, logs, ps, rm): run it with sudo");
     }
     Ok(())
 }
@@ -194,7 +194,6 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             image,
             flatten,
         } => {
-            need_root("load")?;
             let name = ContainerName::parse(name)?;
             stage::load::run_with(
                 k,
@@ -205,16 +204,13 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             )?;
         }
         Command::Cgroup { name, limits: l } => {
-            need_root("cgroup")?;
             let l = limits(l)?;
             stage::cgroup::run(k, &mut open(name)?, cgroup_root, l)?;
         }
         Command::Ns { name } => {
-            need_root("ns")?;
             stage::ns::run(k, &mut open(name)?)?;
         }
         Command::Fs { name, volumes } => {
-            need_root("fs")?;
             let volumes = stepctr::volume::parse_all(volumes)?;
             stage::fs::run(k, &mut open(name)?, &volumes)?;
         }
@@ -227,7 +223,6 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             tty,
             security,
         } => {
-            need_root("start")?;
             let mut c = open(name)?;
             let o = stage::start::Options {
                 detach: *detach,
@@ -258,7 +253,6 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             security,
             cmd,
         } => {
-            need_root("all")?;
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
             let pull = pull_options(registry, cli.quiet)?;
@@ -302,7 +296,6 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             tty,
             security,
         } => {
-            need_root("run")?;
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
             if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
@@ -362,12 +355,10 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             return stepctr::exec::exec(k, &mut open(name)?, cmd, &o);
         }
         Command::Kill { name, signal } => {
-            need_root("kill")?;
             let sig = stepctr::lifecycle::parse_signal(signal)?;
             stepctr::lifecycle::kill(k, &mut open(name)?, sig)?;
         }
         Command::Stop { name, time } => {
-            need_root("stop")?;
             if !time.is_finite() || *time < 0.0 {
                 bail!("--time must be a number of seconds, 0 or more");
             }
@@ -381,13 +372,11 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
         }
         Command::Logs { name } => stepctr::lifecycle::logs(&open(name)?)?,
         Command::Rm { names, force } => {
-            need_root("rm")?;
             for n in names {
                 remove::remove_with(k, &paths, &ContainerName::parse(n)?, *force)?;
             }
         }
         Command::Reset => {
-            need_root("reset")?;
             let n = remove::reset(k, &paths)?;
             k.note(&format!("removed {n} container(s)"));
         }

@@ -368,7 +368,36 @@ fn remove_tree_told(k: &dyn Kernel, dir: &Path, tell: bool) -> Result<()> {
             dir.display()
         ));
     }
-    fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))
+    match fs::remove_dir_all(dir) {
+        // Rootless, nothing overrides a directory's mode: overlayfs leaves work/work as
+        // d---------, and container root may do the same. They are ours: open them up.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && crate::userns::rootless() => {
+            open_up(dir);
+            fs::remove_dir_all(dir)
+        }
+        other => other,
+    }
+    .with_context(|| format!("remove {}", dir.display()))
+}
+
+/// Give the owner rwx on every directory of a tree (symlinks not followed), so it can be removed.
+fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700));
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            open_up(&e.path());
+        }
+    }
 }
 
 fn count_entries(dir: &Path) -> usize {

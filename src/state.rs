@@ -237,6 +237,9 @@ pub struct State {
     /// How the container's processes are hardened (chosen at `start`; `exec` applies it too).
     #[serde(default)]
     pub security: crate::security::Profile,
+    /// Rootless: the user namespace the container lives in, and who holds it (`crate::userns`).
+    #[serde(default)]
+    pub userns: Option<crate::userns::UserNs>,
     pub journal: Vec<Resource>,
 }
 

@@ -57,6 +57,7 @@ fn record_container_on(k: &Record, v2: bool) -> anyhow::Result<()> {
     let dir = f.container.path("ns");
     ns::create(k, &mut f.container, &dir)?;
     let plan = fs::Plan {
+        rootless_ns: None,
         ns_mnt: dir.join("mnt"),
         layers: vec![PathBuf::from("/layers/a"), PathBuf::from("/layers/b")],
         upper: f.container.path("upper"),

@@ -49,6 +49,12 @@ pub fn uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The effective gid.
+pub fn gid() -> u32 {
+    // SAFETY: getegid cannot fail.
+    unsafe { libc::getegid() }
+}
+
 /// Are we root (effective uid 0)?
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
@@ -233,6 +239,14 @@ pub fn trim_memory() {
             candidate = None;
         }
     }
+}
+
+/// kill(getpid(), SIGSTOP): stop this process until someone sends SIGCONT. Not narrated by
+/// the stopped process (its line would only print once it runs again): the parent that sees
+/// the stop in wait4 reports it (`Kernel::report`).
+pub fn stop_self() {
+    // SAFETY: signalling ourselves.
+    unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
 }
 
 /// sched_setaffinity(2) back to a set of CPUs (after a narrated pin to one of them).

@@ -68,6 +68,9 @@ pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Re
     );
     c.require_before(Stage::Cgroup)?;
     let version = detect(k, root)?;
+    if crate::userns::rootless() {
+        return skip_rootless(k, c, version, limits);
+    }
     let dirs = match version {
         Version::V2 => {
             k.note("cgroup v2: one tree, controllers enabled from the top down");
@@ -93,6 +96,38 @@ pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Re
     for d in &dirs {
         k.note(&format!("look: ls {}", d.display()));
     }
+    k.note(&format!("next: `stepctr ns {}`", c.name));
+    Ok(())
+}
+
+/// Rootless: a user may create cgroups only in a subtree the host delegated to them, and
+/// cgroup v1 cannot be delegated safely at all. The container runs without a cgroup of its
+/// own, and the limits asked for are not applied: said plainly, never silently.
+fn skip_rootless(k: &dyn Kernel, c: &mut Container, version: Version, limits: Limits) -> Result<()> {
+    let asked: Vec<String> = [
+        limits.memory.map(|m| format!("--memory {m}")),
+        limits.pids.map(|p| format!("--pids-limit {p}")),
+        limits.cpu_quota.map(|q| format!("--cpus {}", q as f64 / CPU_PERIOD_US as f64)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let not_applied = if asked.is_empty() {
+        "no limits".to_string()
+    } else {
+        format!("{} NOT applied", asked.join(", "))
+    };
+    let why = match version {
+        Version::V1 => "this host has cgroup v1 (or hybrid), which cannot be delegated to a user".to_string(),
+        Version::V2 => format!(
+            "no cgroup subtree is delegated to uid {} here",
+            crate::kernel::host::uid()
+        ),
+    };
+    k.note(&format!(
+        "skipped: rootless, and {why}: {not_applied} (see `stepctr doctor`; as root, or on cgroup v2 with delegation, they are)"
+    ));
+    c.finish(Stage::Cgroup)?;
     k.note(&format!("next: `stepctr ns {}`", c.name));
     Ok(())
 }

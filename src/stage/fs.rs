@@ -39,6 +39,9 @@ pub struct Plan {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub rootfs: PathBuf,
+    /// Rootless (see `crate::userns`): the directory with the user namespace's file, entered
+    /// first by the helper that mounts.
+    pub rootless_ns: Option<PathBuf>,
 }
 
 impl Plan {
@@ -51,10 +54,17 @@ impl Plan {
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={},upperdir={},workdir={}{}",
             lower.join(":"),
             self.upper.display(),
-            self.work.display()
+            self.work.display(),
+            // In a user namespace overlayfs may not use trusted.* xattrs: it keeps its
+            // whiteout and opaque markers in user.overlay.* (Linux 5.11).
+            if self.rootless_ns.is_some() {
+                ",userxattr"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -78,7 +88,9 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
         upper: c.path("upper"),
         work: c.path("work"),
         rootfs: c.path("rootfs"),
+        rootless_ns: c.state.userns.as_ref().map(|_| ns_dir.clone()),
     };
+    crate::userns::check_keeper(c)?;
     if plan.layers.is_empty() {
         bail!(
             "container {} has no layers: run `stepctr rm {}` and load it again",
@@ -198,7 +210,7 @@ pub fn mount_rootfs_with(
             Some(&opts),
             "stack the layers: read-only image below, writable layer on top",
         )?;
-        populate_dev(k, &plan.rootfs.join("dev"))?;
+        populate_dev(k, &plan.rootfs.join("dev"), plan.rootless_ns.is_some())?;
         if !volumes.is_empty() {
             let root = k.openat(
                 &plan.rootfs,
@@ -216,7 +228,8 @@ pub fn mount_rootfs_with(
     };
     // setns into a mount namespace needs a process of one thread (threads share their root
     // and working directory); stepctr has one unless a pull left a worker thread behind.
-    if k.single_threaded() {
+    // Rootless, always a helper: it enters the user namespace first, and no one comes back.
+    if k.single_threaded() && plan.rootless_ns.is_none() {
         return inside_mount_ns(k, &plan.ns_mnt, || mount_all(k));
     }
     let helper = k.spawn(
@@ -227,6 +240,9 @@ pub fn mount_rootfs_with(
                 libc::SIGKILL as u64,
                 "die if stepctr dies",
             )?;
+            if let Some(dir) = &plan.rootless_ns {
+                crate::userns::enter(k, dir)?;
+            }
             let fd = k.openat(
                 &plan.ns_mnt,
                 libc::O_RDONLY | libc::O_CLOEXEC,
@@ -589,7 +605,7 @@ fn mount_point(k: &dyn Kernel, root: i32, v: &Volume, is_dir: bool) -> Result<i3
 /// RESOLVE_NO_SYMLINKS) and every mount goes through `/proc/self/fd/N`: an image whose /dev
 /// is a symlink (to the host's /tmp, say) is refused, as runc refuses it, instead of mounting
 /// where the symlink points.
-fn populate_dev(k: &dyn Kernel, dev: &Path) -> Result<()> {
+fn populate_dev(k: &dyn Kernel, dev: &Path, rootless: bool) -> Result<()> {
     let rootfs = dev.parent().context("/dev has no parent")?;
     let root = k.openat(
         rootfs,
@@ -597,7 +613,7 @@ fn populate_dev(k: &dyn Kernel, dev: &Path) -> Result<()> {
         0,
         "the container's root: /dev is resolved inside it, never on the host",
     )?;
-    let result = populate_dev_in(k, root);
+    let result = populate_dev_in(k, root, rootless);
     let closed = k.close(root);
     result?;
     closed?;
@@ -653,7 +669,32 @@ pub(crate) fn mount_dir(k: &dyn Kernel, root: i32, rel: &Path, mode: u32) -> Res
     }
 }
 
-fn populate_dev_in(k: &dyn Kernel, root: i32) -> Result<()> {
+/// Rootless, mknod is refused (a device node made in a user namespace would be a way around
+/// the host's device permissions): each node is an empty file with the host's node
+/// bind-mounted on it instead, as runc and podman do rootless.
+fn bind_host_device(k: &dyn Kernel, dev: i32, name: &str) -> Result<()> {
+    let fd = k.openat_in(
+        dev,
+        Path::new(name),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        0o666,
+        "rootless: no mknod in a user namespace, so an empty file to bind the host's node on",
+    )?;
+    let host = format!("/dev/{name}");
+    let bound = k.mount(
+        Some(&host),
+        &PathBuf::from(format!("/proc/self/fd/{fd}")),
+        None,
+        libc::MS_BIND,
+        None,
+        "the host's device node, seen here (its permissions still apply)",
+    );
+    k.close(fd)?;
+    bound?;
+    Ok(())
+}
+
+fn populate_dev_in(k: &dyn Kernel, root: i32, rootless: bool) -> Result<()> {
     let via = |fd: i32| PathBuf::from(format!("/proc/self/fd/{fd}"));
     let under = mount_dir(k, root, Path::new("dev"), 0o755)?;
     let mounted = k.mount(
@@ -678,6 +719,10 @@ fn populate_dev_in(k: &dyn Kernel, root: i32) -> Result<()> {
     let result = (|| -> Result<()> {
         let umask = k.umask(0, "create device nodes with exactly the modes we ask for")?;
         for (name, major, minor) in DEVICES {
+            if rootless {
+                bind_host_device(k, dev, name)?;
+                continue;
+            }
             k.mknodat_in(
                 dev,
                 Path::new(name),
@@ -711,7 +756,12 @@ fn populate_dev_in(k: &dyn Kernel, root: i32) -> Result<()> {
                 "devpts",
                 "devpts",
                 libc::MS_NOSUID | libc::MS_NOEXEC,
-                "newinstance,ptmxmode=0666,mode=620,gid=5",
+                if rootless {
+                    // Group 5 (tty) does not exist in a user namespace that maps one gid.
+                    "newinstance,ptmxmode=0666,mode=620"
+                } else {
+                    "newinstance,ptmxmode=0666,mode=620,gid=5"
+                },
                 "the container's own pseudo-terminals (newinstance: numbered from 0, the host's are not in it)",
             ),
             (

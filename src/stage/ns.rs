@@ -51,8 +51,13 @@ pub fn run(k: &dyn Kernel, c: &mut Container) -> Result<()> {
     c.state.ns_dir = Some(dir.clone());
     c.finish(Stage::Ns)?;
     k.note(&format!(
-        "look: ls -l {}  (each file is a namespace, kept alive by a bind mount)",
-        dir.display()
+        "look: ls -l {}  (each file is a namespace, kept alive by {})",
+        dir.display(),
+        if c.state.userns.is_some() {
+            "the keeper process it links to"
+        } else {
+            "a bind mount"
+        }
     ));
     k.note(&format!("next: `stepctr fs {}`", c.name));
     Ok(())
@@ -60,6 +65,9 @@ pub fn run(k: &dyn Kernel, c: &mut Container) -> Result<()> {
 
 /// Make the namespaces and pin them as files in `dir`.
 pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path) -> Result<()> {
+    if crate::userns::rootless() {
+        return create_rootless(k, c, dir);
+    }
     // Everything this function makes in the host's mount table, journalled at once (one write
     // of state.json instead of eight): the directory, its own mount, one mount per namespace.
     let files = || {
@@ -416,5 +424,121 @@ fn pin_helper_namespaces(
         "the helper is done: its namespaces live on in the files",
     )?;
     k.wait4(helper.pid, 0, "reap the helper")?;
+    Ok(())
+}
+
+/// Rootless (see `crate::userns`): a keeper makes a user namespace, stepctr writes its maps,
+/// the keeper makes the other namespaces inside it and stops for good, holding them all; ns/
+/// gets symlinks to its /proc/PID/ns files.
+fn create_rootless(k: &dyn Kernel, c: &mut Container, dir: &Path) -> Result<()> {
+    c.journal(Resource::Dir {
+        path: dir.to_path_buf(),
+    })?;
+    k.mkdirat(
+        dir,
+        0o755,
+        "a directory for links to the namespaces (without root, nothing can pin them as files)",
+    )?;
+    let mut maps = crate::userns::UserNs::single();
+    let flags = all_flags();
+    let keeper = k.spawn(
+        "the keeper: it makes the container's namespaces and holds them until `stepctr rm`",
+        &mut || {
+            k.prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as u64,
+                "die if stepctr dies before the namespaces are ready",
+            )?;
+            k.unshare(
+                libc::CLONE_NEWUSER,
+                "a user namespace: in it we hold every capability, over it and over what it will own",
+            )?;
+            // Pause: only a process outside may write our maps (stepctr reports the stop).
+            crate::kernel::host::stop_self();
+            k.unshare(
+                flags,
+                "new namespaces, owned by our user namespace: mount, hostname, IPC, network",
+            )?;
+            settle_in(k)?;
+            k.prctl(
+                libc::PR_SET_PDEATHSIG,
+                0,
+                "from now on we outlive stepctr: the namespaces live as long as we do",
+            )?;
+            k.setsid("a session of our own: no terminal's hangup or Ctrl-C reaches us")?;
+            k.chdir(
+                Path::new("/"),
+                "keep no directory of the host busy",
+            )?;
+            crate::shim::redirect_stdio(k, -1)?;
+            crate::kernel::host::trim_memory();
+            k.close_range(
+                3,
+                u32::MAX,
+                0,
+                "close the rest, the error channel too: its end tells stepctr we are ready",
+            )?;
+            // Stop for good (stepctr reports it): a stopped process still holds its
+            // namespaces. If someone sends SIGCONT, stop again.
+            loop {
+                crate::kernel::host::stop_self();
+            }
+        },
+    )?;
+    let pid = keeper.pid;
+    let start_time = crate::state::process_start_time(pid).unwrap_or(0);
+    c.journal(Resource::Process { pid, start_time })?;
+    let stopped = |why: &str, said: &str| -> Result<()> {
+        match k.wait4(pid, libc::WUNTRACED, why)? {
+            WaitStatus::Stopped(_) => {
+                k.report(
+                    pid,
+                    pid,
+                    &crate::kernel::Sys::Kill {
+                        pid,
+                        sig: libc::SIGSTOP,
+                    },
+                    said,
+                );
+                Ok(())
+            }
+            other => {
+                let why = k
+                    .child_error(&keeper)
+                    .unwrap_or_else(|| format!("{other:?}"));
+                anyhow::bail!("create namespaces: {why}")
+            }
+        }
+    };
+    stopped(
+        "wait until the keeper has its user namespace",
+        "the keeper paused itself: only a process outside its user namespace may write the maps",
+    )?;
+    maps.write_maps(k, pid)?;
+    k.kill(
+        pid,
+        libc::SIGCONT,
+        "go on: you are root in there now, make the other namespaces",
+    )?;
+    stopped(
+        "wait until the keeper has made the namespaces",
+        "the keeper stopped for good: a stopped process still holds its namespaces",
+    )?;
+    if let Some(err) = k.child_error(&keeper) {
+        anyhow::bail!("create namespaces: {err}");
+    }
+    for file in [crate::userns::USER_FILE]
+        .into_iter()
+        .chain(NAMESPACES.iter().map(|(f, _)| *f))
+    {
+        k.symlinkat(
+            &Path::new("/proc").join(pid.to_string()).join("ns").join(file),
+            &dir.join(file),
+            "a link to the keeper's namespace: open it to join",
+        )?;
+    }
+    maps.keeper = Some((pid, start_time));
+    c.state.userns = Some(maps);
+    k.note("the PID and cgroup namespaces come with `start`: one needs its PID 1, the other is rooted where PID 1 is");
     Ok(())
 }

@@ -40,6 +40,8 @@ pub struct Plan {
     pub tty: Option<crate::tty::Pty>,
     /// Capabilities, seccomp, masked paths (see `crate::security`).
     pub security: crate::security::Profile,
+    /// Rootless (see `crate::userns`): the shim enters the user namespace (`ns/user`) first.
+    pub rootless: bool,
 }
 
 /// The order PID 1 joins the namespaces in. Mount goes last: after it, host paths are the
@@ -98,6 +100,7 @@ pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
         user: None,
         tty: None,
         security: c.state.security.clone(),
+        rootless: c.state.userns.is_some(),
     })
 }
 
@@ -153,6 +156,15 @@ pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) 
         plan.hostname = h.clone();
     }
     plan.user = o.user.clone();
+    if plan.rootless {
+        crate::userns::check_keeper(c)?;
+        if let Some(u) = plan.user.as_deref().filter(|u| !matches!(*u, "0" | "root" | "0:0" | "root:root")) {
+            bail!("-u {u}: a rootless container maps only your own uid, as root: no other user exists in it");
+        }
+        if o.tty {
+            bail!("-t: a terminal for a rootless container is not supported yet");
+        }
+    }
     // Mark the stage as begun: a second `start` must not try to reuse the PID namespace
     // (once its PID 1 has died it accepts no new process).
     c.finish(Stage::Start)?;
@@ -190,6 +202,11 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
 /// returns PID 1's host pid once the execve has succeeded. With `stdio`, PID 1 puts that fd
 /// on its stdout and stderr (and /dev/null on stdin) just before the execve (detached runs).
 pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32> {
+    if plan.rootless {
+        // The PID namespace made next is then owned by the user namespace, so PID 1 (root in
+        // there) may mount a /proc of it. Only the shim's process does this: stepctr stays out.
+        crate::userns::enter(k, &plan.ns_dir)?;
+    }
     k.unshare(
         libc::CLONE_NEWPID,
         "a new PID namespace for our next child, which will be its PID 1 (we stay where we are)",
@@ -231,7 +248,7 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
             libc::CLONE_NEWCGROUP,
             "a cgroup namespace rooted at the container's cgroup, where we are now: inside, /proc/self/cgroup says /",
         )?;
-        for (file, why) in [
+        let pins: &[(&str, &str)] = if plan.rootless { &[] } else { &[
             (
                 crate::stage::ns::PID_FILE,
                 "pin our PID namespace beside the others (we are still in the host's mount namespace)",
@@ -240,7 +257,8 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
                 crate::stage::ns::CGROUP_FILE,
                 "and our cgroup namespace (`exec` joins both by these files)",
             ),
-        ] {
+        ] };
+        for (file, why) in pins {
             k.mount(
                 Some(&format!("/proc/self/ns/{file}")),
                 &plan.ns_dir.join(file),
@@ -324,6 +342,16 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
         &shown,
         "the container's command replaces our code: PID 1 is now the program",
     );
+    if plan.rootless {
+        // Nothing can pin these by a mount without root: link them, as ns/ does the others.
+        for file in [crate::stage::ns::PID_FILE, crate::stage::ns::CGROUP_FILE] {
+            k.symlinkat(
+                &PathBuf::from(format!("/proc/{}/ns/{file}", child.pid)),
+                &plan.ns_dir.join(file),
+                "a link to PID 1's namespace (rootless: nothing can pin it with a mount)",
+            )?;
+        }
+    }
     Ok(child.pid)
 }
 

@@ -1,0 +1,154 @@
+//! Rootless mode: the container of a user who is not root.
+//!
+//! Without root, stepctr may not make namespaces, mount anything or create cgroups in the
+//! host's world. What an unprivileged user may do, where the host allows it (`stepctr doctor`
+//! says), is make a *user namespace*. Inside it the user's own uid and gid are mapped to 0, and
+//! the process that made it holds every capability over it and over each namespace made while
+//! in it: it may mount in its own mount namespace, set its own hostname, bring up its own `lo`.
+//! Root inside is the user outside: what container root writes into a volume belongs to the
+//! user on the host, and nothing of the host's that the user may not touch becomes reachable.
+//!
+//! How the stages change:
+//! - `ns`: a forked *keeper* unshares a user namespace and pauses; stepctr, outside, writes its
+//!   maps (`setgroups` = deny, then `uid_map` = `0 UID 1`, `gid_map` = `0 GID 1`: only the user
+//!   exists in there, as root); the keeper makes the mount, UTS, IPC and network namespaces,
+//!   which its user namespace owns, and stops for good. A bind mount to pin a namespace needs
+//!   root on the host, so the stopped keeper holds them all, ns/ holds symlinks to its
+//!   /proc/PID/ns/*, and `rm` kills it (podman keeps a "pause process" for the same reason).
+//! - `fs` and `start`: the process that works inside first setns()es into the user
+//!   namespace. A user namespace can be entered but never left, so stepctr itself stays out:
+//!   a forked helper mounts the root filesystem, and the shim enters it before it makes the
+//!   PID namespace (which the user namespace then owns, so PID 1 may mount /proc).
+//! - `cgroup`: the user may not make cgroups unless the host delegated a subtree to them;
+//!   without it the limits are skipped, and `cgroup` says so.
+
+use crate::kernel::Kernel;
+use crate::state::Container;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The namespace file a rootless container's processes enter first.
+pub const USER_FILE: &str = "user";
+
+/// A rootless container's user namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNs {
+    /// /proc/PID/uid_map as written: `inside outside count` per line.
+    pub uid_map: String,
+    pub gid_map: String,
+    /// The keeper holding the namespaces: its pid and start time (against pid reuse).
+    pub keeper: Option<(i32, u64)>,
+}
+
+/// Is this a rootless run (effective uid not 0)?
+pub fn rootless() -> bool {
+    !crate::kernel::host::is_root()
+}
+
+impl UserNs {
+    /// The mapping a single unprivileged user can write alone: their uid and gid become 0.
+    pub fn single() -> UserNs {
+        UserNs {
+            uid_map: format!("0 {} 1", crate::kernel::host::uid()),
+            gid_map: format!("0 {} 1", crate::kernel::host::gid()),
+            keeper: None,
+        }
+    }
+
+    /// From outside, write the maps of the user namespace `pid` is in. setgroups must be
+    /// denied first: else a process in there could drop a supplementary group the host gave
+    /// the user to keep them *out* of a file (a file mode like 0705 with group `nogames`).
+    pub fn write_maps(&self, k: &dyn Kernel, pid: i32) -> Result<()> {
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        k.write_file(
+            &proc.join("setgroups"),
+            "deny",
+            "no setgroups() in there: the kernel insists before an unprivileged user may write a gid map",
+        )?;
+        k.write_file(
+            &proc.join("uid_map"),
+            &self.uid_map,
+            "uid 0 inside is our own uid outside, and no other uid exists in there",
+        )?;
+        k.write_file(
+            &proc.join("gid_map"),
+            &self.gid_map,
+            "gid 0 inside is our own gid outside",
+        )?;
+        Ok(())
+    }
+
+    /// The uid outside that root inside is.
+    pub fn root_outside(&self) -> Option<u32> {
+        outside_of(&self.uid_map, 0)
+    }
+}
+
+/// What id `inside` is outside, by a map of `inside outside count` lines.
+pub fn outside_of(map: &str, inside: u32) -> Option<u32> {
+    map.lines().find_map(|line| {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        match f[..] {
+            [i, o, n] if (i..i + n).contains(&(inside as u64)) => {
+                u32::try_from(o + (inside as u64 - i)).ok()
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Fail unless the keeper of a rootless container still runs: without it, its namespaces
+/// are gone (and its pid may belong to another process by now).
+pub fn check_keeper(c: &Container) -> Result<()> {
+    let Some(UserNs {
+        keeper: Some((pid, start)),
+        ..
+    }) = &c.state.userns
+    else {
+        return Ok(());
+    };
+    if crate::state::process_start_time(*pid) != Some(*start) {
+        bail!(
+            "container {n}: its keeper (pid {pid}) is gone, and its namespaces with it (was it killed?): `stepctr rm {n}` and start again",
+            n = c.name
+        );
+    }
+    Ok(())
+}
+
+/// In a forked child of one thread: enter the container's user namespace (`ns/user`). From
+/// here on the child is root in there, with every capability over what it owns.
+pub fn enter(k: &dyn Kernel, ns_dir: &Path) -> Result<()> {
+    let fd = k.openat(
+        &ns_dir.join(USER_FILE),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+        "the container's user namespace",
+    )?;
+    let entered = k.setns(
+        fd,
+        libc::CLONE_NEWUSER,
+        "enter it first: in there we are root, and its namespaces are ours to join and mount in (there is no way back)",
+    );
+    k.close(fd)?;
+    entered?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_looked_up_in_the_map() {
+        assert_eq!(outside_of("0 1000 1", 0), Some(1000));
+        assert_eq!(outside_of("0 1000 1", 1), None);
+        assert_eq!(outside_of("0 1000 1\n1 100000 65536", 1), Some(100000));
+        assert_eq!(outside_of("0 1000 1\n1 100000 65536", 65536), Some(165535));
+        assert_eq!(outside_of("garbage", 0), None);
+    }
+}
