@@ -80,6 +80,9 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
     Ns {
         /// The container
         name: String,
+        #[arg(long, value_name = "BASE:COUNT", num_args = 0..=1, require_equals = true,
+              default_missing_value = "auto", help = USERNS_HELP, long_help = USERNS_LONG_HELP)]
+        userns: Option<String>,
     },
     /// Stage 5: mount the container's root filesystem (overlayfs) in its mount namespace
     Fs {
@@ -146,6 +149,9 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// /etc/passwd and /etc/group), instead of root
         #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
         user: Option<String>,
+        #[arg(long, value_name = "BASE:COUNT", num_args = 0..=1, require_equals = true,
+              default_missing_value = "auto", help = USERNS_HELP, long_help = USERNS_LONG_HELP)]
+        userns: Option<String>,
         #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
               default_missing_value = "table", help = TIMINGS_HELP, long_help = TIMINGS_LONG_HELP)]
         timings: Option<TimingsFormat>,
@@ -196,6 +202,9 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// Hostname inside the container (default: its name)
         #[arg(long)]
         hostname: Option<String>,
+        #[arg(long, value_name = "BASE:COUNT", num_args = 0..=1, require_equals = true,
+              default_missing_value = "auto", help = USERNS_HELP, long_help = USERNS_LONG_HELP)]
+        userns: Option<String>,
         #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
               default_missing_value = "table", help = TIMINGS_HELP, long_help = TIMINGS_LONG_HELP)]
         timings: Option<TimingsFormat>,
@@ -410,6 +419,15 @@ pub enum TimingsFormat {
     /// One line of JSON: {"stepctr_ms":...,"pull_ms":...,...,"total_ms":...}
     Json,
 }
+
+const USERNS_HELP: &str =
+    "As root: a user namespace mapping ids 0..COUNT inside to BASE.. outside (default: auto)";
+const USERNS_LONG_HELP: &str =
+    "As root: give the container a user namespace. Ids 0..COUNT inside are \
+BASE..BASE+COUNT outside (uids and gids), so root inside is an unprivileged uid on the host; the \
+image's layers are mounted idmapped (their owners shifted by BASE, nothing copied). `auto` (or no \
+value) takes root's line of /etc/subuid, else 100000:65536. Without root every container gets a \
+user namespace anyway, mapping only your own uid.";
 
 const TIMINGS_HELP: &str =
     "After the container ends, print where the time went, stage by stage, to stderr (=json: one JSON line)";

@@ -1051,8 +1051,8 @@ pub fn check_root(uid: u32, userns: &Check) -> Check {
         return Check::new(
             name,
             Status::Limited,
-            format!("uid {uid}: user namespaces work, so this host allows a rootless mode (root inside would be uid {uid} outside), but stepctr has no rootless mode yet"),
-            "run stepctr with sudo for now: the commands that make containers need root",
+            format!("uid {uid}: rootless mode: containers run in a user namespace where root is uid {uid} outside, and no other uid exists (no -u USER, no -t yet); limits only where a cgroup is delegated (see cgroup_delegation)"),
+            "run stepctr with sudo for the full mode",
         );
     }
     Check::new(

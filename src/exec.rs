@@ -64,10 +64,54 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
             c.name
         );
     };
-    // The container's hardening, chosen at `start`, for this process too.
-    let security = c.state.security.clone();
     // Others (`stop`, `rm`, `ps`) may use the container while our command runs.
     c.unlock();
+    match (&c.state.userns, &c.state.ns_dir) {
+        (Some(_), Some(ns_dir)) => rootless(k, c, ns_dir, pid1, cmd, o),
+        _ => joined(k, c, pid1, cmd, o),
+    }
+}
+
+/// Rootless: joining the container's namespaces takes being in its user namespace first, and
+/// a user namespace can be entered but never left. So a forked helper enters it and does the
+/// rest (stepctr stays outside); it exits with the command's exit code.
+fn rootless(
+    k: &dyn Kernel,
+    c: &Container,
+    ns_dir: &Path,
+    pid1: i32,
+    cmd: &[String],
+    o: &Options,
+) -> Result<i32> {
+    crate::userns::check_options(o.user.as_deref(), o.tty)?;
+    let helper = k.spawn(
+        "a helper to enter the container's user namespace (stepctr itself stays outside)",
+        &mut || {
+            k.prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as u64,
+                "die if stepctr dies",
+            )?;
+            crate::userns::enter(k, ns_dir)?;
+            let code = joined(k, c, pid1, cmd, o)?;
+            crate::kernel::host::exit_now(code)
+        },
+    )?;
+    let status = k.wait4(
+        helper.pid,
+        0,
+        "wait for the helper: it exits with the command's exit code",
+    )?;
+    if let Some(err) = k.child_error(&helper) {
+        bail!("exec in {}: {err}", c.name);
+    }
+    Ok(status.exit_code())
+}
+
+/// Join PID 1's namespaces and cgroup in a child and run `cmd` there; returns its exit code.
+fn joined(k: &dyn Kernel, c: &Container, pid1: i32, cmd: &[String], o: &Options) -> Result<i32> {
+    // The container's hardening, chosen at `start`, for this process too.
+    let security = c.state.security.clone();
     k.note(&format!(
         "exec: join the namespaces and cgroup of PID 1 (host pid {pid1}), as `nsenter -t {pid1} -a` does"
     ));

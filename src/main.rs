@@ -148,6 +148,11 @@ fn need_root(what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--userns[=BASE:COUNT]`.
+fn userns_range(spec: Option<&str>) -> Result<Option<stepctr::userns::UserNs>> {
+    spec.map(stepctr::userns::UserNs::parse_range).transpose()
+}
+
 /// `--name`, or a fresh name.
 fn name_or_fresh(name: Option<&str>, paths: &Paths) -> Result<ContainerName> {
     match name {
@@ -207,8 +212,9 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             let l = limits(l)?;
             stage::cgroup::run(k, &mut open(name)?, cgroup_root, l)?;
         }
-        Command::Ns { name } => {
-            stage::ns::run(k, &mut open(name)?)?;
+        Command::Ns { name, userns } => {
+            let userns = userns_range(userns.as_deref())?;
+            stage::ns::run(k, &mut open(name)?, userns)?;
         }
         Command::Fs { name, volumes } => {
             let volumes = stepctr::volume::parse_all(volumes)?;
@@ -251,6 +257,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             tty,
             timings,
             security,
+            userns,
             cmd,
         } => {
             let l = limits(l)?;
@@ -266,6 +273,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 volumes: &volumes,
                 cgroup_root,
                 rm: *rm,
+                userns: userns_range(userns.as_deref())?,
                 timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
                     detach: *detach,
@@ -295,6 +303,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             interactive,
             tty,
             security,
+            userns,
         } => {
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
@@ -312,6 +321,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 volumes: &volumes,
                 cgroup_root,
                 rm: *rm,
+                userns: userns_range(userns.as_deref())?,
                 timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
                     detach: *detach,
@@ -341,7 +351,6 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             name,
             cmd,
         } => {
-            need_root("exec")?;
             if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
                 bail!("-e {bad:?}: give KEY=VALUE");
             }

@@ -24,6 +24,8 @@ pub struct AllOptions<'a> {
     pub cgroup_root: &'a Path,
     /// Remove the container when it has stopped.
     pub rm: bool,
+    /// Root's `--userns`: a user namespace with these maps (see `crate::userns`).
+    pub userns: Option<crate::userns::UserNs>,
     /// `--timings`: report where the time went once the container has ended.
     pub timings: Option<Timings>,
     /// How to start PID 1: detached, extra env, workdir, hostname (`run`'s flags).
@@ -143,7 +145,7 @@ pub fn all(k: &dyn Kernel, paths: &Paths, o: &AllOptions<'_>) -> Result<i32> {
         lap("load", Instant::now());
         stage::cgroup::run(k, &mut c, o.cgroup_root, o.limits)?;
         lap("cgroup", Instant::now());
-        stage::ns::run(k, &mut c)?;
+        stage::ns::run(k, &mut c, o.userns.clone())?;
         lap("ns", Instant::now());
         stage::fs::run(k, &mut c, o.volumes)?;
         lap("fs", Instant::now());

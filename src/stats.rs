@@ -124,6 +124,12 @@ pub fn human(bytes: u64) -> String {
 /// `stepctr stats NAME [--json]`.
 pub fn command(c: &Container, json: bool) -> Result<()> {
     let Some(cg) = &c.state.cgroup else {
+        if c.state.userns.is_some() && c.state.done(crate::state::Stage::Cgroup) {
+            bail!(
+                "container {} has no cgroup: it is rootless, and this host delegates no cgroup to its user (see `stepctr doctor`), so nothing is counted or limited",
+                c.name
+            );
+        }
         bail!(
             "container {} has no cgroup yet: run `stepctr cgroup {}` first",
             c.name,

@@ -39,6 +39,9 @@ pub struct UserNs {
     pub gid_map: String,
     /// The keeper holding the namespaces: its pid and start time (against pid reuse).
     pub keeper: Option<(i32, u64)>,
+    /// Made by a user who is not root (rootless mode); else root asked for it (`--userns`).
+    #[serde(default)]
+    pub rootless: bool,
 }
 
 /// Is this a rootless run (effective uid not 0)?
@@ -53,7 +56,47 @@ impl UserNs {
             uid_map: format!("0 {} 1", crate::kernel::host::uid()),
             gid_map: format!("0 {} 1", crate::kernel::host::gid()),
             keeper: None,
+            rootless: true,
         }
+    }
+
+    /// Root's `--userns[=BASE:COUNT]`: ids 0..COUNT inside are BASE..BASE+COUNT outside, for
+    /// uids and gids alike (`auto`: root's line of /etc/subuid and /etc/subgid, else
+    /// 100000:65536, the range useradd hands the first user).
+    pub fn parse_range(spec: &str) -> Result<UserNs> {
+        let (base, count) = if spec == "auto" {
+            let line = |file: &str| -> Option<(u64, u64)> {
+                std::fs::read_to_string(file).ok()?.lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    match f[..] {
+                        ["root", b, n] => Some((b.parse().ok()?, n.parse().ok()?)),
+                        _ => None,
+                    }
+                })
+            };
+            match (line("/etc/subuid"), line("/etc/subgid")) {
+                (Some(u), Some(g)) if u == g => u,
+                _ => (100_000, 65_536),
+            }
+        } else {
+            let parsed = spec.split_once(':').and_then(|(b, n)| {
+                Some((b.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?))
+            });
+            match parsed {
+                Some(r) => r,
+                None => bail!("--userns {spec:?}: give BASE:COUNT (like 100000:65536) or auto"),
+            }
+        };
+        if base == 0 || count == 0 || base + count > u64::from(u32::MAX) {
+            bail!("--userns {base}:{count}: the range must start above 0 (uid 0 outside is the host's root), hold at least one id and end below 2^32");
+        }
+        let map = format!("0 {base} {count}");
+        Ok(UserNs {
+            uid_map: map.clone(),
+            gid_map: map,
+            keeper: None,
+            rootless: false,
+        })
     }
 
     /// From outside, write the maps of the user namespace `pid` is in. setgroups must be
@@ -61,21 +104,26 @@ impl UserNs {
     /// the user to keep them *out* of a file (a file mode like 0705 with group `nogames`).
     pub fn write_maps(&self, k: &dyn Kernel, pid: i32) -> Result<()> {
         let proc = PathBuf::from(format!("/proc/{pid}"));
-        k.write_file(
-            &proc.join("setgroups"),
-            "deny",
-            "no setgroups() in there: the kernel insists before an unprivileged user may write a gid map",
-        )?;
-        k.write_file(
-            &proc.join("uid_map"),
-            &self.uid_map,
-            "uid 0 inside is our own uid outside, and no other uid exists in there",
-        )?;
-        k.write_file(
-            &proc.join("gid_map"),
-            &self.gid_map,
-            "gid 0 inside is our own gid outside",
-        )?;
+        if self.rootless {
+            k.write_file(
+                &proc.join("setgroups"),
+                "deny",
+                "no setgroups() in there: the kernel insists before an unprivileged user may write a gid map",
+            )?;
+        }
+        let (uid_why, gid_why) = if self.rootless {
+            (
+                "uid 0 inside is our own uid outside, and no other uid exists in there",
+                "gid 0 inside is our own gid outside",
+            )
+        } else {
+            (
+                "uid N inside is BASE+N outside: root inside is nobody special on the host",
+                "and the same for gids",
+            )
+        };
+        k.write_file(&proc.join("uid_map"), &self.uid_map, uid_why)?;
+        k.write_file(&proc.join("gid_map"), &self.gid_map, gid_why)?;
         Ok(())
     }
 
@@ -111,11 +159,25 @@ pub fn check_keeper(c: &Container) -> Result<()> {
     else {
         return Ok(());
     };
-    if crate::state::process_start_time(*pid) != Some(*start) {
+    // A zombie keeps its pid and start time, but no namespaces any more.
+    let holds = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok();
+    if crate::state::process_start_time(*pid) != Some(*start) || !holds {
         bail!(
             "container {n}: its keeper (pid {pid}) is gone, and its namespaces with it (was it killed?): `stepctr rm {n}` and start again",
             n = c.name
         );
+    }
+    Ok(())
+}
+
+/// What a rootless container cannot offer yet, refused up front in one line: another user
+/// than root (`-u`: only one uid exists in there) and a terminal (`-t`).
+pub fn check_options(user: Option<&str>, tty: bool) -> Result<()> {
+    if let Some(u) = user.filter(|u| !matches!(*u, "0" | "root" | "0:0" | "root:root")) {
+        bail!("-u {u}: a rootless container maps only your own uid, as root: no other user exists in it");
+    }
+    if tty {
+        bail!("-t: a terminal for a rootless container is not supported yet");
     }
     Ok(())
 }
@@ -142,6 +204,17 @@ pub fn enter(k: &dyn Kernel, ns_dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_parse() {
+        let u = UserNs::parse_range("100000:65536").unwrap();
+        assert_eq!((u.uid_map.as_str(), u.rootless), ("0 100000 65536", false));
+        assert_eq!(u.root_outside(), Some(100000));
+        for bad in ["0:10", "5:0", "x", "1:", "4294967295:2"] {
+            assert!(UserNs::parse_range(bad).is_err(), "{bad}");
+        }
+        assert!(UserNs::parse_range("auto").is_ok());
+    }
 
     #[test]
     fn ids_are_looked_up_in_the_map() {

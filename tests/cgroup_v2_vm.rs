@@ -302,6 +302,47 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "yes",
         "no stepctr cgroup is left at the end",
     ),
+    // (7) Rootless (uid 1000) with a cgroup delegated to it.
+    (
+        "rootless_state_cgroup",
+        "yes",
+        "rootless: the container's cgroup is made below the delegated one (rl/stepctr/NAME)",
+    ),
+    (
+        "rootless_memory_max",
+        "67108864",
+        "rootless: memory.max is --memory 64M",
+    ),
+    (
+        "rootless_pids_max",
+        "16",
+        "rootless: pids.max is --pids-limit 16",
+    ),
+    (
+        "rootless_pid1_in_cgroup",
+        "yes",
+        "rootless: PID 1 is in the container's cgroup",
+    ),
+    (
+        "rootless_pid1_uid",
+        "1000",
+        "rootless: PID 1, root inside, is uid 1000 outside",
+    ),
+    (
+        "rootless_oom_exit",
+        "137",
+        "rootless: the memory limit OOM-kills an allocation loop",
+    ),
+    (
+        "rootless_found_delegation",
+        "yes",
+        "rootless: `all` says which cgroup was delegated",
+    ),
+    (
+        "rootless_cgroups_gone",
+        "yes",
+        "rootless: rm removes the cgroups",
+    ),
 ];
 
 fn cgroup_v2_vm() {

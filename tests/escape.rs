@@ -182,16 +182,19 @@ fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
 struct Tools {
     image: String,
     breakout: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 fn tools() -> &'static Tools {
     static TOOLS: OnceLock<Tools> = OnceLock::new();
     TOOLS.get_or_init(|| {
-        let dir = temp_dir("stepctr-escape-tools-");
-        let breakout = compile(dir.path(), "breakout", BREAKOUT_C);
-        let attack = compile(dir.path(), "exe-attack", EXE_ATTACK_C);
-        let trace = compile(dir.path(), "ptrace-attach", PTRACE_C);
+        // Cargo's scratch directory for integration tests (target/tmp): remade on each run,
+        // nothing left in /tmp.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("escape-tools");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tools dir");
+        let breakout = compile(&dir, "breakout", BREAKOUT_C);
+        let attack = compile(&dir, "exe-attack", EXE_ATTACK_C);
+        let trace = compile(&dir, "ptrace-attach", PTRACE_C);
         let entries = [
             Entry::file("bin/breakout", std::fs::read(&breakout).unwrap()).mode(0o755),
             Entry::file("bin/exe-attack", std::fs::read(&attack).unwrap()).mode(0o755),
@@ -202,13 +205,12 @@ fn tools() -> &'static Tools {
             "escape tools",
         );
         let base = unique("escape-tools");
-        let layout = dir.path().join(&base);
+        let layout = dir.join(&base);
         Layout::create(&layout).add_image(&img, "v1");
         Env::new().ok(&["-q", "pull", &images::oci_ref(&layout, "v1")]);
         Tools {
             image: format!("localhost/{base}:v1"),
             breakout,
-            _dir: dir,
         }
     })
 }

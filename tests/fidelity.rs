@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{assert_no_leaks, stepctr_bin, unique, Env};
+use common::{assert_no_leaks, unique, Env};
 use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -175,6 +175,11 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("stop-escalates", Trace(0), &["rm", "{name}"]),
     ("forward-run",    TraceSignal(3, TERM, Stepctr), &["run", "--rm", "--name", "{name}", "localhost/stepctr-busybox", "sh", "-c", TRAP_TERM]),
     ("forward-shim",   TraceSignal(3, TERM, Shim), &["all", "--rm", "--name", "{name}", "--", "sh", "-c", TRAP_TERM]),
+    ("rootless-run",   Setup,    &["pull"]),
+    ("rootless-run",   Trace(0), &["all", "--rm", "--name", "{name}", "--memory", "64M", "-v", "{dir}/data:/data", "--", "sh", "-c", "echo hi > /data/f"]),
+    ("rootless-exec",  Setup,    &["run", "-d", "--name", "{name}", "localhost/stepctr-busybox", "sleep", "100"]),
+    ("rootless-exec",  Trace(0), &["exec", "{name}", "id"]),
+    ("rootless-exec",  Setup,    &["rm", "-f", "{name}"]),
     ("forward-tty",    TraceSignal(5, INT, Stepctr), &["run", "--rm", "-t", "--name", "{name}", "localhost/stepctr-busybox", "sh", "-c", TRAP_INT]),
 ];
 
@@ -270,16 +275,22 @@ fn traced_with(
     let narr = dir.join(format!("{tag}.narr"));
     let trace = dir.join(format!("{tag}.trace"));
     let errors = dir.join(format!("{tag}.stderr"));
-    let mut child = Command::new("strace")
+    // The command as the Env runs it (rootless: through setpriv as its user), under strace
+    // as root.
+    let narr_arg = narr.to_string_lossy().into_owned();
+    let inner = env.cmd(&[&["--trace-file", narr_arg.as_str()], args].concat());
+    let mut strace = Command::new("strace");
+    strace
         .args(["-f", "-qq", "-v", "-y", "-s", "65535", "-o"])
         .arg(&trace)
-        .arg(stepctr_bin())
-        .arg("--trace-file")
-        .arg(&narr)
-        .args(args)
-        .env("STEPCTR_ROOT", &env.root)
-        .env("STEPCTR_RUN", &env.run)
-        .env("NO_COLOR", "1")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            strace.env(k, v);
+        }
+    }
+    let mut child = strace
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&errors).expect("stderr file"))
@@ -433,6 +444,8 @@ fn keep(tag: &str, t: &Traced) -> String {
 fn run_scenario(scenario: &str) {
     let env = if scenario.starts_with("fresh-") {
         Env::fresh()
+    } else if scenario.starts_with("rootless-") {
+        Env::rootless()
     } else {
         Env::new()
     };
@@ -444,6 +457,10 @@ fn run_scenario(scenario: &str) {
     let name = unique(&format!("fid-{short}"));
     let second = format!("{name}-b");
     let dir = tempfile::tempdir().expect("temp dir");
+    if let Some(u) = &env.user {
+        // Rootless: the user writes the narration and the volumes' data here.
+        std::os::unix::fs::chown(dir.path(), Some(u.uid), Some(u.gid)).expect("chown");
+    }
     let mut failures = Vec::new();
     let mut calls = 0;
     let mut report = String::new();

@@ -55,7 +55,7 @@ fn record_container(k: &Record) -> anyhow::Result<()> {
 fn record_container_on(k: &Record, v2: bool) -> anyhow::Result<()> {
     let mut f = fixture(v2);
     let dir = f.container.path("ns");
-    ns::create(k, &mut f.container, &dir)?;
+    ns::create(k, &mut f.container, &dir, None)?;
     let plan = fs::Plan {
         rootless_ns: None,
         ns_mnt: dir.join("mnt"),
@@ -77,6 +77,7 @@ fn record_container_on(k: &Record, v2: bool) -> anyhow::Result<()> {
         user: None,
         tty: None,
         security: Default::default(),
+        rootless: false,
     };
     start::launch(k, &mut f.container, &plan)?;
     Ok(())

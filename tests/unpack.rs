@@ -29,8 +29,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use stepctr::image::unpack::{self, LayerBlob, Mode, Unpacker};
+use stepctr::image::unpack::{self, LayerBlob, Mode, Owners, Unpacker};
 use stepctr::kernel::linux::Linux;
+use stepctr::kernel::{Child, ChildBody, Errno, KResult, Kernel, Ret, Sys};
 use tar::EntryType as T;
 
 fn main() {
@@ -50,6 +51,9 @@ fn main() {
         corrupt_layer_is_refused_and_nothing_published,
         unsupported_media_type_is_refused,
         whiteouts_take_overlayfs_form_when_stacked,
+        unprivileged_stacked_makes_no_chown_no_device_and_user_xattrs,
+        unprivileged_flatten_skips_devices_and_keeps_modes,
+        unprivileged_stacked_overlay_with_userxattr_matches_flatten,
     ];
     for (name, f) in named {
         trials.push(
@@ -62,14 +66,20 @@ fn main() {
     }
     for case in hostile_cases() {
         for mode in [Mode::Flatten, Mode::Stacked] {
-            let name = format!("hostile::{}::{}", case.name, mode_name(mode));
-            trials.push(
-                libtest_mimic::Trial::test(name, move || {
-                    run_hostile(&case, mode);
-                    Ok(())
-                })
-                .with_ignored_flag(skip),
-            );
+            for owners in [Owners::Image, Owners::Mine] {
+                let suffix = match owners {
+                    Owners::Image => "",
+                    Owners::Mine => "::unprivileged",
+                };
+                let name = format!("hostile::{}::{}{suffix}", case.name, mode_name(mode));
+                trials.push(
+                    libtest_mimic::Trial::test(name, move || {
+                        run_hostile(&case, mode, owners);
+                        Ok(())
+                    })
+                    .with_ignored_flag(skip),
+                );
+            }
         }
     }
     trials.push(libtest_mimic::Trial::test(
@@ -488,6 +498,11 @@ fn flatten_of_extras_matches_umoci() {
 
 /// Mount overlayfs with `layers` (bottom first) at a new directory in `work`; returns it.
 fn overlay(work: &Path, layers: &[PathBuf]) -> PathBuf {
+    overlay_with(work, layers, "")
+}
+
+/// [`overlay`] with more mount options (`userxattr`).
+fn overlay_with(work: &Path, layers: &[PathBuf], extra: &str) -> PathBuf {
     let lower: Vec<String> = layers
         .iter()
         .rev()
@@ -497,12 +512,15 @@ fn overlay(work: &Path, layers: &[PathBuf]) -> PathBuf {
     for d in [&upper, &wdir, &target] {
         std::fs::create_dir_all(d).expect("mkdir");
     }
-    let opts = format!(
+    let mut opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
         upper.display(),
         wdir.display()
     );
+    if !extra.is_empty() {
+        opts = format!("{extra},{opts}");
+    }
     let c = |s: &str| CString::new(s).expect("cstring");
     let (src, tgt, fs, data) = (
         c("overlay"),
@@ -577,9 +595,9 @@ fn whiteouts_take_overlayfs_form_when_stacked() {
     let work = tempfile::tempdir().expect("tmp");
     let root = work.path().join("layer");
     std::fs::create_dir(&root).expect("mkdir");
-    let mut u = Unpacker::open(&Linux, &root, Mode::Stacked).expect("open");
+    let mut u = Unpacker::open(&Linux, &root, Mode::Stacked, Owners::Image).expect("open");
     u.apply(Cursor::new(extras_b())).expect("apply");
-    u.close();
+    u.close().expect("close");
     let wh = std::fs::symlink_metadata(root.join("wh2/sub")).expect("whiteout");
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "{wh:?}");
     assert_eq!(
@@ -596,6 +614,263 @@ fn whiteouts_take_overlayfs_form_when_stacked() {
             "{d} is opaque"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unpacking as an unprivileged user would (Owners::Mine), forced while root
+
+/// The real kernel, with every call it makes kept in order (as the narration would show it).
+#[derive(Default)]
+struct Spy {
+    calls: std::cell::RefCell<Vec<Sys>>,
+}
+
+impl Kernel for Spy {
+    fn sys(&self, call: &Sys, why: &str) -> Result<Ret, Errno> {
+        self.calls.borrow_mut().push(call.clone());
+        Linux.sys(call, why)
+    }
+    fn spawn(&self, why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        Linux.spawn(why, body)
+    }
+    fn spawn_into(&self, fd: i32, why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
+        Linux.spawn_into(fd, why, body)
+    }
+    fn child_error(&self, child: &Child) -> Option<String> {
+        Linux.child_error(child)
+    }
+    fn getpid(&self) -> i32 {
+        Linux.getpid()
+    }
+}
+
+impl Spy {
+    fn texts(&self) -> Vec<String> {
+        self.calls
+            .borrow()
+            .iter()
+            .map(|c| {
+                stepctr::kernel::render::call(c, stepctr::kernel::render::Detail::Full, &|_| None)
+            })
+            .collect()
+    }
+}
+
+/// One layer with everything an unprivileged user cannot do as root does.
+fn unprivileged_layer() -> Vec<u8> {
+    images::tar(&[
+        Entry::dir("./").mode(0o755),
+        Entry::dir("ro").mode(0o555).owner(1000, 1000),
+        Entry::file("ro/f", b"inside a read-only directory\n").mode(0o444),
+        Entry::dir("ro/sub").mode(0o500),
+        Entry::file("ro/sub/g", b"deeper\n"),
+        Entry::file("suid", b"setuid root\n").mode(0o4755),
+        Entry::file("sgid", b"setgid\n").mode(0o2755).owner(0, 42),
+        Entry::char_dev("tty0", 4, 0).mode(0o620).owner(0, 5),
+        Entry::block_dev("sda", 8, 0).mode(0o660).owner(0, 6),
+        Entry::fifo("pipe").mode(0o644),
+        Entry::symlink("lnk", "suid").owner(7, 7),
+        Entry::whiteout("gone"),
+        Entry::dir("o"),
+        Entry::opaque("o"),
+        Entry::file("o/kept", b"kept\n"),
+        Entry::file("x", b"x\n")
+            .xattr("user.overlay.origin", b"image content")
+            .xattr("user.overlay.opaque", b"y")
+            .xattr("trusted.stepctr", b"t")
+            .xattr("trusted.overlay.opaque", b"y")
+            .xattr("security.stepctr", b"s")
+            .xattr("user.stepctr", b"u"),
+    ])
+}
+
+fn unprivileged_stacked_makes_no_chown_no_device_and_user_xattrs() {
+    let work = tempfile::tempdir().expect("tmp");
+    let root = work.path().join("layer");
+    std::fs::create_dir(&root).expect("mkdir");
+    let spy = Spy::default();
+    let mut u = Unpacker::open(&spy, &root, Mode::Stacked, Owners::Mine).expect("open");
+    let counts = u.apply(Cursor::new(unprivileged_layer())).expect("apply");
+    u.close().expect("close");
+    let texts = spy.texts();
+    let chowns: Vec<&String> = texts.iter().filter(|t| t.starts_with("fchown")).collect();
+    assert!(chowns.is_empty(), "fchown/fchownat narrated: {chowns:?}");
+    let mknods: Vec<&String> = texts.iter().filter(|t| t.starts_with("mknodat")).collect();
+    assert_eq!(
+        mknods.len(),
+        2,
+        "only the fifo and the whiteout: {mknods:?}"
+    );
+    assert!(
+        mknods
+            .iter()
+            .all(|t| t.contains("S_IFIFO") || t.contains("makedev(0, 0)")),
+        "{mknods:?}"
+    );
+    // The counts the load note is made of: owners other than 0:0 (ro, sgid, lnk; not the
+    // skipped devices), devices, trusted.*/security.* xattrs (trusted.overlay.opaque and
+    // user.overlay.opaque are skipped quietly, as overlayfs's own markers).
+    assert_eq!(counts.kept_owner, 3, "{counts:?}");
+    assert_eq!(counts.skipped_devices, 2, "{counts:?}");
+    assert_eq!(counts.skipped_xattrs, 2, "{counts:?}");
+    assert_eq!(counts.other, 1, "the fifo: {counts:?}");
+
+    let meta = |p: &str| std::fs::symlink_metadata(root.join(p)).expect(p);
+    assert!(!root.join("tty0").exists() && !root.join("sda").exists());
+    assert!(meta("pipe").file_type().is_fifo());
+    let wh = meta("gone");
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "{wh:?}");
+    let o = xattrs(&root.join("o"));
+    assert_eq!(
+        o.get("user.overlay.opaque").map(String::as_str),
+        Some("[121]")
+    );
+    assert!(!o.contains_key("trusted.overlay.opaque"), "{o:?}");
+    let x = xattrs(&root.join("x"));
+    let names: Vec<&str> = x.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["user.overlay.overlay.origin", "user.stepctr"],
+        "escaped user.overlay.*, no trusted/security, no opaque marker on a file"
+    );
+    // Every entry is the unpacker's own (root's here: the user's when rootless).
+    // SAFETY: geteuid and getegid cannot fail.
+    let me = unsafe { (libc::geteuid(), libc::getegid()) };
+    for p in ["ro", "ro/f", "sgid", "lnk", "pipe", "x"] {
+        assert_eq!((meta(p).uid(), meta(p).gid()), me, "{p}");
+    }
+    // Modes exactly the image's: setuid/setgid kept, read-only directories read-only again.
+    assert_eq!(meta("suid").mode() & 0o7777, 0o4755);
+    assert_eq!(meta("sgid").mode() & 0o7777, 0o2755);
+    assert_eq!(meta("ro").mode() & 0o7777, 0o555);
+    assert_eq!(meta("ro/sub").mode() & 0o7777, 0o500);
+    assert_eq!(read(&root.join("ro/sub/g")), "deeper\n");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("fchmodat(") && t.contains("\"ro\", 0755")),
+        "ro kept writable while its entries go in: {texts:#?}"
+    );
+    // Root's way, for contrast: the owners are given.
+    let root2 = work.path().join("root-way");
+    std::fs::create_dir(&root2).expect("mkdir");
+    let spy = Spy::default();
+    let mut u = Unpacker::open(&spy, &root2, Mode::Stacked, Owners::Image).expect("open");
+    let counts = u.apply(Cursor::new(unprivileged_layer())).expect("apply");
+    u.close().expect("close");
+    assert_eq!(
+        (
+            counts.kept_owner,
+            counts.skipped_devices,
+            counts.skipped_xattrs
+        ),
+        (0, 0, 0)
+    );
+    assert!(spy
+        .texts()
+        .iter()
+        .any(|t| t.starts_with("fchownat(") && t.contains("1000, 1000")));
+    assert!(xattrs(&root2.join("o")).contains_key("trusted.overlay.opaque"));
+}
+
+fn unprivileged_flatten_skips_devices_and_keeps_modes() {
+    let work = tempfile::tempdir().expect("tmp");
+    let root = work.path().join("flat");
+    std::fs::create_dir(&root).expect("mkdir");
+    let lower = images::tar(&[
+        Entry::file("dev0", b"a file a device replaces\n"),
+        Entry::dir("ro").mode(0o555),
+        Entry::file("ro/a", b"a\n"),
+        Entry::dir("o"),
+        Entry::file("o/old", b"old\n"),
+        Entry::dir("rd").mode(0o500),
+        Entry::file("rd/f", b"f\n"),
+    ]);
+    let upper = images::tar(&[
+        Entry::char_dev("dev0", 1, 3),
+        // A later layer still writes into the read-only directory of the one below.
+        Entry::file("ro/b", b"b\n").owner(5, 5),
+        Entry::opaque("o"),
+        Entry::file("o/new", b"new\n"),
+        Entry::file("y", b"y\n").xattr("user.overlay.origin", b"kept as is when flat"),
+        // A read-only directory whited out and replaced by a file: the file keeps its mode.
+        Entry::whiteout("rd"),
+        Entry::file("rd", b"a file now\n").mode(0o640),
+    ]);
+    let spy = Spy::default();
+    let mut u = Unpacker::open(&spy, &root, Mode::Flatten, Owners::Mine).expect("open");
+    let mut total = unpack::Counts::default();
+    for t in [&lower, &upper] {
+        total.add(&u.apply(Cursor::new(t)).expect("apply"));
+    }
+    u.close().expect("close");
+    assert!(!spy.texts().iter().any(|t| t.starts_with("fchown")));
+    assert_eq!(
+        (total.kept_owner, total.skipped_devices),
+        (1, 1),
+        "{total:?}"
+    );
+    assert!(
+        !root.join("dev0").exists(),
+        "the device replaced the file below it"
+    );
+    assert_eq!(read(&root.join("ro/b")), "b\n");
+    let ro = std::fs::symlink_metadata(root.join("ro")).expect("ro");
+    assert_eq!(ro.mode() & 0o7777, 0o555);
+    assert!(!root.join("o/old").exists() && root.join("o/new").exists());
+    assert!(
+        xattrs(&root.join("o")).is_empty(),
+        "flattened: no opaque marker"
+    );
+    assert!(xattrs(&root.join("y")).contains_key("user.overlay.origin"));
+    let rd = std::fs::symlink_metadata(root.join("rd")).expect("rd");
+    assert!(rd.is_file() && rd.mode() & 0o7777 == 0o640, "{rd:?}");
+}
+
+/// The overlay an unprivileged user mounts in their user namespace (`userxattr`) over the
+/// layers unpacked their way shows what their flattened tree holds.
+fn unprivileged_stacked_overlay_with_userxattr_matches_flatten() {
+    let work = tempfile::tempdir().expect("tmp");
+    let tars = [extras_a(), extras_b()];
+    let flat = work.path().join("flat");
+    std::fs::create_dir(&flat).expect("mkdir");
+    let mut u = Unpacker::open(&Linux, &flat, Mode::Flatten, Owners::Mine).expect("open");
+    for t in &tars {
+        u.apply(Cursor::new(t)).expect("apply flat");
+    }
+    u.close().expect("close");
+    let mut layers = Vec::new();
+    for (i, t) in tars.iter().enumerate() {
+        let r = work.path().join(format!("layer{i}"));
+        std::fs::create_dir(&r).expect("mkdir");
+        let mut u = Unpacker::open(&Linux, &r, Mode::Stacked, Owners::Mine).expect("open");
+        u.apply(Cursor::new(t)).expect("apply stacked");
+        u.close().expect("close");
+        layers.push(r);
+    }
+    // No trusted.overlay.* anywhere: an overlay in a user namespace could not read them.
+    for r in &layers {
+        for (path, n) in tree(r, Walk::default(), &[]) {
+            assert!(
+                !n.xattrs.keys().any(|k| k.starts_with("trusted.")),
+                "{path}: {:?}",
+                n.xattrs
+            );
+        }
+    }
+    let merged = overlay_with(work.path(), &layers, "userxattr");
+    let w = Walk::default();
+    let mut stacked = tree(&merged, w, &[]);
+    umount(&merged);
+    let mut flat_tree = tree(&flat, w, &[]);
+    stacked.remove("");
+    flat_tree.remove("");
+    assert_same_tree(
+        "overlayfs (userxattr) over the unprivileged stacked layers",
+        &stacked,
+        "the unprivileged flattened tree",
+        &flat_tree,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -620,6 +895,7 @@ fn corrupt_layer_is_refused_and_nothing_published() {
         },
         &dest,
         "test",
+        Owners::Image,
     )
     .expect_err("a layer with the wrong diff_id was accepted");
     assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
@@ -669,6 +945,7 @@ fn unsupported_media_type_is_refused() {
         },
         work.path(),
         "test",
+        Owners::Image,
     )
     .expect_err("bzip2 accepted");
     assert!(format!("{err:#}").contains("not supported"), "{err:#}");
@@ -682,7 +959,8 @@ enum Expect {
     /// Refused with an error naming this entry (`{base}` is the sentinel directory).
     Refused(&'static str),
     /// Unpacked, and this holds of the roots (one per layer when stacked, one when flat).
-    Confined(fn(&[PathBuf], Mode)),
+    /// Given who unpacked (an unprivileged user keeps every owner, makes no devices).
+    Confined(fn(&[PathBuf], Mode, Owners)),
     /// Refused or confined: either is fine, as long as nothing outside changed.
     Either,
 }
@@ -776,7 +1054,7 @@ fn hostile_cases() -> Vec<Hostile> {
                     Entry::dir(&abs(b, "outside/newdir")),
                 ])
             },
-            expect: Expect::Confined(|roots, _| {
+            expect: Expect::Confined(|roots, _, _| {
                 let base = roots[0].parent().expect("base");
                 let inside = roots[0].join(base.strip_prefix("/").expect("absolute"));
                 assert_eq!(read(&inside.join("outside/passwd")), "confined\n");
@@ -830,7 +1108,7 @@ fn hostile_cases() -> Vec<Hostile> {
                     Entry::file("esc/written-through", b"confined\n"),
                 ])
             },
-            expect: Expect::Confined(|roots, _| {
+            expect: Expect::Confined(|roots, _, _| {
                 let r = &roots[0];
                 assert_eq!(read(&r.join("usr/lib/libc.so")), "confined\n");
                 assert_eq!(read(&r.join("outside/passwd")), "confined\n");
@@ -927,11 +1205,11 @@ fn hostile_cases() -> Vec<Hostile> {
                     Entry::file("d/passwd", b"confined\n").mode(0o4777),
                 ])
             },
-            expect: Expect::Confined(|roots, _| {
+            expect: Expect::Confined(|roots, _, owners| {
                 let d = roots[0].join("d");
                 let m = std::fs::symlink_metadata(&d).expect("d");
                 assert!(m.is_dir(), "d became a real directory");
-                assert_eq!((m.mode() & 0o7777, m.uid()), (0o777, 4242));
+                assert_eq!((m.mode() & 0o7777, m.uid()), (0o777, uid_for(owners, 4242)));
                 assert_eq!(read(&d.join("passwd")), "confined\n");
             }),
         },
@@ -946,7 +1224,7 @@ fn hostile_cases() -> Vec<Hostile> {
                         .xattr("user.evil", b"1"),
                 ])
             },
-            expect: Expect::Confined(|roots, _| {
+            expect: Expect::Confined(|roots, _, _| {
                 let f = roots[0].join("f");
                 assert!(std::fs::symlink_metadata(&f).expect("f").is_file());
                 assert_eq!(read(&f), "confined\n");
@@ -960,10 +1238,10 @@ fn hostile_cases() -> Vec<Hostile> {
                     .mtime(5)
                     .xattr("trusted.evil", b"1")])
             },
-            expect: Expect::Confined(|roots, _| {
+            expect: Expect::Confined(|roots, _, owners| {
                 let m = std::fs::symlink_metadata(roots[0].join("s")).expect("s");
                 assert!(m.file_type().is_symlink());
-                assert_eq!((m.uid(), m.mtime()), (4242, 5));
+                assert_eq!((m.uid(), m.mtime()), (uid_for(owners, 4242), 5));
             }),
         },
         Hostile {
@@ -992,7 +1270,7 @@ fn hostile_cases() -> Vec<Hostile> {
                     images::tar(&[Entry::file("lnk/.wh..wh..opq", b"")]),
                 ]
             },
-            expect: Expect::Confined(|roots, mode| {
+            expect: Expect::Confined(|roots, mode, _| {
                 if mode == Mode::Flatten {
                     // The opaque whiteout went through the symlink: inside the root.
                     assert!(!roots[0].join("outside/inner").exists());
@@ -1007,7 +1285,7 @@ fn hostile_cases() -> Vec<Hostile> {
                     images::tar(&[Entry::file(".wh.lnk", b"")]),
                 ]
             },
-            expect: Expect::Confined(|roots, mode| {
+            expect: Expect::Confined(|roots, mode, _| {
                 if mode == Mode::Flatten {
                     assert!(std::fs::symlink_metadata(roots[0].join("lnk")).is_err());
                 }
@@ -1022,8 +1300,15 @@ fn hostile_cases() -> Vec<Hostile> {
                     Entry::block_dev("dev/sda", 8, 0).mode(0o666),
                 ])
             },
-            expect: Expect::Confined(|roots, _| {
-                let m = std::fs::symlink_metadata(roots[0].join("dev/sda")).expect("sda");
+            expect: Expect::Confined(|roots, _, owners| {
+                let sda = roots[0].join("dev/sda");
+                if owners == Owners::Mine {
+                    // mknod needs CAP_MKNOD: the devices are skipped.
+                    assert!(std::fs::symlink_metadata(&sda).is_err());
+                    assert!(std::fs::symlink_metadata(roots[0].join("dev/mem")).is_err());
+                    return;
+                }
+                let m = std::fs::symlink_metadata(&sda).expect("sda");
                 assert!(m.file_type().is_block_device());
                 assert_eq!(m.rdev(), libc::makedev(8, 0));
             }),
@@ -1055,7 +1340,7 @@ fn hostile_cases() -> Vec<Hostile> {
                     Entry::dir("d2"),
                 ])
             },
-            expect: Expect::Confined(|roots, _| {
+            expect: Expect::Confined(|roots, _, _| {
                 let r = &roots[0];
                 assert_eq!(read(&r.join("f")), "two\n");
                 assert_eq!(
@@ -1089,9 +1374,12 @@ fn hostile_cases() -> Vec<Hostile> {
                     .xattr("trusted.overlay.opaque", b"y")
                     .xattr("trusted.overlay.redirect", b"/../../outside")])
             },
-            expect: Expect::Confined(|roots, mode| {
+            expect: Expect::Confined(|roots, mode, owners| {
                 let x = xattrs(&roots[0].join("d"));
-                if mode == Mode::Stacked {
+                if owners == Owners::Mine {
+                    // trusted.* cannot be set unprivileged: nothing of them is left.
+                    assert!(x.is_empty(), "{x:?}");
+                } else if mode == Mode::Stacked {
                     // Escaped: overlayfs shows them as they were and never acts on them.
                     assert!(!x.contains_key("trusted.overlay.opaque"), "{x:?}");
                     assert!(!x.contains_key("trusted.overlay.redirect"), "{x:?}");
@@ -1099,7 +1387,33 @@ fn hostile_cases() -> Vec<Hostile> {
                 }
             }),
         },
+        Hostile {
+            name: "user_overlay_xattrs_smuggled_in",
+            layers: |_| {
+                one(vec![Entry::dir("d")
+                    .xattr("user.overlay.opaque", b"y")
+                    .xattr("user.overlay.redirect", b"/../../outside")])
+            },
+            expect: Expect::Confined(|roots, mode, owners| {
+                let x = xattrs(&roots[0].join("d"));
+                if owners == Owners::Mine && mode == Mode::Stacked {
+                    // What an overlay with `userxattr` reads: escaped, never acted on.
+                    assert!(!x.contains_key("user.overlay.opaque"), "{x:?}");
+                    assert!(!x.contains_key("user.overlay.redirect"), "{x:?}");
+                    assert!(x.contains_key("user.overlay.overlay.redirect"), "{x:?}");
+                }
+            }),
+        },
     ]
+}
+
+/// The uid an entry the image gives `uid` gets: its own, or, unpacked unprivileged, ours.
+fn uid_for(owners: Owners, uid: u32) -> u32 {
+    match owners {
+        Owners::Image => uid,
+        // SAFETY: geteuid cannot fail.
+        Owners::Mine => unsafe { libc::geteuid() },
+    }
 }
 
 /// The sentinel tree next to the roots: what hostile layers aim at.
@@ -1113,7 +1427,7 @@ fn sentinel(base: &Path) {
     std::fs::write(base.join("etc/passwd"), b"root:x:0:0:sentinel\n").expect("write");
 }
 
-fn run_hostile(case: &Hostile, mode: Mode) {
+fn run_hostile(case: &Hostile, mode: Mode, owners: Owners) {
     let tmp = tempfile::Builder::new()
         .prefix("stepctr-hostile-")
         .tempdir()
@@ -1140,17 +1454,17 @@ fn run_hostile(case: &Hostile, mode: Mode) {
     let result: anyhow::Result<()> = (|| {
         match mode {
             Mode::Flatten => {
-                let mut u = Unpacker::open(&Linux, &roots[0], mode)?;
+                let mut u = Unpacker::open(&Linux, &roots[0], mode, owners)?;
                 for t in &tars {
                     u.apply(Cursor::new(t))?;
                 }
-                u.close();
+                u.close()?;
             }
             Mode::Stacked => {
                 for (t, r) in tars.iter().zip(&roots) {
-                    let mut u = Unpacker::open(&Linux, r, mode)?;
+                    let mut u = Unpacker::open(&Linux, r, mode, owners)?;
                     u.apply(Cursor::new(t))?;
-                    u.close();
+                    u.close()?;
                 }
             }
         }
@@ -1183,7 +1497,7 @@ fn run_hostile(case: &Hostile, mode: Mode) {
         (Expect::Refused(entry), Ok(())) => {
             panic!("{}: the entry {entry:?} was accepted", case.name)
         }
-        (Expect::Confined(check), Ok(())) => check(&roots, mode),
+        (Expect::Confined(check), Ok(())) => check(&roots, mode, owners),
         (Expect::Confined(_), Err(e)) => panic!("{}: refused: {e:#}", case.name),
         (Expect::Either, Err(e)) => {
             let msg = format!("{e:#}");

@@ -11,7 +11,7 @@
 //!    `usr/lib`. Parents are cached by path (and forgotten whenever something is removed).
 //! 3. The last component is made relative to the parent fd and never followed: `mkdirat`,
 //!    `openat(O_CREAT|O_EXCL|O_NOFOLLOW)` + `write`, `symlinkat`, `linkat` (flags 0: a symlink
-//!    is linked, not followed), `mknodat`. Then `fchown`/`fchownat(AT_SYMLINK_NOFOLLOW)`,
+//!    is linked, not followed), `mknodat`. Then `fchown`/`fchownat(AT_SYMLINK_NOFOLLOW)` (root only),
 //!    `fchmod`/`fchmodat` (after the chown, which clears setuid bits), xattrs from PAX
 //!    `SCHILY.xattr.*` records (`fsetxattr` on the open file, else `lsetxattr` on
 //!    `/proc/self/fd/PARENT/NAME`, which follows the parent fd and never the name), and
@@ -30,6 +30,14 @@
 //! - [`Mode::Flatten`] (all layers in one directory): `.wh.NAME` deletes NAME, and
 //!   `.wh..wh..opq` deletes what the layers below left in the directory. A whiteout only hides
 //!   what *lower* layers made: what the same layer made stays, as in the spec and umoci.
+//!
+//! Who unpacks ([`Owners`]): root ([`Owners::Image`]) gives every entry the image's owner and
+//! makes device nodes. An unprivileged user ([`Owners::Mine`], rootless; chosen by
+//! [`Owners::detect`] from the euid) cannot: every entry stays theirs, which is root inside a
+//! container whose user namespace maps only their uid; the overlay is mounted there with
+//! `userxattr`, so overlayfs's xattrs take their `user.overlay.*` names (`user.overlay.opaque`).
+//! The rows marked *unprivileged* below say what changes; the load stage adds up the counts
+//! ([`Counts::kept_owner`], [`Counts::skipped_devices`], [`Counts::skipped_xattrs`]) in one note.
 //!
 //! Entries that try to leave the root, case by case:
 //!
@@ -53,6 +61,14 @@
 //! | xattrs `security.selinux`, `system.nfs4_acl`      | skipped (host-specific), as umoci does |
 //! | xattr `trusted.overlay.opaque` in the image       | skipped, as umoci does: opaque directories are `.wh..wh..opq` |
 //! | other `trusted.overlay.*` xattrs in the image     | stacked: escaped (`trusted.overlay.overlay.*`), so overlayfs shows them and never acts on them; flatten: kept as they are (a flattened tree is one layer) |
+//! | *unprivileged*: an owner (uid or gid) other than root | no `fchown`/`fchownat` at all: the entry keeps the user's uid and gid (root inside); counted |
+//! | *unprivileged*: setuid/setgid bits                | kept (`fchmod` by the owner is allowed; again after the data, as a write without CAP_FSETID clears them) |
+//! | *unprivileged*: device nodes (char, block)        | skipped, counted (mknod needs CAP_MKNOD); flatten: what lower layers had there is deleted. Fifos and whiteouts (char 0/0, allowed since Linux 5.8) are made |
+//! | *unprivileged*: `.wh..wh..opq`                    | the xattr `user.overlay.opaque="y"` (what overlayfs reads with `userxattr`) |
+//! | *unprivileged*: xattrs `trusted.*`, `security.*`  | skipped, counted (only CAP_SYS_ADMIN or the LSM may set them); `trusted.overlay.opaque` silently, as above |
+//! | *unprivileged*: xattr `user.overlay.opaque` in the image | skipped, as `trusted.overlay.opaque` is for root |
+//! | *unprivileged*: other `user.overlay.*` xattrs     | stacked: escaped (`user.overlay.overlay.*`); flatten: kept as they are |
+//! | *unprivileged*: a directory its owner cannot write (`0555`) | `u+rwx` while entries go in (no CAP_DAC_OVERRIDE), its exact mode at the end of the layer (flatten: of the last layer) |
 //!
 //! The uncompressed stream is decompressed and hashed in a helper thread while the main thread
 //! makes the calls (like `tar -xz`, which runs gzip beside it); the layer is refused at the end
@@ -79,6 +95,31 @@ pub enum Mode {
     Flatten,
 }
 
+/// Whose files an unpacked layer holds: who may own them, make devices, set `trusted.*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owners {
+    /// Root unpacks: the image's owners (`fchown`), device nodes, and overlayfs's own
+    /// `trusted.overlay.*` xattrs, for an overlay mounted by root.
+    Image,
+    /// An unprivileged user unpacks (rootless): no `fchown` (the user cannot give files away:
+    /// every file stays theirs, which is root inside a container that maps only their uid), no
+    /// device nodes (mknod needs CAP_MKNOD; whiteouts, char 0/0, are allowed since Linux 5.8),
+    /// no `trusted.*`/`security.*` xattrs, and overlayfs's xattrs in the `user.overlay.*`
+    /// form that an overlay mounted with `userxattr` (inside a user namespace) reads.
+    Mine,
+}
+
+impl Owners {
+    /// [`Owners::Image`] for root (euid 0), [`Owners::Mine`] for anyone else.
+    pub fn detect() -> Owners {
+        if crate::kernel::host::is_root() {
+            Owners::Image
+        } else {
+            Owners::Mine
+        }
+    }
+}
+
 /// What a layer held, for the narration.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -89,6 +130,13 @@ pub struct Counts {
     /// Device nodes and fifos.
     pub other: usize,
     pub whiteouts: usize,
+    /// [`Owners::Mine`]: entries the image gives an owner other than root (0:0), which keep
+    /// the user's uid and gid instead (not counted in [`Counts::total`]).
+    pub kept_owner: usize,
+    /// [`Owners::Mine`]: device nodes not made (not counted in [`Counts::total`]).
+    pub skipped_devices: usize,
+    /// [`Owners::Mine`]: `trusted.*` and `security.*` xattrs not set.
+    pub skipped_xattrs: usize,
 }
 
 impl Counts {
@@ -96,13 +144,16 @@ impl Counts {
         self.files + self.dirs + self.symlinks + self.hardlinks + self.other + self.whiteouts
     }
 
-    fn add(&mut self, o: &Counts) {
+    pub fn add(&mut self, o: &Counts) {
         self.files += o.files;
         self.dirs += o.dirs;
         self.symlinks += o.symlinks;
         self.hardlinks += o.hardlinks;
         self.other += o.other;
         self.whiteouts += o.whiteouts;
+        self.kept_owner += o.kept_owner;
+        self.skipped_devices += o.skipped_devices;
+        self.skipped_xattrs += o.skipped_xattrs;
     }
 }
 
@@ -138,10 +189,11 @@ pub fn unpack_layer(
     blob: &LayerBlob<'_>,
     dest: &Path,
     label: &str,
+    owners: Owners,
 ) -> Result<Counts> {
-    let mut u = Unpacker::open(k, dest, Mode::Stacked)?;
+    let mut u = Unpacker::open(k, dest, Mode::Stacked, owners)?;
     let counts = u.apply_blob(blob, label)?;
-    u.close();
+    u.close()?;
     Ok(counts)
 }
 
@@ -152,14 +204,15 @@ pub fn flatten(
     layers: &[LayerBlob<'_>],
     dest: &Path,
     label: &dyn Fn(usize) -> String,
+    owners: Owners,
 ) -> Result<Counts> {
-    let mut u = Unpacker::open(k, dest, Mode::Flatten)?;
+    let mut u = Unpacker::open(k, dest, Mode::Flatten, owners)?;
     let mut total = Counts::default();
     for (i, blob) in layers.iter().enumerate() {
         let c = u.apply_blob(blob, &label(i))?;
         total.add(&c);
     }
-    u.close();
+    u.close()?;
     Ok(total)
 }
 
@@ -368,7 +421,10 @@ fn proc_path(fd: i32, name: &[u8]) -> PathBuf {
 const WHITEOUT: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 const AUFS_META: &[u8] = b".wh..wh.";
+/// overlayfs's opaque-directory marker, as root's overlay reads it ...
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// ... and as an overlay mounted with `userxattr` (in a user namespace) reads it.
+const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
 
 // ---------------------------------------------------------------------------------------------
 // Entry metadata
@@ -474,6 +530,7 @@ enum Placed {
 pub struct Unpacker<'k> {
     k: &'k dyn Kernel,
     mode: Mode,
+    owners: Owners,
     root: i32,
     old_umask: Option<u32>,
     /// Directory path (as the tar names it) -> O_PATH fd.
@@ -489,13 +546,22 @@ pub struct Unpacker<'k> {
     whited: HashSet<Vec<u8>>,
     /// This layer's directories and their times, set at the end of the layer.
     dir_times: BTreeMap<Vec<u8>, (Time, Time)>,
+    /// [`Owners::Mine`]: directories the image makes unwritable for their owner (`0555`), kept
+    /// `u+rwx` while entries go in (the user has no CAP_DAC_OVERRIDE), with their exact modes,
+    /// set at the end of the layer (stacked) or of the last layer (flatten).
+    dir_modes: BTreeMap<Vec<u8>, u32>,
     buf: Arc<Vec<u8>>,
     counts: Counts,
 }
 
 impl<'k> Unpacker<'k> {
     /// Open `dest` (an existing directory) as the root everything is unpacked into.
-    pub fn open(k: &'k dyn Kernel, dest: &Path, mode: Mode) -> Result<Unpacker<'k>> {
+    pub fn open(
+        k: &'k dyn Kernel,
+        dest: &Path,
+        mode: Mode,
+        owners: Owners,
+    ) -> Result<Unpacker<'k>> {
         let old = k.umask(0, "files get exactly the modes the image gives them")?;
         let root = match k.openat(
             dest,
@@ -512,6 +578,7 @@ impl<'k> Unpacker<'k> {
         Ok(Unpacker {
             k,
             mode,
+            owners,
             root,
             old_umask: Some(old),
             parents: HashMap::new(),
@@ -520,6 +587,7 @@ impl<'k> Unpacker<'k> {
             upper: HashSet::new(),
             whited: HashSet::new(),
             dir_times: BTreeMap::new(),
+            dir_modes: BTreeMap::new(),
             buf: Arc::new(Vec::new()),
             counts: Counts::default(),
         })
@@ -562,12 +630,18 @@ impl<'k> Unpacker<'k> {
         }
         self.reap_stale();
         self.set_dir_times()?;
+        if self.mode == Mode::Stacked {
+            self.restore_dir_modes()?;
+        }
         Ok(self.counts)
     }
 
-    /// Close every fd and put the umask back.
-    pub fn close(mut self) {
+    /// Give directories kept writable their exact modes (flatten mode), close every fd and
+    /// put the umask back.
+    pub fn close(mut self) -> Result<()> {
+        let res = self.restore_dir_modes();
         self.shutdown();
+        res
     }
 
     fn shutdown(&mut self) {
@@ -726,6 +800,12 @@ impl<'k> Unpacker<'k> {
     /// `key` and everything below it are gone.
     fn forget(&mut self, key: &[u8]) {
         self.invalidate();
+        if !self.dir_modes.is_empty() {
+            // Whatever comes there next is not the directory whose mode waits to be set.
+            self.dir_modes.retain(|k, _| {
+                !(k.starts_with(key) && matches!(k.get(key.len()), None | Some(b'/')))
+            });
+        }
         if self.mode == Mode::Flatten {
             self.known.remove(key);
             let mut lo = key.to_vec();
@@ -791,31 +871,128 @@ impl<'k> Unpacker<'k> {
         Ok((pfd, last.as_slice(), key(&name.comps)))
     }
 
-    fn xattr_name(&self, name: &str) -> Option<String> {
+    /// The opaque-directory marker the overlay of these layers reads.
+    fn opaque_xattr(&self) -> &'static str {
+        match self.owners {
+            Owners::Image => OPAQUE_XATTR,
+            Owners::Mine => USER_OPAQUE_XATTR,
+        }
+    }
+
+    /// The name an image xattr is stored under, or `None` when it is not set (counting the
+    /// ones an unprivileged user may not set).
+    fn xattr_name(&mut self, name: &str) -> Option<String> {
         // Host-specific (as umoci skips them), and overlayfs's whiteout bookkeeping, which an
         // image says with `.wh..wh..opq` (umoci skips it too).
         if name == "security.selinux" || name == "system.nfs4_acl" || name == OPAQUE_XATTR {
             return None;
         }
-        match (self.mode, name.strip_prefix("trusted.overlay.")) {
-            (Mode::Stacked, Some(rest)) => Some(format!("trusted.overlay.overlay.{rest}")),
+        let ns = match self.owners {
+            Owners::Image => "trusted",
+            Owners::Mine => {
+                if name == USER_OPAQUE_XATTR {
+                    return None;
+                }
+                if name.starts_with("trusted.") || name.starts_with("security.") {
+                    // Only CAP_SYS_ADMIN (trusted) or the LSM (security) may set them.
+                    self.counts.skipped_xattrs += 1;
+                    return None;
+                }
+                "user"
+            }
+        };
+        match name
+            .strip_prefix(ns)
+            .and_then(|r| r.strip_prefix(".overlay."))
+        {
+            Some(rest) if self.mode == Mode::Stacked => {
+                Some(format!("{ns}.overlay.overlay.{rest}"))
+            }
             _ => Some(name.to_string()),
+        }
+    }
+
+    /// The entry's owner: `fchown`, or, for [`Owners::Mine`], nothing (the entry stays ours)
+    /// and a count of the owners that are not root inside.
+    fn chown(&mut self, fd: i32, name: Option<&[u8]>, meta: &Meta, why: &str) -> Result<()> {
+        if self.owners == Owners::Mine {
+            if meta.uid != 0 || meta.gid != 0 {
+                self.counts.kept_owner += 1;
+            }
+            return Ok(());
+        }
+        match name {
+            None => self.k.fchown(fd, meta.uid, meta.gid, why)?,
+            Some(n) => self.k.fchownat(
+                fd,
+                os(n),
+                meta.uid,
+                meta.gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+                why,
+            )?,
+        }
+        Ok(())
+    }
+
+    /// [`Owners::Mine`]: the exact modes of directories kept writable, deepest first (their
+    /// parents stay searchable until then).
+    fn restore_dir_modes(&mut self) -> Result<()> {
+        let modes = std::mem::take(&mut self.dir_modes);
+        for (key, mode) in modes.into_iter().rev() {
+            if key.is_empty() {
+                self.k
+                    .fchmod(self.root, mode, "the layer root's exact mode, at last")?;
+                continue;
+            }
+            let comps: Vec<Vec<u8>> = key.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
+            let Some((last, parent)) = comps.split_last() else {
+                continue;
+            };
+            let Some(pfd) = self.dir_fd(parent, false)? else {
+                continue;
+            };
+            match self.k.fchmodat(
+                pfd,
+                os(last),
+                mode,
+                "the directory's exact mode, now that nothing more goes in",
+            ) {
+                Err(e) if e.errno == Errno::ENOENT => {}
+                r => r?,
+            }
+        }
+        self.reap_stale();
+        Ok(())
+    }
+
+    /// The mode to give a directory now: for [`Owners::Mine`], one its owner can write and
+    /// search, remembering the exact one for later.
+    fn dir_mode_now(&mut self, key: &[u8], mode: u32) -> u32 {
+        if self.owners == Owners::Mine && mode & 0o700 != 0o700 {
+            self.dir_modes.insert(key.to_vec(), mode);
+            mode | 0o700
+        } else {
+            self.dir_modes.remove(key);
+            mode
         }
     }
 
     /// Set the entry's xattrs on `path` (a /proc/self/fd path); with `replace`, remove the
     /// ones it had before (a directory merged with an older one).
-    fn xattrs_at(&self, path: &Path, meta: &Meta, replace: bool) -> Result<()> {
-        let wanted: Vec<(String, &[u8])> = meta
-            .xattrs
-            .iter()
-            .filter_map(|(n, v)| self.xattr_name(n).map(|n| (n, v.as_slice())))
-            .collect();
+    fn xattrs_at(&mut self, path: &Path, meta: &Meta, replace: bool) -> Result<()> {
+        let mut wanted: Vec<(String, &[u8])> = Vec::new();
+        for (n, v) in &meta.xattrs {
+            if let Some(n) = self.xattr_name(n) {
+                wanted.push((n, v.as_slice()));
+            }
+        }
         if replace {
+            let opaque = self.opaque_xattr();
             for old in self.k.llistxattr(path, "the xattrs it had")? {
                 let keep = wanted.iter().any(|(n, _)| *n == old)
                     || old.starts_with("security.")
-                    || (self.mode == Mode::Stacked && old == OPAQUE_XATTR);
+                    || (self.mode == Mode::Stacked && old == opaque);
                 if !keep {
                     self.k.lremovexattr(path, &old, "not in the new entry")?;
                 }
@@ -894,8 +1071,9 @@ impl<'k> Unpacker<'k> {
 
     fn root_entry(&mut self, meta: &Meta) -> Result<()> {
         let k = self.k;
-        k.fchown(self.root, meta.uid, meta.gid, "the layer root's owner")?;
-        k.fchmod(self.root, meta.mode, "the layer root's mode")?;
+        self.chown(self.root, None, meta, "the layer root's owner")?;
+        let mode = self.dir_mode_now(b"", meta.mode);
+        k.fchmod(self.root, mode, "the layer root's mode")?;
         self.xattrs_at(&proc_path(self.root, b"."), meta, true)?;
         self.dir_times.insert(Vec::new(), (meta.atime, meta.mtime));
         self.counts.dirs += 1;
@@ -958,13 +1136,13 @@ impl<'k> Unpacker<'k> {
                 break;
             }
         }
-        k.fchown(fd, meta.uid, meta.gid, "the file's owner")?;
+        self.chown(fd, None, meta, "the file's owner")?;
         if meta.mode & 0o6000 != 0 {
-            k.fchmod(
-                fd,
-                meta.mode,
-                "again: changing the owner cleared setuid/setgid",
-            )?;
+            let why = match self.owners {
+                Owners::Image => "again: changing the owner cleared setuid/setgid",
+                Owners::Mine => "again: writing without CAP_FSETID cleared setuid/setgid",
+            };
+            k.fchmod(fd, meta.mode, why)?;
         }
         for (n, v) in &meta.xattrs {
             if let Some(n) = self.xattr_name(n) {
@@ -982,16 +1160,15 @@ impl<'k> Unpacker<'k> {
             k.mkdirat_in(pfd, os(base), mode, "a directory").map(|_| 0)
         })?;
         let k = self.k;
-        k.fchownat(
-            pfd,
-            os(base),
-            meta.uid,
-            meta.gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-            "the directory's owner",
-        )?;
+        self.chown(pfd, Some(base), meta, "the directory's owner")?;
         // Always: mkdir ignores setuid/setgid and inherits setgid from its parent.
-        k.fchmodat(pfd, os(base), mode, "the directory's exact mode")?;
+        let now = self.dir_mode_now(&key, mode);
+        let why = if now == mode {
+            "the directory's exact mode"
+        } else {
+            "writable by its owner for now: without CAP_DAC_OVERRIDE nothing could go in"
+        };
+        k.fchmodat(pfd, os(base), now, why)?;
         let merged = matches!(placed, Placed::Merged);
         self.xattrs_at(&proc_path(pfd, base), meta, merged)?;
         if self.mode == Mode::Stacked && !merged && self.whited.contains(&key) {
@@ -999,7 +1176,7 @@ impl<'k> Unpacker<'k> {
             // layers below may show through it.
             k.lsetxattr(
                 &proc_path(pfd, base),
-                OPAQUE_XATTR,
+                self.opaque_xattr(),
                 b"y",
                 "opaque: it replaces a whited-out name",
             )?;
@@ -1022,14 +1199,7 @@ impl<'k> Unpacker<'k> {
             .map(|_| 0)
         })?;
         let k = self.k;
-        k.fchownat(
-            pfd,
-            os(base),
-            meta.uid,
-            meta.gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-            "the symlink's owner",
-        )?;
+        self.chown(pfd, Some(base), meta, "the symlink's owner")?;
         self.xattrs_at(&proc_path(pfd, base), meta, false)?;
         k.utimensat(
             pfd,
@@ -1094,6 +1264,23 @@ impl<'k> Unpacker<'k> {
     }
 
     fn node(&mut self, name: &Name, ty: u32, major: u32, minor: u32, meta: &Meta) -> Result<()> {
+        let device = ty == libc::S_IFBLK || (ty == libc::S_IFCHR && (major, minor) != (0, 0));
+        if self.owners == Owners::Mine && device {
+            // mknod of a device needs CAP_MKNOD in the host's user namespace (docker and podman
+            // rootless skip them too; the container's /dev is a tmpfs anyway). Flattened, the
+            // entry still replaces what the layers below had there.
+            self.counts.skipped_devices += 1;
+            if self.mode == Mode::Flatten {
+                let (last, parent) = name
+                    .comps
+                    .split_last()
+                    .ok_or_else(|| anyhow!("an entry without a name"))?;
+                if let Some(pfd) = self.dir_fd(parent, false)? {
+                    self.delete(pfd, &key(&name.comps), last)?;
+                }
+            }
+            return Ok(());
+        }
         let (pfd, base, key) = self.slot(name)?;
         let mode = ty | meta.mode;
         self.place(pfd, &key, os(base), false, &mut |k| {
@@ -1101,15 +1288,8 @@ impl<'k> Unpacker<'k> {
                 .map(|_| 0)
         })?;
         let k = self.k;
-        k.fchownat(
-            pfd,
-            os(base),
-            meta.uid,
-            meta.gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-            "its owner",
-        )?;
-        if meta.mode & 0o6000 != 0 {
+        self.chown(pfd, Some(base), meta, "its owner")?;
+        if meta.mode & 0o6000 != 0 && self.owners == Owners::Image {
             k.fchmodat(
                 pfd,
                 os(base),
@@ -1184,7 +1364,7 @@ impl<'k> Unpacker<'k> {
                         if is_dir(m) {
                             k.lsetxattr(
                                 &proc_path(pfd, target),
-                                OPAQUE_XATTR,
+                                self.opaque_xattr(),
                                 b"y",
                                 "opaque: whited out below",
                             )?;
@@ -1263,7 +1443,7 @@ impl<'k> Unpacker<'k> {
                     .ok_or_else(|| anyhow!("its directory cannot be made"))?;
                 k.lsetxattr(
                     &proc_path(fd, b"."),
-                    OPAQUE_XATTR,
+                    self.opaque_xattr(),
                     b"y",
                     "an opaque directory: overlayfs shows nothing of the layers below in it",
                 )?;

@@ -361,12 +361,13 @@ impl Kernel for Linux {
                     recursive,
                     attr_set,
                     attr_clr,
+                    userns_fd,
                 } => {
                     let attr = libc::mount_attr {
                         attr_set: *attr_set,
                         attr_clr: *attr_clr,
                         propagation: 0,
-                        userns_fd: 0,
+                        userns_fd: *userns_fd as u64,
                     };
                     let flags =
                         libc::AT_EMPTY_PATH | if *recursive { libc::AT_RECURSIVE } else { 0 };

@@ -647,15 +647,22 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             recursive,
             attr_set,
             attr_clr,
+            userns_fd,
         } => format!(
             // strace 6.1 says what it makes of propagation 0 in a comment; the size is
-            // MOUNT_ATTR_SIZE_VER0.
+            // MOUNT_ATTR_SIZE_VER0. The user namespace fd is an fd (with -y, named) only
+            // when MOUNT_ATTR_IDMAP asks for it.
             "{}, \"\", AT_EMPTY_PATH{}, {{attr_set={}, attr_clr={}, propagation=0 /* MS_??? */, \
-             userns_fd=0}}, {}",
+             userns_fd={}}}, {}",
             fd(*f, names),
             if *recursive { "|AT_RECURSIVE" } else { "" },
             flags(*attr_set, MOUNT_ATTRS, "0"),
             flags(*attr_clr, MOUNT_ATTRS, "0"),
+            if attr_set & libc::MOUNT_ATTR_IDMAP != 0 {
+                fd(*userns_fd, names)
+            } else {
+                userns_fd.to_string()
+            },
             std::mem::size_of::<libc::mount_attr>()
         ),
         Sys::Tty { fd: f, op } => {
@@ -1375,6 +1382,7 @@ mod tests {
             recursive: true,
             attr_set: libc::MOUNT_ATTR_RDONLY,
             attr_clr: 0,
+            userns_fd: 0,
         };
         assert_eq!(
             call(&c, Detail::Full, &named),
@@ -1386,6 +1394,7 @@ mod tests {
             recursive: false,
             attr_set: libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID,
             attr_clr: libc::MOUNT_ATTR_NODEV,
+            userns_fd: 0,
         };
         assert_eq!(
             call(&c, Detail::Short, &|_| None),

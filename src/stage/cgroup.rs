@@ -68,13 +68,22 @@ pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Re
     );
     c.require_before(Stage::Cgroup)?;
     let version = detect(k, root)?;
+    let mut base = root.to_path_buf();
     if crate::userns::rootless() {
-        return skip_rootless(k, c, version, limits);
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let uid = crate::kernel::host::uid();
+        match (version, delegated_base(root, &own, uid, &owner_of)) {
+            (Version::V2, Some(b)) => {
+                k.note(&format!("rootless: {} is delegated to uid {uid} (it owns the directory and its control files): the container's cgroup goes below it", b.display()));
+                base = b;
+            }
+            _ => return skip_rootless(k, c, version, limits),
+        }
     }
     let dirs = match version {
         Version::V2 => {
             k.note("cgroup v2: one tree, controllers enabled from the top down");
-            create_v2(k, c, root, limits)?
+            create_v2(k, c, &base, limits)?
         }
         Version::V1 => {
             k.note("cgroup v1 (or hybrid): one tree per controller");
@@ -100,14 +109,58 @@ pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Re
     Ok(())
 }
 
+/// The owner of a file, if it exists.
+fn owner_of(p: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| m.uid())
+}
+
+/// Rootless on cgroup v2: the subtree delegated to `uid`, if any (the kernel's cgroup-v2
+/// "Delegation": the directory and its cgroup.procs and cgroup.subtree_control belong to the
+/// user). From our own cgroup (`0::/PATH` in /proc/self/cgroup) up, the highest ancestor of a
+/// chain of delegated cgroups: our own cgroup holds processes (us), so by the no-internal-
+/// process rule it could not hand controllers down to a child, while the top of the
+/// delegation (systemd's user@UID.service, say) holds none.
+pub fn delegated_base(
+    root: &Path,
+    self_cgroup: &str,
+    uid: u32,
+    owner_of: &dyn Fn(&Path) -> Option<u32>,
+) -> Option<PathBuf> {
+    let rel = self_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim()
+        .trim_start_matches('/');
+    let delegated = |d: &Path| {
+        ["", "cgroup.procs", "cgroup.subtree_control"]
+            .iter()
+            .all(|f| owner_of(&d.join(f)) == Some(uid))
+    };
+    let mut best = None;
+    let mut dir = root.join(rel);
+    while dir != root && dir.starts_with(root) && delegated(&dir) {
+        best = Some(dir.clone());
+        dir = dir.parent()?.to_path_buf();
+    }
+    best
+}
+
 /// Rootless: a user may create cgroups only in a subtree the host delegated to them, and
 /// cgroup v1 cannot be delegated safely at all. The container runs without a cgroup of its
 /// own, and the limits asked for are not applied: said plainly, never silently.
-fn skip_rootless(k: &dyn Kernel, c: &mut Container, version: Version, limits: Limits) -> Result<()> {
+fn skip_rootless(
+    k: &dyn Kernel,
+    c: &mut Container,
+    version: Version,
+    limits: Limits,
+) -> Result<()> {
     let asked: Vec<String> = [
         limits.memory.map(|m| format!("--memory {m}")),
         limits.pids.map(|p| format!("--pids-limit {p}")),
-        limits.cpu_quota.map(|q| format!("--cpus {}", q as f64 / CPU_PERIOD_US as f64)),
+        limits
+            .cpu_quota
+            .map(|q| format!("--cpus {}", q as f64 / CPU_PERIOD_US as f64)),
     ]
     .into_iter()
     .flatten()
@@ -120,7 +173,7 @@ fn skip_rootless(k: &dyn Kernel, c: &mut Container, version: Version, limits: Li
     let why = match version {
         Version::V1 => "this host has cgroup v1 (or hybrid), which cannot be delegated to a user".to_string(),
         Version::V2 => format!(
-            "no cgroup subtree is delegated to uid {} here",
+            "no cgroup subtree is delegated to uid {} here (our cgroup, in /proc/self/cgroup, is not ours to write)",
             crate::kernel::host::uid()
         ),
     };
@@ -186,6 +239,8 @@ fn is_enoent(e: &anyhow::Error) -> bool {
         .is_some_and(|s| s.errno == crate::kernel::Errno::ENOENT)
 }
 
+/// v2: the container's cgroup `root/stepctr/NAME` (`root` is /sys/fs/cgroup, or rootless, the
+/// delegated subtree).
 fn create_v2(
     k: &dyn Kernel,
     c: &mut Container,
@@ -478,6 +533,51 @@ pub fn parse_size(s: &str) -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_delegated_subtree_is_found_from_our_own_cgroup_up() {
+        let root = Path::new("/sys/fs/cgroup");
+        let svc = "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service";
+        // systemd: user@1000.service and everything below it belong to the user.
+        let owner = |p: &Path| -> Option<u32> { Some(if p.starts_with(svc) { 1000 } else { 0 }) };
+        let me = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope\n";
+        assert_eq!(
+            delegated_base(root, me, 1000, &owner),
+            Some(PathBuf::from(svc))
+        );
+        // Another user, or no delegation, or a v1-only /proc/self/cgroup: none.
+        assert_eq!(delegated_base(root, me, 1001, &owner), None);
+        assert_eq!(
+            delegated_base(root, "0::/user.slice/x.scope\n", 1000, &owner),
+            None
+        );
+        assert_eq!(delegated_base(root, "4:memory:/x\n", 1000, &owner), None);
+        // A subtree whose cgroup.subtree_control stayed root's is not delegated.
+        let half = |p: &Path| -> Option<u32> {
+            Some(
+                if p.starts_with("/sys/fs/cgroup/rl") && !p.ends_with("cgroup.subtree_control") {
+                    7
+                } else {
+                    0
+                },
+            )
+        };
+        assert_eq!(delegated_base(root, "0::/rl/shell", 7, &half), None);
+        let full = |p: &Path| -> Option<u32> {
+            Some(if p.starts_with("/sys/fs/cgroup/rl") {
+                7
+            } else {
+                0
+            })
+        };
+        assert_eq!(
+            delegated_base(root, "0::/rl/shell", 7, &full),
+            Some(PathBuf::from("/sys/fs/cgroup/rl"))
+        );
+        // Never the root of the tree itself.
+        assert_eq!(delegated_base(root, "0::/", 0, &|_| Some(0)), None);
+    }
+
     use super::*;
 
     #[test]

@@ -855,6 +855,7 @@ mod tests {
                 recursive: true,
                 attr_set: libc::MOUNT_ATTR_RDONLY,
                 attr_clr: 0,
+                userns_fd: 0,
             }]
         );
     }

@@ -5,6 +5,12 @@
 //! whiteouts (a character device 0/0, the xattr `trusted.overlay.opaque`), so overlayfs does
 //! the deleting when it stacks them.
 //!
+//! Rootless (not root: [`unpack::Owners::Mine`]), the user unpacks into their own store what
+//! an overlay mounted with `userxattr` in their user namespace can stack: the opaque marker is
+//! `user.overlay.opaque`, files keep the user's uid (no `fchown`: only that uid is mapped, and
+//! it is root inside), device nodes and `trusted.*`/`security.*` xattrs are skipped. One note
+//! says how many entries that changed.
+//!
 //! `--flatten` instead applies every layer, in order, into one directory under
 //! `$STEPCTR_ROOT/flat/<manifest digest>/` (whiteouts delete for real): the image's root
 //! filesystem as one plain tree, as `umoci unpack` or `docker export` give it, good for a
@@ -72,15 +78,20 @@ pub fn run_with(
         },
     )?;
 
+    let owners = unpack::Owners::detect();
+    let mut skipped = Skipped::default();
     let (layers, shown) = if flatten {
-        let flat = flatten_image(k, paths, &mut c, &store, &info)?;
+        let flat = flatten_image(k, paths, &mut c, &store, &info, owners, &mut skipped)?;
         (vec![flat], paths.root.join("flat"))
     } else {
         (
-            unpack_layers(k, paths, &mut c, &store, &info)?,
+            unpack_layers(k, paths, &mut c, &store, &info, owners, &mut skipped)?,
             paths.layers(),
         )
     };
+    if owners == unpack::Owners::Mine && skipped.unpacked {
+        k.note(&rootless_note(&skipped.counts));
+    }
     c.state.layers = layers;
     c.finish(Stage::Load)?;
     k.note(&format!(
@@ -90,6 +101,42 @@ pub fn run_with(
     Ok(c)
 }
 
+/// What unpacking as an unprivileged user left out, over every layer unpacked now.
+#[derive(Default)]
+struct Skipped {
+    /// Something was unpacked (not every layer was there already).
+    unpacked: bool,
+    counts: unpack::Counts,
+}
+
+impl Skipped {
+    fn add(&mut self, c: &unpack::Counts) {
+        self.unpacked = true;
+        self.counts.add(c);
+    }
+}
+
+/// The one note of a rootless load: what the layers hold differently from the image.
+fn rootless_note(c: &unpack::Counts) -> String {
+    let mut s = format!(
+        "rootless: only your own uid is mapped into the container: {} files keep your uid instead of the image's owners (inside they all belong to root)",
+        c.kept_owner
+    );
+    if c.skipped_devices > 0 {
+        s.push_str(&format!(
+            "; {} device nodes skipped (mknod needs CAP_MKNOD; /dev is a tmpfs anyway)",
+            c.skipped_devices
+        ));
+    }
+    if c.skipped_xattrs > 0 {
+        s.push_str(&format!(
+            "; {} trusted.*/security.* xattrs skipped (only root may set them)",
+            c.skipped_xattrs
+        ));
+    }
+    s
+}
+
 /// One directory per layer, by diff_id, unpacked only once.
 fn unpack_layers(
     k: &dyn Kernel,
@@ -97,6 +144,8 @@ fn unpack_layers(
     c: &mut Container,
     store: &Store,
     info: &ImageInfo,
+    owners: unpack::Owners,
+    skipped: &mut Skipped,
 ) -> Result<Vec<PathBuf>> {
     let layers_dir = paths.layers();
     fs::create_dir_all(&layers_dir).with_context(|| format!("create {}", layers_dir.display()))?;
@@ -130,8 +179,9 @@ fn unpack_layers(
             media_type: &layer.media_type,
             diff_id: &layer.diff_id,
         };
-        let counts = unpack::unpack_layer(k, &src, &tmp, &label)
+        let counts = unpack::unpack_layer(k, &src, &tmp, &label, owners)
             .with_context(|| format!("unpack layer {} ({})", i + 1, layer.digest))?;
+        skipped.add(&counts);
         k.note(&format!(
             "layer {}: unpacked {counts} from {}",
             i + 1,
@@ -155,6 +205,8 @@ fn flatten_image(
     c: &mut Container,
     store: &Store,
     info: &ImageInfo,
+    owners: unpack::Owners,
+    skipped: &mut Skipped,
 ) -> Result<PathBuf> {
     let flat_dir = paths.root.join("flat");
     fs::create_dir_all(&flat_dir).with_context(|| format!("create {}", flat_dir.display()))?;
@@ -194,7 +246,8 @@ fn flatten_image(
         let l = &info.layers[i];
         format!("apply layer {} ({})", i + 1, short(&l.diff_id))
     };
-    let counts = unpack::flatten(k, &srcs, &tmp, &label).context("flatten the image")?;
+    let counts = unpack::flatten(k, &srcs, &tmp, &label, owners).context("flatten the image")?;
+    skipped.add(&counts);
     k.note(&format!(
         "{} layers applied in order ({counts}); whiteouts deleted what they name",
         info.layers.len()

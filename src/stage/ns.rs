@@ -22,6 +22,7 @@
 
 use crate::kernel::{Child, Kernel, WaitStatus};
 use crate::state::{Container, Resource, Stage};
+use crate::userns::UserNs;
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -43,11 +44,12 @@ pub fn all_flags() -> i32 {
     NAMESPACES.iter().fold(0, |f, (_, flag)| f | flag)
 }
 
-pub fn run(k: &dyn Kernel, c: &mut Container) -> Result<()> {
+/// `userns`: root's `--userns` (rootless mode always makes one, mapping only the user).
+pub fn run(k: &dyn Kernel, c: &mut Container, userns: Option<UserNs>) -> Result<()> {
     super::header(k, Stage::Ns, "new namespaces: what the container can see");
     c.require_before(Stage::Ns)?;
     let dir = c.path("ns");
-    create(k, c, &dir)?;
+    create(k, c, &dir, userns)?;
     c.state.ns_dir = Some(dir.clone());
     c.finish(Stage::Ns)?;
     k.note(&format!(
@@ -64,9 +66,15 @@ pub fn run(k: &dyn Kernel, c: &mut Container) -> Result<()> {
 }
 
 /// Make the namespaces and pin them as files in `dir`.
-pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path) -> Result<()> {
+pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, userns: Option<UserNs>) -> Result<()> {
     if crate::userns::rootless() {
-        return create_rootless(k, c, dir);
+        if userns.is_some() {
+            anyhow::bail!("--userns: without root, a container always gets a user namespace, and only your own uid can be in it");
+        }
+        return create_with_keeper(k, c, dir, UserNs::single());
+    }
+    if let Some(maps) = userns {
+        return create_with_keeper(k, c, dir, maps);
     }
     // Everything this function makes in the host's mount table, journalled at once (one write
     // of state.json instead of eight): the directory, its own mount, one mount per namespace.
@@ -427,19 +435,25 @@ fn pin_helper_namespaces(
     Ok(())
 }
 
-/// Rootless (see `crate::userns`): a keeper makes a user namespace, stepctr writes its maps,
-/// the keeper makes the other namespaces inside it and stops for good, holding them all; ns/
-/// gets symlinks to its /proc/PID/ns files.
-fn create_rootless(k: &dyn Kernel, c: &mut Container, dir: &Path) -> Result<()> {
+/// With a user namespace (rootless, or root's `--userns`; see `crate::userns`): a keeper makes
+/// the user namespace, stepctr writes its maps, the keeper makes the other namespaces inside it
+/// and stops for good, holding them all; ns/ gets symlinks to its /proc/PID/ns files. (Root
+/// could pin them with bind mounts, but PID 1's, made in the user namespace, cannot be: one
+/// way for both.)
+fn create_with_keeper(
+    k: &dyn Kernel,
+    c: &mut Container,
+    dir: &Path,
+    mut maps: UserNs,
+) -> Result<()> {
     c.journal(Resource::Dir {
         path: dir.to_path_buf(),
     })?;
     k.mkdirat(
         dir,
         0o755,
-        "a directory for links to the namespaces (without root, nothing can pin them as files)",
+        "a directory for links to the namespaces, held by a keeper process",
     )?;
-    let mut maps = crate::userns::UserNs::single();
     let flags = all_flags();
     let keeper = k.spawn(
         "the keeper: it makes the container's namespaces and holds them until `stepctr rm`",
@@ -532,7 +546,10 @@ fn create_rootless(k: &dyn Kernel, c: &mut Container, dir: &Path) -> Result<()> 
         .chain(NAMESPACES.iter().map(|(f, _)| *f))
     {
         k.symlinkat(
-            &Path::new("/proc").join(pid.to_string()).join("ns").join(file),
+            &Path::new("/proc")
+                .join(pid.to_string())
+                .join("ns")
+                .join(file),
             &dir.join(file),
             "a link to the keeper's namespace: open it to join",
         )?;

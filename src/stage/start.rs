@@ -158,12 +158,7 @@ pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) 
     plan.user = o.user.clone();
     if plan.rootless {
         crate::userns::check_keeper(c)?;
-        if let Some(u) = plan.user.as_deref().filter(|u| !matches!(*u, "0" | "root" | "0:0" | "root:root")) {
-            bail!("-u {u}: a rootless container maps only your own uid, as root: no other user exists in it");
-        }
-        if o.tty {
-            bail!("-t: a terminal for a rootless container is not supported yet");
-        }
+        crate::userns::check_options(plan.user.as_deref(), o.tty)?;
     }
     // Mark the stage as begun: a second `start` must not try to reuse the PID namespace
     // (once its PID 1 has died it accepts no new process).

@@ -79,7 +79,12 @@ pub fn run_tests(tests: Vec<(&'static str, fn())>, needs_root: bool) -> ! {
             .with_ignored_flag(needs_root && !root)
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit()
+    let conclusion = libtest_mimic::run(&args, trials);
+    // The shared store goes with the test binary that made it.
+    if let Some(dir) = SHARED_ROOT.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    conclusion.exit()
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -90,10 +95,12 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
-/// The image store shared by the tests of one binary: the default image is built once.
+static SHARED_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The image store shared by the tests of one binary: the default image is built once (and the
+/// store removed when the binary's tests are done).
 fn shared_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
+    SHARED_ROOT.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("stepctr-test-root-")
             .tempdir()
@@ -118,7 +125,115 @@ fn shared_root() -> &'static Path {
 pub struct Env {
     pub root: PathBuf,
     pub run: PathBuf,
+    /// Rootless tests: the unprivileged user stepctr runs as (see [`Env::rootless`]).
+    pub user: Option<TestUser>,
+    /// The stepctr binary to run (a copy the user can reach, for a rootless Env).
+    bin: PathBuf,
     _tmp: tempfile::TempDir,
+}
+
+/// A throw-away unprivileged user (`useradd`), removed with everything it runs when dropped.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Users of earlier test runs that died before removing them.
+const TEST_USER_PREFIX: &str = "stepctr-rl-";
+
+impl TestUser {
+    pub fn new() -> TestUser {
+        remove_stale_test_users();
+        let name = format!(
+            "{TEST_USER_PREFIX}{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let out = Command::new("useradd")
+            .args(["-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", &name])
+            .output()
+            .expect("run useradd");
+        assert!(
+            out.status.success(),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, &name])
+                .output()
+                .expect("run id");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("a numeric id")
+        };
+        TestUser {
+            uid: id("-u"),
+            gid: id("-g"),
+            name,
+        }
+    }
+
+    /// Processes that run as this user.
+    pub fn processes(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if e.metadata().is_ok_and(|m| m.uid() == self.uid) && alive(pid) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        remove_user(&self.name);
+    }
+}
+
+fn remove_user(name: &str) {
+    let _ = Command::new("pkill").args(["-KILL", "-u", name]).output();
+    for _ in 0..50 {
+        let left = Command::new("pgrep").args(["-u", name]).output();
+        if left.map(|o| o.stdout.is_empty()).unwrap_or(true) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = Command::new("userdel").arg(name).output();
+}
+
+fn remove_stale_test_users() {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let name = line.split(':').next().unwrap_or("");
+        let Some(rest) = name.strip_prefix(TEST_USER_PREFIX) else {
+            continue;
+        };
+        // Ours (this test binary's) are alive; others' pids are gone.
+        let pid: i32 = rest
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if pid != std::process::id() as i32 && !alive(pid) {
+            remove_user(name);
+        }
+    }
+}
+
+/// Can `uid` (not root, in no group of ours) reach and run `path`?
+fn others_can_run(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors()
+        .all(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 impl Env {
@@ -131,8 +246,49 @@ impl Env {
         Env {
             root: shared_root().to_path_buf(),
             run: tmp.path().join("run"),
+            user: None,
+            bin: stepctr_bin(),
             _tmp: tmp,
         }
+    }
+
+    /// A new unprivileged user with a store and run directory of their own: every command
+    /// runs as them (rootless mode).
+    pub fn rootless() -> Env {
+        let tmp = tempfile::Builder::new()
+            .prefix("stepctr-test-rl-")
+            .tempdir()
+            .expect("temp dir");
+        let user = TestUser::new();
+        let own = |p: &Path| {
+            std::os::unix::fs::chown(p, Some(user.uid), Some(user.gid))
+                .expect("chown to the test user")
+        };
+        own(tmp.path());
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let bin = if others_can_run(&stepctr_bin()) {
+            stepctr_bin()
+        } else {
+            let copy = tmp.path().join("stepctr");
+            std::fs::copy(stepctr_bin(), &copy).expect("copy stepctr where the user reaches it");
+            copy
+        };
+        Env {
+            root: tmp.path().join("root"),
+            run: tmp.path().join("run"),
+            user: Some(user),
+            bin,
+            _tmp: tmp,
+        }
+    }
+
+    /// The test's temporary directory (owned by the user in a rootless Env).
+    pub fn tmp(&self) -> &Path {
+        self._tmp.path()
     }
 
     /// A store of its own too (for tests of pull and load).
@@ -144,17 +300,38 @@ impl Env {
         Env {
             root: tmp.path().join("root"),
             run: tmp.path().join("run"),
+            user: None,
+            bin: stepctr_bin(),
             _tmp: tmp,
         }
     }
 
-    /// `stepctr ARGS` in this environment (no colour).
+    /// `stepctr ARGS` in this environment (no colour); in a rootless Env as its user, with
+    /// nothing of our environment but the stepctr variables (setpriv, from util-linux).
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(stepctr_bin());
-        c.args(args)
-            .env("STEPCTR_ROOT", &self.root)
-            .env("STEPCTR_RUN", &self.run)
-            .env("NO_COLOR", "1");
+        let Some(u) = &self.user else {
+            let mut c = Command::new(&self.bin);
+            c.args(args)
+                .env("STEPCTR_ROOT", &self.root)
+                .env("STEPCTR_RUN", &self.run)
+                .env("NO_COLOR", "1");
+            return c;
+        };
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", u.uid))
+            .arg(format!("--regid={}", u.gid))
+            .args([
+                "--clear-groups",
+                "env",
+                "-i",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                "NO_COLOR=1",
+            ])
+            .arg(format!("HOME={}", self.tmp().display()))
+            .arg(format!("STEPCTR_ROOT={}", self.root.display()))
+            .arg(format!("STEPCTR_RUN={}", self.run.display()))
+            .arg(&self.bin)
+            .args(args);
         c
     }
 

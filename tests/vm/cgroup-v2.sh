@@ -48,6 +48,8 @@ need flock util-linux
 need ldd libc-bin
 need strace strace
 strace_bin=$(command -v strace)
+need setpriv util-linux
+setpriv_bin=$(command -v setpriv)
 busybox=""
 for b in /bin/busybox /usr/bin/busybox; do
     if [[ -x $b ]] && ! ldd "$b" >/dev/null 2>&1; then
@@ -108,7 +110,7 @@ module_file() {
 }
 
 # --- the initramfs ----------------------------------------------------------------------------
-hash=$(cat "$bin" "$busybox" "$strace_bin" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+hash=$(cat "$bin" "$busybox" "$strace_bin" "$setpriv_bin" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
 initrd=$cache/initramfs-$kver-$hash.cpio.gz
 if [[ ! -f $initrd ]]; then
     echo "cgroup-v2.sh: building $initrd" >&2
@@ -129,8 +131,11 @@ if [[ ! -f $initrd ]]; then
     fi
     # strace (dynamically linked), the kernel's witness for the narration...
     cp "$strace_bin" "$stage/bin/strace"
+    # util-linux's setpriv, to run stepctr as a user (busybox's cannot change uids, and its
+    # shell would run its own applet for the name `setpriv`).
+    cp "$setpriv_bin" "$stage/bin/ul-setpriv"
     # ...and their shared libraries and ELF interpreter, at the paths the binaries ask for.
-    for lib in $( (ldd "$bin"; ldd "$strace_bin") | sort -u |
+    for lib in $( (ldd "$bin"; ldd "$strace_bin"; ldd "$setpriv_bin") | sort -u |
         sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
         mkdir -p "$stage$(dirname "$lib")"
         cp -L "$lib" "$stage$lib"
@@ -430,6 +435,48 @@ expect strace_procs_writes "$(grep -c 'cgroup.procs", O_WRONLY' /tmp/st.trace)" 
 expect strace_into_cgroup "$(grep -c 'clone3({flags=CLONE_INTO_CGROUP' /tmp/st.trace | awk '{ print ($1 >= 1) ? "yes" : "no" }')" yes
 [ "$FAILED" = 0 ] || { show /tmp/st.err; show /tmp/st.narr; }
 expect limits_parent_gone "$(gone /sys/fs/cgroup/stepctr)" yes
+# (7) rootless, with a delegated cgroup (the kernel's cgroup-v2 "Delegation", what systemd does
+# for user@UID.service): root makes /sys/fs/cgroup/rl, lets it hand memory and pids down, and
+# gives it with its control files to uid 1000, whose shell goes into rl/shell. stepctr, as that
+# user, finds rl and makes rl/stepctr/NAME with the limits.
+RL=/sys/fs/cgroup/rl
+mkdir -p $RL/shell /tmp/rl
+chown 1000:1000 /tmp/rl
+echo "+memory +pids" >/sys/fs/cgroup/cgroup.subtree_control
+echo "+memory +pids" >$RL/cgroup.subtree_control
+for d in $RL $RL/shell; do
+    chown 1000:1000 $d $d/cgroup.procs $d/cgroup.subtree_control $d/cgroup.threads
+done
+cat >/tmp/as-user <<'USER'
+#!/bin/sh
+echo $$ >/sys/fs/cgroup/rl/shell/cgroup.procs &&
+    exec ul-setpriv --reuid=1000 --regid=1000 --clear-groups \
+        env HOME=/tmp/rl STEPCTR_ROOT=/tmp/rl/store STEPCTR_RUN=/tmp/rl/run "$@"
+USER
+chmod 755 /tmp/as-user
+as_user() { /tmp/as-user "$@"; }
+as_user stepctr -q pull >/tmp/rl-pull.out 2>/tmp/rl-pull.err || { fail "rootless pull"; show /tmp/rl-pull.err; }
+timeout 120 /tmp/as-user stepctr run -d --name rl1 --memory 64M --pids-limit 16 localhost/stepctr-busybox \
+    sleep 100 >/tmp/rl.out 2>/tmp/rl.err || fail "rootless run -d"
+rl_pid1=$(sed -n 's/^  "pid": \([0-9][0-9]*\).*/\1/p' /tmp/rl/run/rl1/state.json 2>/dev/null)
+check rootless_pid1 "$rl_pid1"
+expect rootless_state_cgroup "$(grep -q "\"$RL/stepctr/rl1\"" /tmp/rl/run/rl1/state.json && echo yes || echo no)" yes
+expect rootless_memory_max "$(cat $RL/stepctr/rl1/memory.max 2>&1)" 67108864
+expect rootless_pids_max "$(cat $RL/stepctr/rl1/pids.max 2>&1)" 16
+expect rootless_pid1_in_cgroup "$(grep -qx "$rl_pid1" $RL/stepctr/rl1/cgroup.procs 2>/dev/null && echo yes || echo no)" yes
+expect rootless_pid1_uid "$(stat -c %u /proc/$rl_pid1 2>&1)" 1000
+expect rootless_uid_map "$(tr -s ' ' </proc/$rl_pid1/uid_map 2>&1)" " 0 1000 1"
+as_user stepctr -q rm -f rl1 >/dev/null 2>/tmp/rl-rm.err || { fail "rootless rm"; show /tmp/rl-rm.err; }
+[ "$FAILED" = 0 ] || { show /tmp/rl.err; }
+# The memory limit holds: an allocation loop is OOM-killed (exit code 137).
+timeout 120 /tmp/as-user stepctr all --rm --name rl2 --memory 64M localhost/stepctr-busybox \
+    -- sh -c 'a=aaaaaaaaaaaaaaaa; while :; do a=$a$a; done' >/dev/null 2>/tmp/rl2.err
+expect rootless_oom_exit $? 137
+[ "$FAILED" = 0 ] || { show /tmp/rl2.err; }
+expect rootless_found_delegation "$(grep -q "$RL is delegated to uid 1000" /tmp/rl2.err && echo yes || echo no)" yes
+expect rootless_cgroups_gone "$(gone $RL/stepctr)" yes
+expect rootless_nothing_left "$(ls /tmp/rl/run | wc -l)" 0
+rmdir $RL/shell $RL 2>/dev/null
 check vm_seconds "$(up)"
 finish
 EOF
