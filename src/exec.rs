@@ -67,15 +67,16 @@ pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> R
     // Others (`stop`, `rm`, `ps`) may use the container while our command runs.
     c.unlock();
     match (&c.state.userns, &c.state.ns_dir) {
-        (Some(_), Some(ns_dir)) => rootless(k, c, ns_dir, pid1, cmd, o),
+        (Some(_), Some(ns_dir)) => in_userns(k, c, ns_dir, pid1, cmd, o),
         _ => joined(k, c, pid1, cmd, o),
     }
 }
 
-/// Rootless: joining the container's namespaces takes being in its user namespace first, and
-/// a user namespace can be entered but never left. So a forked helper enters it and does the
-/// rest (stepctr stays outside); it exits with the command's exit code.
-fn rootless(
+/// In a user namespace (rootless, or root's `--userns`): joining the container's namespaces
+/// takes being in its user namespace first, and a user namespace can be entered but never
+/// left. So a forked helper enters it and does the rest (stepctr stays outside); it exits with
+/// the command's exit code.
+fn in_userns(
     k: &dyn Kernel,
     c: &Container,
     ns_dir: &Path,
@@ -83,7 +84,9 @@ fn rootless(
     cmd: &[String],
     o: &Options,
 ) -> Result<i32> {
-    crate::userns::check_options(o.user.as_deref(), o.tty)?;
+    if c.state.userns.as_ref().is_some_and(|u| u.rootless) {
+        crate::userns::check_options(o.user.as_deref(), o.tty)?;
+    }
     let helper = k.spawn(
         "a helper to enter the container's user namespace (stepctr itself stays outside)",
         &mut || {
@@ -206,6 +209,9 @@ fn joined(k: &dyn Kernel, c: &Container, pid1: i32, cmd: &[String], o: &Options)
                     "join the container's namespace"
                 };
                 k.setns(*fd, *flag, why)?;
+            }
+            if let Some(u) = &c.state.userns {
+                crate::userns::become_root(k, u.rootless)?;
             }
             k.chdir(&workdir, "the container's working directory")?;
             crate::stage::start::check_workdir(k, &workdir)?;

@@ -182,6 +182,30 @@ pub fn check_options(user: Option<&str>, tty: bool) -> Result<()> {
     Ok(())
 }
 
+/// In the user namespace, a process of stepctr's that goes on to be the container's (PID 1,
+/// `exec`'s child): become its root. setns() gave full capabilities there but kept our uids:
+/// root's uid 0 is not mapped inside (the process would be `nobody` to the container, and
+/// would create files as the host's root). setresgid/setresuid(0) make it uid 0 inside, which
+/// is BASE outside (rootless: the user's own uid, so nothing changes). runc does the same.
+pub fn become_root(k: &dyn Kernel, rootless: bool) -> Result<()> {
+    if !rootless {
+        // (Rootless, setgroups is denied: the groups stay the user's.)
+        k.setgroups(
+            &[0],
+            "the supplementary groups of root inside (the host's root's groups are not mapped)",
+        )?;
+    }
+    k.setresgid(
+        0,
+        "gid 0 of the user namespace (outside: the map's first gid)",
+    )?;
+    k.setresuid(
+        0,
+        "uid 0 of the user namespace: root inside, an unprivileged uid outside",
+    )?;
+    Ok(())
+}
+
 /// In a forked child of one thread: enter the container's user namespace (`ns/user`). From
 /// here on the child is root in there, with every capability over what it owns.
 pub fn enter(k: &dyn Kernel, ns_dir: &Path) -> Result<()> {

@@ -57,7 +57,7 @@ fn record_container_on(k: &Record, v2: bool) -> anyhow::Result<()> {
     let dir = f.container.path("ns");
     ns::create(k, &mut f.container, &dir, None)?;
     let plan = fs::Plan {
-        rootless_ns: None,
+        ids: fs::Ids::Host,
         ns_mnt: dir.join("mnt"),
         layers: vec![PathBuf::from("/layers/a"), PathBuf::from("/layers/b")],
         upper: f.container.path("upper"),
@@ -77,7 +77,7 @@ fn record_container_on(k: &Record, v2: bool) -> anyhow::Result<()> {
         user: None,
         tty: None,
         security: Default::default(),
-        rootless: false,
+        userns: None,
     };
     start::launch(k, &mut f.container, &plan)?;
     Ok(())

@@ -304,6 +304,12 @@ fn what_rootless_cannot_do_is_refused() {
             ],
             "not supported yet",
         ),
+        (
+            vec![
+                "-q", "run", "--rm", "--name", &name, "--userns", IMAGE, "--", "true",
+            ],
+            "only your own uid",
+        ),
     ] {
         let out = env.run(&args);
         let err = stderr(&out);

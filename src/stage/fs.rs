@@ -39,16 +39,69 @@ pub struct Plan {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub rootfs: PathBuf,
-    /// Rootless (see `crate::userns`): the directory with the user namespace's file, entered
-    /// first by the helper that mounts.
-    pub rootless_ns: Option<PathBuf>,
+    /// Whose ids the files get (see `crate::userns`).
+    pub ids: Ids,
+}
+
+/// How the container's ids relate to the host's, as far as its filesystem is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ids {
+    /// No user namespace: ids inside are the host's.
+    Host,
+    /// Rootless: a helper enters the user namespace (its file in `ns_dir`) and mounts there.
+    Rootless { ns_dir: PathBuf },
+    /// Root's `--userns`: id N inside is `base`+N outside. stepctr mounts from the host's user
+    /// namespace as usual, and the layers are attached *idmapped* below `lower`: the same
+    /// files, their owners shifted by `base` (nothing copied, nothing chowned).
+    Mapped {
+        ns_dir: PathBuf,
+        base: u32,
+        lower: PathBuf,
+    },
+}
+
+impl Ids {
+    /// From the container's state.
+    pub fn of(c: &Container, ns_dir: &Path) -> Ids {
+        match &c.state.userns {
+            None => Ids::Host,
+            Some(u) if u.rootless => Ids::Rootless {
+                ns_dir: ns_dir.to_path_buf(),
+            },
+            Some(u) => Ids::Mapped {
+                ns_dir: ns_dir.to_path_buf(),
+                base: u.root_outside().unwrap_or(0),
+                lower: c.path("lower"),
+            },
+        }
+    }
+
+    /// Where the idmapped copy of layer `i` is attached (root's `--userns` only).
+    fn mapped_layer(&self, i: usize) -> Option<PathBuf> {
+        match self {
+            Ids::Mapped { lower, .. } => Some(lower.join(i.to_string())),
+            _ => None,
+        }
+    }
 }
 
 impl Plan {
+    /// The directories overlayfs stacks, bottom first: the layers themselves, or with root's
+    /// `--userns` their idmapped mounts.
+    pub fn lowers(&self) -> Vec<PathBuf> {
+        (0..self.layers.len())
+            .map(|i| {
+                self.ids
+                    .mapped_layer(i)
+                    .unwrap_or_else(|| self.layers[i].clone())
+            })
+            .collect()
+    }
+
     /// overlayfs options: lowerdir lists the *top* layer first.
     pub fn overlay_options(&self) -> String {
         let lower: Vec<String> = self
-            .layers
+            .lowers()
             .iter()
             .rev()
             .map(|p| p.to_string_lossy().into_owned())
@@ -60,7 +113,7 @@ impl Plan {
             self.work.display(),
             // In a user namespace overlayfs may not use trusted.* xattrs: it keeps its
             // whiteout and opaque markers in user.overlay.* (Linux 5.11).
-            if self.rootless_ns.is_some() {
+            if matches!(self.ids, Ids::Rootless { .. }) {
                 ",userxattr"
             } else {
                 ""
@@ -88,7 +141,7 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
         upper: c.path("upper"),
         work: c.path("work"),
         rootfs: c.path("rootfs"),
-        rootless_ns: c.state.userns.as_ref().map(|_| ns_dir.clone()),
+        ids: Ids::of(c, &ns_dir),
     };
     crate::userns::check_keeper(c)?;
     if plan.layers.is_empty() {
@@ -100,8 +153,18 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
     }
     // Journalled together: one write of state.json for the three directories and the mounts
     // that will be made on them (`mount_rootfs_with` finds them journalled already).
+    let mapped: Vec<PathBuf> = (0..plan.layers.len())
+        .filter_map(|i| plan.ids.mapped_layer(i))
+        .collect();
+    let lower_dir = mapped
+        .first()
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf);
     c.journal_all(
         [&plan.upper, &plan.work, &plan.rootfs]
+            .into_iter()
+            .chain(lower_dir.iter())
+            .chain(mapped.iter())
             .map(|d| Resource::Dir { path: d.clone() })
             .into_iter()
             .chain(
@@ -122,6 +185,22 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
         (&plan.rootfs, "the mount point of the container's root"),
     ] {
         k.mkdirat(dir, 0o755, why)?;
+    }
+    if let Ids::Mapped { base, .. } = plan.ids {
+        k.fchownat(
+            libc::AT_FDCWD,
+            &plan.upper,
+            base,
+            base,
+            0,
+            "the writable layer's root is the container's / : it belongs to root inside, uid BASE outside",
+        )?;
+    }
+    if let Some(dir) = &lower_dir {
+        k.mkdirat(dir, 0o755, "mount points for the idmapped layers")?;
+        for m in &mapped {
+            k.mkdirat(m, 0o755, "where one layer appears idmapped")?;
+        }
     }
     let host_is_dir = prepare_hosts(k, volumes)?;
     c.state.volumes = volumes.to_vec();
@@ -201,6 +280,9 @@ pub fn mount_rootfs_with(
             .map(|p| Resource::NsMount { path: p }),
     )?;
     let mount_all = |k: &dyn Kernel| -> Result<()> {
+        if let Ids::Mapped { ns_dir, .. } = &plan.ids {
+            attach_idmapped(k, plan, ns_dir)?;
+        }
         let opts = plan.overlay_options();
         k.mount(
             Some("overlay"),
@@ -210,7 +292,7 @@ pub fn mount_rootfs_with(
             Some(&opts),
             "stack the layers: read-only image below, writable layer on top",
         )?;
-        populate_dev(k, &plan.rootfs.join("dev"), plan.rootless_ns.is_some())?;
+        populate_dev(k, &plan.rootfs.join("dev"), &plan.ids)?;
         if !volumes.is_empty() {
             let root = k.openat(
                 &plan.rootfs,
@@ -229,7 +311,11 @@ pub fn mount_rootfs_with(
     // setns into a mount namespace needs a process of one thread (threads share their root
     // and working directory); stepctr has one unless a pull left a worker thread behind.
     // Rootless, always a helper: it enters the user namespace first, and no one comes back.
-    if k.single_threaded() && plan.rootless_ns.is_none() {
+    let rootless = match &plan.ids {
+        Ids::Rootless { ns_dir } => Some(ns_dir),
+        _ => None,
+    };
+    if k.single_threaded() && rootless.is_none() {
         return inside_mount_ns(k, &plan.ns_mnt, || mount_all(k));
     }
     let helper = k.spawn(
@@ -240,7 +326,7 @@ pub fn mount_rootfs_with(
                 libc::SIGKILL as u64,
                 "die if stepctr dies",
             )?;
-            if let Some(dir) = &plan.rootless_ns {
+            if let Some(dir) = rootless {
                 crate::userns::enter(k, dir)?;
             }
             let fd = k.openat(
@@ -266,6 +352,46 @@ pub fn mount_rootfs_with(
         bail!("mount the root filesystem: helper ended with {status:?}");
     }
     Ok(())
+}
+
+/// Root's `--userns`: each layer's directory cloned as a detached mount (open_tree), given the
+/// container's id map (mount_setattr MOUNT_ATTR_IDMAP with its user namespace: the kernel
+/// then shows uid 0 of the files as root inside), and attached where the overlay takes it from
+/// (move_mount). Done inside the container's mount namespace, so the host never sees them.
+fn attach_idmapped(k: &dyn Kernel, plan: &Plan, ns_dir: &Path) -> Result<()> {
+    let userns = k.openat(
+        &ns_dir.join(crate::userns::USER_FILE),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+        "the container's user namespace: its id map is the one the layers get",
+    )?;
+    let result = (|| -> Result<()> {
+        for (i, layer) in plan.layers.iter().enumerate() {
+            let target = plan.ids.mapped_layer(i).context("an idmapped layer")?;
+            let tree = k.open_tree(
+                layer,
+                "a detached copy of the layer's directory, as a mount of its own",
+            )?;
+            let attached = k
+                .mount_setattr_idmap(
+                    tree,
+                    userns,
+                    "idmapped: the files' owners, seen through this mount, go through the container's id map (uid 0 on disk is root inside)",
+                )
+                .and_then(|()| {
+                    k.move_mount(
+                        tree,
+                        &target,
+                        "attach it where the overlay takes its layers from",
+                    )
+                });
+            k.close(tree)?;
+            attached?;
+        }
+        Ok(())
+    })();
+    k.close(userns)?;
+    result
 }
 
 /// Run `body` with stepctr itself inside the container's mount namespace, then come back: a
@@ -317,7 +443,10 @@ pub(crate) fn inside_mount_ns(
 
 /// The mounts made inside the container's mount namespace: the overlay, /dev, the volumes.
 fn ns_mounts(plan: &Plan, volumes: &[Volume]) -> Vec<PathBuf> {
-    let mut mounts = vec![plan.rootfs.clone(), plan.rootfs.join("dev")];
+    let mut mounts: Vec<PathBuf> = (0..plan.layers.len())
+        .filter_map(|i| plan.ids.mapped_layer(i))
+        .collect();
+    mounts.extend([plan.rootfs.clone(), plan.rootfs.join("dev")]);
     mounts.extend(volumes.iter().map(|v| plan.rootfs.join(v.relative())));
     mounts
 }
@@ -605,7 +734,7 @@ fn mount_point(k: &dyn Kernel, root: i32, v: &Volume, is_dir: bool) -> Result<i3
 /// RESOLVE_NO_SYMLINKS) and every mount goes through `/proc/self/fd/N`: an image whose /dev
 /// is a symlink (to the host's /tmp, say) is refused, as runc refuses it, instead of mounting
 /// where the symlink points.
-fn populate_dev(k: &dyn Kernel, dev: &Path, rootless: bool) -> Result<()> {
+fn populate_dev(k: &dyn Kernel, dev: &Path, ids: &Ids) -> Result<()> {
     let rootfs = dev.parent().context("/dev has no parent")?;
     let root = k.openat(
         rootfs,
@@ -613,7 +742,7 @@ fn populate_dev(k: &dyn Kernel, dev: &Path, rootless: bool) -> Result<()> {
         0,
         "the container's root: /dev is resolved inside it, never on the host",
     )?;
-    let result = populate_dev_in(k, root, rootless);
+    let result = populate_dev_in(k, root, ids);
     let closed = k.close(root);
     result?;
     closed?;
@@ -694,15 +823,22 @@ fn bind_host_device(k: &dyn Kernel, dev: i32, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn populate_dev_in(k: &dyn Kernel, root: i32, rootless: bool) -> Result<()> {
+fn populate_dev_in(k: &dyn Kernel, root: i32, ids: &Ids) -> Result<()> {
     let via = |fd: i32| PathBuf::from(format!("/proc/self/fd/{fd}"));
+    let rootless = matches!(ids, Ids::Rootless { .. });
+    // Root's --userns: the tmpfs roots belong to root inside (uid BASE), and devpts's group is
+    // the container's tty group (gid 5 inside).
+    let owner = match ids {
+        Ids::Mapped { base, .. } => format!(",uid={base},gid={base}"),
+        _ => String::new(),
+    };
     let under = mount_dir(k, root, Path::new("dev"), 0o755)?;
     let mounted = k.mount(
         Some("tmpfs"),
         &via(under),
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
+        Some(&format!("mode=755,size=65536k{owner}")),
         "a private /dev: the host's devices stay out of reach",
     );
     k.close(under)?;
@@ -756,11 +892,15 @@ fn populate_dev_in(k: &dyn Kernel, root: i32, rootless: bool) -> Result<()> {
                 "devpts",
                 "devpts",
                 libc::MS_NOSUID | libc::MS_NOEXEC,
-                if rootless {
+                match ids {
                     // Group 5 (tty) does not exist in a user namespace that maps one gid.
-                    "newinstance,ptmxmode=0666,mode=620"
-                } else {
-                    "newinstance,ptmxmode=0666,mode=620,gid=5"
+                    Ids::Rootless { .. } => "newinstance,ptmxmode=0666,mode=620".to_string(),
+                    // Group 5 inside is BASE+5 outside.
+                    Ids::Mapped { base, .. } => format!(
+                        "newinstance,ptmxmode=0666,mode=620,gid={}",
+                        u64::from(*base) + 5
+                    ),
+                    Ids::Host => "newinstance,ptmxmode=0666,mode=620,gid=5".to_string(),
                 },
                 "the container's own pseudo-terminals (newinstance: numbered from 0, the host's are not in it)",
             ),
@@ -769,7 +909,7 @@ fn populate_dev_in(k: &dyn Kernel, root: i32, rootless: bool) -> Result<()> {
                 "shm",
                 "tmpfs",
                 libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                "mode=1777,size=65536k",
+                format!("mode=1777,size=65536k{owner}"),
                 "POSIX shared memory (shm_open): a tmpfs of the container's, 64 MiB like docker's",
             ),
         ] {
@@ -781,7 +921,7 @@ fn populate_dev_in(k: &dyn Kernel, root: i32, rootless: bool) -> Result<()> {
                 libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
                 "the mount point just made",
             )?;
-            let mounted = k.mount(Some(source), &via(at), Some(fstype), flags, Some(data), why);
+            let mounted = k.mount(Some(source), &via(at), Some(fstype), flags, Some(&data), why);
             k.close(at)?;
             mounted?;
         }

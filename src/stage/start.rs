@@ -40,8 +40,9 @@ pub struct Plan {
     pub tty: Option<crate::tty::Pty>,
     /// Capabilities, seccomp, masked paths (see `crate::security`).
     pub security: crate::security::Profile,
-    /// Rootless (see `crate::userns`): the shim enters the user namespace (`ns/user`) first.
-    pub rootless: bool,
+    /// In a user namespace (see `crate::userns`): the shim enters it (`ns/user`) first, and
+    /// PID 1 becomes its root. `Some(true)`: rootless, `Some(false)`: root's `--userns`.
+    pub userns: Option<bool>,
 }
 
 /// The order PID 1 joins the namespaces in. Mount goes last: after it, host paths are the
@@ -100,7 +101,7 @@ pub fn plan(c: &Container, cmd: &[String]) -> Result<Plan> {
         user: None,
         tty: None,
         security: c.state.security.clone(),
-        rootless: c.state.userns.is_some(),
+        userns: c.state.userns.as_ref().map(|u| u.rootless),
     })
 }
 
@@ -156,9 +157,11 @@ pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) 
         plan.hostname = h.clone();
     }
     plan.user = o.user.clone();
-    if plan.rootless {
+    if let Some(u) = &c.state.userns {
         crate::userns::check_keeper(c)?;
-        crate::userns::check_options(plan.user.as_deref(), o.tty)?;
+        if u.rootless {
+            crate::userns::check_options(plan.user.as_deref(), o.tty)?;
+        }
     }
     // Mark the stage as begun: a second `start` must not try to reuse the PID namespace
     // (once its PID 1 has died it accepts no new process).
@@ -197,7 +200,7 @@ pub fn launch(k: &dyn Kernel, c: &mut Container, plan: &Plan) -> Result<WaitStat
 /// returns PID 1's host pid once the execve has succeeded. With `stdio`, PID 1 puts that fd
 /// on its stdout and stderr (and /dev/null on stdin) just before the execve (detached runs).
 pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32> {
-    if plan.rootless {
+    if plan.userns.is_some() {
         // The PID namespace made next is then owned by the user namespace, so PID 1 (root in
         // there) may mount a /proc of it. Only the shim's process does this: stepctr stays out.
         crate::userns::enter(k, &plan.ns_dir)?;
@@ -243,7 +246,7 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
             libc::CLONE_NEWCGROUP,
             "a cgroup namespace rooted at the container's cgroup, where we are now: inside, /proc/self/cgroup says /",
         )?;
-        let pins: &[(&str, &str)] = if plan.rootless { &[] } else { &[
+        let pins: &[(&str, &str)] = if plan.userns.is_some() { &[] } else { &[
             (
                 crate::stage::ns::PID_FILE,
                 "pin our PID namespace beside the others (we are still in the host's mount namespace)",
@@ -272,6 +275,11 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
         )?;
         mount_pseudo_filesystems(k, &plan.rootfs)?;
         pivot_into(k, &plan.rootfs)?;
+        if let Some(rootless) = plan.userns {
+            // Only now: until pivot_root, paths of the host's (stepctr's 0700 directories)
+            // were on the way, which root inside (uid BASE outside) may not enter.
+            crate::userns::become_root(k, rootless)?;
+        }
         crate::security::protect_paths(k, &plan.security)?;
         k.chdir(&plan.workdir, "the image's working directory")?;
         check_workdir(k, &plan.workdir)?;
@@ -337,13 +345,14 @@ pub fn spawn_pid1(k: &dyn Kernel, plan: &Plan, stdio: Option<i32>) -> Result<i32
         &shown,
         "the container's command replaces our code: PID 1 is now the program",
     );
-    if plan.rootless {
-        // Nothing can pin these by a mount without root: link them, as ns/ does the others.
+    if plan.userns.is_some() {
+        // PID 1, in the user namespace, cannot pin them with a mount in the host's mount
+        // namespace: link them, as ns/ does the others.
         for file in [crate::stage::ns::PID_FILE, crate::stage::ns::CGROUP_FILE] {
             k.symlinkat(
                 &PathBuf::from(format!("/proc/{}/ns/{file}", child.pid)),
                 &plan.ns_dir.join(file),
-                "a link to PID 1's namespace (rootless: nothing can pin it with a mount)",
+                "a link to PID 1's namespace (made in the user namespace: no mount can pin it)",
             )?;
         }
     }
