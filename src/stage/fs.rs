@@ -166,7 +166,6 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
             .chain(lower_dir.iter())
             .chain(mapped.iter())
             .map(|d| Resource::Dir { path: d.clone() })
-            .into_iter()
             .chain(
                 ns_mounts(&plan, volumes)
                     .into_iter()
