@@ -71,6 +71,41 @@ impl Paths {
         Paths { root, run }
     }
 
+    /// Make the run directory if missing (0700), and refuse one that someone else could
+    /// tamper with: state.json says what `rm` deletes and which processes it kills, so a run
+    /// directory another user can replace (a /tmp/stepctr-UID made first by someone else, or
+    /// a symlink there) would hand them our rm. Every directory on the way must be ours or
+    /// root's, and none writable by others unless sticky (like /tmp).
+    pub fn prepare_run(&self) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        // Checked before anything is made in such a place, and again once it exists.
+        self.check_run(true)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.run)
+            .with_context(|| format!("create {}", self.run.display()))?;
+        self.check_run(false)
+    }
+
+    fn check_run(&self, missing_ok: bool) -> Result<()> {
+        let me = crate::kernel::host::uid();
+        for dir in self.run.ancestors() {
+            let m = match fs::symlink_metadata(dir) {
+                Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => continue,
+                m => m.with_context(|| format!("inspect {}", dir.display()))?,
+            };
+            if let Some(why) = untrusted(&m, me) {
+                bail!(
+                    "refusing the run directory {}: {} {why} (another user could tamper with container state there); set STEPCTR_RUN to a directory of your own",
+                    self.run.display(),
+                    dir.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
     pub fn images(&self) -> PathBuf {
         self.root.join("images")
     }
@@ -82,6 +117,22 @@ impl Paths {
     pub fn container(&self, name: &ContainerName) -> PathBuf {
         self.run.join(name.as_str())
     }
+}
+
+/// Why a directory on the way to the run directory cannot be trusted by uid `me`, if it cannot.
+fn untrusted(m: &fs::Metadata, me: u32) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mode = m.permissions().mode();
+    if m.uid() != me && m.uid() != 0 {
+        return Some(format!("belongs to uid {}", m.uid()));
+    }
+    if m.file_type().is_symlink() && m.uid() != 0 {
+        return Some("is a symlink".to_string());
+    }
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 && !m.file_type().is_symlink() {
+        return Some("is writable by everyone".to_string());
+    }
+    None
 }
 
 /// A container's name: what `--name` and the stage commands take.
@@ -467,6 +518,41 @@ mod tests {
         assert_eq!(b.run, PathBuf::from("/tmp/stepctr-1000/run"));
         let c = p(Some("/s"), Some("/r"), Some("/data"), None, None);
         assert_eq!((c.root, c.run), (PathBuf::from("/s"), PathBuf::from("/r")));
+    }
+
+    #[test]
+    fn a_run_directory_others_could_replace_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let me = crate::kernel::host::uid();
+        let paths = |run: PathBuf| Paths {
+            root: tmp.path().join("root"),
+            run,
+        };
+        // Ours, made 0700.
+        let ok = paths(tmp.path().join("a/run"));
+        ok.prepare_run().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&ok.run).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // A directory on the way that everyone may write (and not sticky).
+        let open = tmp.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = paths(open.join("run"))
+            .prepare_run()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("writable by everyone"), "{err}");
+        // A symlink of ours (root's symlinks, like /var/run, are trusted).
+        if me != 0 {
+            let link = tmp.path().join("link");
+            std::os::unix::fs::symlink(tmp.path().join("a"), &link).unwrap();
+            let err = paths(link.join("run"))
+                .prepare_run()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("symlink"), "{err}");
+        }
     }
 
     #[test]

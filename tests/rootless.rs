@@ -23,6 +23,7 @@ fn main() {
             hardening_still_holds,
             what_rootless_cannot_do_is_refused,
             a_killed_keeper_is_reported,
+            a_run_directory_others_could_replace_is_refused,
         ],
         true,
     );
@@ -352,4 +353,35 @@ fn a_killed_keeper_is_reported() {
     assert!(err.contains("keeper") && err.contains("is gone"), "{err}");
     env.ok(&["-q", "rm", &name]);
     assert_clean(&env, &name, &[keeper]);
+}
+
+/// The default run directory without $XDG_RUNTIME_DIR is /tmp/stepctr-UID/run: another user
+/// could make that first. A run directory on a path someone else may change is refused.
+fn a_run_directory_others_could_replace_is_refused() {
+    let mut env = env();
+    // Everyone may write here (not sticky): someone else could swap our run directory.
+    let open = env.tmp().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    env.run = open.join("run");
+    let name = unique("rl-runtmp");
+    let out = env.run(&["-q", "load", &name, IMAGE]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("writable by everyone"), "{err}");
+    // Someone else's directory.
+    let theirs = env.tmp().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&theirs, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    env.run = theirs.join("run");
+    let out = env.run(&["-q", "load", &name, IMAGE]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("belongs to uid 65534"), "{err}");
+    assert!(
+        !theirs.join("run").exists(),
+        "made something in their directory"
+    );
 }

@@ -57,7 +57,7 @@ pub fn run_with(
         anyhow!("image {reference} is not in the store: run `stepctr pull {reference}` first")
     })?;
 
-    fs::create_dir_all(&paths.run).with_context(|| format!("create {}", paths.run.display()))?;
+    paths.prepare_run()?;
     let dir = paths.container(name);
     match k.mkdirat(&dir, 0o700, "the container's state directory") {
         Ok(()) => {}
