@@ -244,7 +244,7 @@ fn main() {
         checker_parses_lines();
         Ok(())
     }));
-    libtest_mimic::run(&args, trials).exit()
+    common::run_trials(&args, trials)
 }
 
 // ---------------------------------------------------------------------------------------------

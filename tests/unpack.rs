@@ -89,7 +89,7 @@ fn main() {
             Ok(())
         },
     ));
-    libtest_mimic::run(&args, trials).exit()
+    common::run_trials(&args, trials)
 }
 
 fn mode_name(m: Mode) -> &'static str {

@@ -79,8 +79,12 @@ pub fn run_tests(tests: Vec<(&'static str, fn())>, needs_root: bool) -> ! {
             .with_ignored_flag(needs_root && !root)
         })
         .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    // The shared store goes with the test binary that made it.
+    run_trials(&args, trials)
+}
+
+/// Run the trials, remove the store the binary's tests shared (if any), and exit.
+pub fn run_trials(args: &libtest_mimic::Arguments, trials: Vec<libtest_mimic::Trial>) -> ! {
+    let conclusion = libtest_mimic::run(args, trials);
     if let Some(dir) = SHARED_ROOT.get() {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -229,6 +233,21 @@ fn remove_stale_test_users() {
     }
 }
 
+/// A temporary directory only its owner may enter (0700 whatever the umask: tests/unpack.rs
+/// runs with umask 0, and stepctr refuses a run directory under one everyone may write).
+fn private_tempdir(prefix: &str) -> tempfile::TempDir {
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod 0700");
+    tmp
+}
+
 /// Can `uid` (not root, in no group of ours) reach and run `path`?
 fn others_can_run(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -239,10 +258,7 @@ fn others_can_run(path: &Path) -> bool {
 impl Env {
     /// Shared image store, private run directory.
     pub fn new() -> Env {
-        let tmp = tempfile::Builder::new()
-            .prefix("stepctr-test-run-")
-            .tempdir()
-            .expect("temp dir");
+        let tmp = private_tempdir("stepctr-test-run-");
         Env {
             root: shared_root().to_path_buf(),
             run: tmp.path().join("run"),
@@ -293,10 +309,7 @@ impl Env {
 
     /// A store of its own too (for tests of pull and load).
     pub fn fresh() -> Env {
-        let tmp = tempfile::Builder::new()
-            .prefix("stepctr-test-")
-            .tempdir()
-            .expect("temp dir");
+        let tmp = private_tempdir("stepctr-test-");
         Env {
             root: tmp.path().join("root"),
             run: tmp.path().join("run"),
