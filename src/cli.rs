@@ -83,6 +83,13 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         #[arg(long, value_name = "BASE:COUNT", num_args = 0..=1, require_equals = true,
               default_missing_value = "auto", help = USERNS_HELP, long_help = USERNS_LONG_HELP)]
         userns: Option<String>,
+        /// The container's network: none (only lo), host (the host's interfaces), bridge (a
+        /// veth to the stepctr0 bridge, an address, a default route)
+        #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
+        network: crate::net::link::Mode,
+        /// The bridge's subnet, when --network bridge makes the bridge
+        #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16")]
+        subnet: String,
     },
     /// Stage 5: mount the container's root filesystem (overlayfs) in its mount namespace
     Fs {
@@ -152,6 +159,13 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         #[arg(long, value_name = "BASE:COUNT", num_args = 0..=1, require_equals = true,
               default_missing_value = "auto", help = USERNS_HELP, long_help = USERNS_LONG_HELP)]
         userns: Option<String>,
+        /// The container's network: none (only lo), host (the host's interfaces), bridge (a
+        /// veth to the stepctr0 bridge, an address, a default route)
+        #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
+        network: crate::net::link::Mode,
+        /// The bridge's subnet, when --network bridge makes the bridge
+        #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16")]
+        subnet: String,
         #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
               default_missing_value = "table", help = TIMINGS_HELP, long_help = TIMINGS_LONG_HELP)]
         timings: Option<TimingsFormat>,
@@ -205,6 +219,13 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         #[arg(long, value_name = "BASE:COUNT", num_args = 0..=1, require_equals = true,
               default_missing_value = "auto", help = USERNS_HELP, long_help = USERNS_LONG_HELP)]
         userns: Option<String>,
+        /// The container's network: none (only lo), host (the host's interfaces), bridge (a
+        /// veth to the stepctr0 bridge, an address, a default route)
+        #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
+        network: crate::net::link::Mode,
+        /// The bridge's subnet, when --network bridge makes the bridge
+        #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16")]
+        subnet: String,
         #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
               default_missing_value = "table", help = TIMINGS_HELP, long_help = TIMINGS_LONG_HELP)]
         timings: Option<TimingsFormat>,

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod image;
 pub mod kernel;
 pub mod lifecycle;
+pub mod net;
 pub mod pipeline;
 pub mod ps;
 pub mod remove;

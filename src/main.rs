@@ -148,6 +148,14 @@ fn need_root(what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--network MODE --subnet CIDR`.
+fn network_of(mode: stepctr::net::link::Mode, subnet: &str) -> Result<stage::ns::Network> {
+    Ok(stage::ns::Network {
+        mode,
+        subnet: stepctr::net::link::Subnet::parse(subnet)?,
+    })
+}
+
 /// `--userns[=BASE:COUNT]`.
 fn userns_range(spec: Option<&str>) -> Result<Option<stepctr::userns::UserNs>> {
     spec.map(stepctr::userns::UserNs::parse_range).transpose()
@@ -212,9 +220,15 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             let l = limits(l)?;
             stage::cgroup::run(k, &mut open(name)?, cgroup_root, l)?;
         }
-        Command::Ns { name, userns } => {
+        Command::Ns {
+            name,
+            userns,
+            network,
+            subnet,
+        } => {
             let userns = userns_range(userns.as_deref())?;
-            stage::ns::run(k, &mut open(name)?, userns)?;
+            let net = network_of(*network, subnet)?;
+            stage::ns::run(k, &mut open(name)?, userns, net)?;
         }
         Command::Fs { name, volumes } => {
             let volumes = stepctr::volume::parse_all(volumes)?;
@@ -258,6 +272,8 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             timings,
             security,
             userns,
+            network,
+            subnet,
             cmd,
         } => {
             let l = limits(l)?;
@@ -274,6 +290,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 cgroup_root,
                 rm: *rm,
                 userns: userns_range(userns.as_deref())?,
+                network: network_of(*network, subnet)?,
                 timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
                     detach: *detach,
@@ -304,6 +321,8 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             tty,
             security,
             userns,
+            network,
+            subnet,
         } => {
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
@@ -322,6 +341,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 cgroup_root,
                 rm: *rm,
                 userns: userns_range(userns.as_deref())?,
+                network: network_of(*network, subnet)?,
                 timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
                     detach: *detach,

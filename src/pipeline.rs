@@ -26,6 +26,8 @@ pub struct AllOptions<'a> {
     pub rm: bool,
     /// Root's `--userns`: a user namespace with these maps (see `crate::userns`).
     pub userns: Option<crate::userns::UserNs>,
+    /// `--network`, `--subnet`.
+    pub network: stage::ns::Network,
     /// `--timings`: report where the time went once the container has ended.
     pub timings: Option<Timings>,
     /// How to start PID 1: detached, extra env, workdir, hostname (`run`'s flags).
@@ -145,7 +147,7 @@ pub fn all(k: &dyn Kernel, paths: &Paths, o: &AllOptions<'_>) -> Result<i32> {
         lap("load", Instant::now());
         stage::cgroup::run(k, &mut c, o.cgroup_root, o.limits)?;
         lap("cgroup", Instant::now());
-        stage::ns::run(k, &mut c, o.userns.clone())?;
+        stage::ns::run(k, &mut c, o.userns.clone(), o.network)?;
         lap("ns", Instant::now());
         stage::fs::run(k, &mut c, o.volumes)?;
         lap("fs", Instant::now());

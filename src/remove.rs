@@ -126,7 +126,17 @@ pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: b
         }
     }
 
-    // 3. Cgroups (they must be empty), the container's first, then the parent if unused.
+    // 3. Network: the veth (its peer in the container goes with it), then the bridge if no
+    //    other container is attached to it.
+    for r in &journal {
+        match r {
+            Resource::Link { name } => crate::net::link::remove_link(k, name)?,
+            Resource::Bridge { name } => crate::net::link::remove_bridge_if_unused(k, name)?,
+            _ => {}
+        }
+    }
+
+    // 4. Cgroups (they must be empty), the container's first, then the parent if unused.
     for r in &journal {
         match r {
             Resource::Cgroup { path } => remove_cgroup(k, path, true)?,
@@ -135,7 +145,7 @@ pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: b
         }
     }
 
-    // 4. Files and directories: the writable layer and friends.
+    // 5. Files and directories: the writable layer and friends.
     for r in &journal {
         match r {
             // The overlay's upperdir, `<container>/upper` (see stage::fs).
@@ -147,6 +157,9 @@ pub fn remove_with(k: &dyn Kernel, paths: &Paths, name: &ContainerName, force: b
             Resource::File { path } => ignore_gone(k.unlinkat(path, 0, "remove the file"))?,
             _ => {}
         }
+    }
+    if journal.iter().any(|r| matches!(r, Resource::Bridge { .. })) {
+        crate::net::link::tidy_leases();
     }
     remove_tree(k, &c.dir)?;
     drop(c);

@@ -233,6 +233,10 @@ pub enum Resource {
     File { path: PathBuf },
     /// A process (killed if it still runs and is still the same process).
     Process { pid: i32, start_time: u64 },
+    /// A network interface of the host's (a veth's host end): deleted (RTM_DELLINK).
+    Link { name: String },
+    /// The bridge the container was attached to: deleted once no interface is attached to it.
+    Bridge { name: String },
 }
 
 /// The image-config fields a container needs.
@@ -291,6 +295,9 @@ pub struct State {
     /// Rootless: the user namespace the container lives in, and who holds it (`crate::userns`).
     #[serde(default)]
     pub userns: Option<crate::userns::UserNs>,
+    /// The container's network (`--network`; see `crate::net::link`).
+    #[serde(default)]
+    pub network: Option<crate::net::link::NetState>,
     pub journal: Vec<Resource>,
 }
 

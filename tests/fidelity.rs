@@ -179,6 +179,11 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("userns-exec",    Setup,    &["run", "-d", "--userns", "--name", "{name}", "localhost/stepctr-busybox", "sleep", "100"]),
     ("userns-exec",    Trace(0), &["exec", "-u", "nobody", "{name}", "id"]),
     ("userns-exec",    Setup,    &["rm", "-f", "{name}"]),
+    ("net-bridge",     Trace(0), &["all", "--rm", "--name", "{name}", "--network", "bridge", "--", "ip", "addr"]),
+    ("net-bridge-two", Setup,    &["run", "-d", "--name", "{name}", "--network", "bridge", "localhost/stepctr-busybox", "sleep", "100"]),
+    ("net-bridge-two", Trace(0), &["-v", "all", "--rm", "--name", "{name}-b", "--network", "bridge", "--", "ping", "-c", "1", "-W", "5", "10.88.0.1"]),
+    ("net-bridge-two", Trace(0), &["rm", "-f", "{name}"]),
+    ("net-host",       Trace(0), &["all", "--rm", "--name", "{name}", "--network", "host", "--", "true"]),
     ("rootless-run",   Setup,    &["pull"]),
     ("rootless-run",   Trace(0), &["all", "--rm", "--name", "{name}", "--memory", "64M", "-v", "{dir}/data:/data", "--", "sh", "-c", "echo hi > /data/f"]),
     ("rootless-exec",  Setup,    &["run", "-d", "--name", "{name}", "localhost/stepctr-busybox", "sleep", "100"]),
@@ -675,6 +680,68 @@ fn parse_narration(text: &str) -> Result<Vec<Narrated>, String> {
 
 /// Parse `strace -f -o` output: `PID name(args) = ret`, with split calls joined. Returns the
 /// first pid (the traced command itself) and every call.
+/// strace names a netlink message's type and flags only when it has found out which netlink
+/// family the socket is (with sock_diag, in *its own* network namespace: a socket stepctr made
+/// in a container's namespace stays unknown to it); else it prints the numbers,
+/// `nlmsg_type=0x10 /* NLMSG_??? */, nlmsg_flags=NLM_F_REQUEST|NLM_F_ACK|0x600`. The values are
+/// the same: name them as strace does for a NETLINK_ROUTE socket before comparing.
+fn decode_netlink_headers(trace: &str) -> String {
+    let re = Regex::new(
+        r"nlmsg_type=0x([0-9a-f]+) /\* NLMSG_\?\?\? \*/, nlmsg_flags=(0|[A-Z_|]*?)\|?(0x[0-9a-f]+)?,",
+    )
+    .unwrap();
+    re.replace_all(trace, |c: &regex::Captures<'_>| {
+        let t = u16::from_str_radix(&c[1], 16).unwrap_or(0);
+        let name = match t {
+            16 => "RTM_NEWLINK",
+            17 => "RTM_DELLINK",
+            18 => "RTM_GETLINK",
+            19 => "RTM_SETLINK",
+            20 => "RTM_NEWADDR",
+            21 => "RTM_DELADDR",
+            22 => "RTM_GETADDR",
+            24 => "RTM_NEWROUTE",
+            25 => "RTM_DELROUTE",
+            26 => "RTM_GETROUTE",
+            _ => return c[0].to_string(),
+        };
+        let mut flags: Vec<String> = c[2]
+            .split('|')
+            .filter(|f| !f.is_empty() && *f != "0")
+            .map(String::from)
+            .collect();
+        if let Some(rest) = c.get(3) {
+            let bits = u16::from_str_radix(rest.as_str().trim_start_matches("0x"), 16).unwrap_or(0);
+            let kind: &[(u16, &str)] = match t {
+                16 | 20 | 24 => &[
+                    (0x100, "NLM_F_REPLACE"),
+                    (0x200, "NLM_F_EXCL"),
+                    (0x400, "NLM_F_CREATE"),
+                    (0x800, "NLM_F_APPEND"),
+                ],
+                17 | 21 | 25 => &[(0x100, "NLM_F_NONREC"), (0x200, "NLM_F_BULK")],
+                _ => &[
+                    (0x100, "NLM_F_ROOT"),
+                    (0x200, "NLM_F_MATCH"),
+                    (0x400, "NLM_F_ATOMIC"),
+                ],
+            };
+            flags.extend(
+                kind.iter()
+                    .filter(|(b, _)| bits & b != 0)
+                    .map(|(_, n)| n.to_string()),
+            );
+        }
+        let flags = if flags.is_empty() {
+            "0".to_string()
+        } else {
+            flags.join("|")
+        };
+        format!("nlmsg_type={name}, nlmsg_flags={flags},")
+    })
+    .into_owned()
+}
+
 fn parse_strace(text: &str) -> (i32, Vec<Syscall>) {
     let line_re = Regex::new(r"^(\d+) +(.*)$").unwrap();
     let resumed = Regex::new(r"^<\.\.\. ([a-z_0-9]+) resumed>(.*)$").unwrap();
@@ -927,7 +994,8 @@ fn clip(s: &str) -> String {
 /// process around the place it should have been.
 fn check(narration: &str, trace: &str) -> Result<usize, String> {
     let narrated = parse_narration(narration)?;
-    let (main_pid, calls) = parse_strace(trace);
+    let trace = decode_netlink_headers(trace);
+    let (main_pid, calls) = parse_strace(&trace);
     if main_pid == 0 {
         return Err("strace's output has no call at all".into());
     }

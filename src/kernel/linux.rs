@@ -104,6 +104,74 @@ fn send_fd(fd: i32, passed: i32) -> Result<Ret, Errno> {
     }
 }
 
+// --- netlink (network stage) ---
+/// The kernel's netlink address (nl_pid 0).
+fn kernel_nl_addr() -> libc::sockaddr_nl {
+    // SAFETY: sockaddr_nl is plain data; all-zero is valid, and the family is set below.
+    let mut a: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    a.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    a
+}
+
+/// sendmsg of one netlink message to the kernel.
+fn netlink_send(fd: i32, msg: &[u8]) -> Result<Ret, Errno> {
+    let mut addr = kernel_nl_addr();
+    // SAFETY: the msghdr points at locals (`addr`, `iov`, `msg`) that outlive the call; the
+    // kernel only reads the message.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: msg.as_ptr() as *mut libc::c_void,
+            iov_len: msg.len(),
+        };
+        let mut h: libc::msghdr = std::mem::zeroed();
+        h.msg_name = (&mut addr as *mut libc::sockaddr_nl).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as u32;
+        h.msg_iov = &mut iov;
+        h.msg_iovlen = 1;
+        let n = libc::sendmsg(fd, &h, 0);
+        if n < 0 {
+            return Err(Errno::last());
+        }
+        Ok(Ret {
+            val: n as i64,
+            wstatus: 0,
+        })
+    }
+}
+
+/// The receive buffer of [`netlink_recv`] (what strace shows as iov_len).
+pub const NETLINK_BUF: usize = 32768;
+
+/// recvmsg of one netlink datagram into `out`.
+fn netlink_recv(fd: i32, out: &super::OutBuf) -> Result<Ret, Errno> {
+    let mut addr = kernel_nl_addr();
+    let mut data = vec![0u8; NETLINK_BUF];
+    // SAFETY: as in `netlink_send`; the kernel writes at most iov_len bytes into `data` and
+    // msg_namelen bytes into `addr`.
+    let n = unsafe {
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        let mut h: libc::msghdr = std::mem::zeroed();
+        h.msg_name = (&mut addr as *mut libc::sockaddr_nl).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as u32;
+        h.msg_iov = &mut iov;
+        h.msg_iovlen = 1;
+        libc::recvmsg(fd, &mut h, 0)
+    };
+    if n < 0 {
+        return Err(Errno::last());
+    }
+    data.truncate(n as usize);
+    out.with(|b| *b = data);
+    Ok(Ret {
+        val: n as i64,
+        wstatus: 0,
+    })
+}
+// --- end netlink ---
+
 /// recvmsg of one byte with MSG_CMSG_CLOEXEC; the fd received (or -1) in `wstatus`.
 fn recv_fd(fd: i32) -> Result<Ret, Errno> {
     let mut byte = [0u8];
@@ -335,6 +403,37 @@ impl Kernel for Linux {
                 )),
                 Sys::SendFd { fd, passed } => send_fd(*fd, *passed),
                 Sys::RecvFd { fd } => recv_fd(*fd),
+                // --- netlink (network stage) ---
+                Sys::NetlinkSocket => check(libc::socket(
+                    libc::AF_NETLINK,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::NETLINK_ROUTE,
+                )),
+                Sys::NetlinkSend { fd, msg } => netlink_send(*fd, msg),
+                Sys::NetlinkRecv { fd, buf } => netlink_recv(*fd, buf),
+                // --- end netlink ---
+                // --- inet sockets (proxy) ---
+                Sys::SetsockoptInt {
+                    fd,
+                    level,
+                    name,
+                    val,
+                } => check(libc::setsockopt(
+                    *fd,
+                    *level,
+                    *name,
+                    (val as *const i32).cast(),
+                    std::mem::size_of::<i32>() as libc::socklen_t,
+                )),
+                Sys::BindInet { fd, addr } => {
+                    let a = super::relay::sockaddr_in(*addr);
+                    check(libc::bind(
+                        *fd,
+                        (&a as *const libc::sockaddr_in).cast(),
+                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    ))
+                }
+                // --- end inet sockets (proxy) ---
                 Sys::OpenTree { path } => {
                     let p = cstr(path)?;
                     // OPEN_TREE_CLONE = 1; OPEN_TREE_CLOEXEC = O_CLOEXEC.

@@ -13,6 +13,7 @@ pub mod host;
 pub mod linux;
 pub mod narrate;
 pub mod record;
+pub mod relay;
 pub mod render;
 pub mod signals;
 pub mod tty;
@@ -373,6 +374,36 @@ pub enum Sys {
     RecvFd {
         fd: i32,
     },
+    // --- netlink (network stage) ---
+    /// socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE): how `ip` talks to the kernel's
+    /// network stack (links, addresses, routes).
+    NetlinkSocket,
+    /// sendmsg(2) of one rtnetlink request (header included) to the kernel (nl_pid 0).
+    NetlinkSend {
+        fd: i32,
+        msg: Vec<u8>,
+    },
+    /// recvmsg(2) of the kernel's answer into `buf` (a 32 KiB buffer).
+    NetlinkRecv {
+        fd: i32,
+        buf: OutBuf,
+    },
+    // --- end netlink ---
+    // --- inet sockets (proxy) ---
+    /// setsockopt(fd, level, name, [val], 4) of an int option (SO_REUSEADDR, ...).
+    SetsockoptInt {
+        fd: i32,
+        level: i32,
+        name: i32,
+        val: i32,
+    },
+    /// bind(2) of an AF_INET socket to an IPv4 address and port:
+    /// `{sa_family=AF_INET, sin_port=htons(P), sin_addr=inet_addr("A")}`.
+    BindInet {
+        fd: i32,
+        addr: std::net::SocketAddrV4,
+    },
+    // --- end inet sockets (proxy) ---
 }
 
 /// One classic-BPF instruction, `struct sock_filter` of <linux/filter.h>, as seccomp(2) reads
@@ -509,6 +540,13 @@ impl Sys {
             Sys::ConnectUnix { .. } => "connect",
             Sys::SendFd { .. } => "sendmsg",
             Sys::RecvFd { .. } => "recvmsg",
+            Sys::NetlinkSocket => "socket",
+            Sys::NetlinkSend { .. } => "sendmsg",
+            Sys::NetlinkRecv { .. } => "recvmsg",
+            // --- inet sockets (proxy) ---
+            Sys::SetsockoptInt { .. } => "setsockopt",
+            Sys::BindInet { .. } => "bind",
+            // --- end inet sockets (proxy) ---
         }
     }
 }
@@ -974,6 +1012,62 @@ pub trait Kernel {
         self.call(Sys::RecvFd { fd }, why)
             .map(|r| (r.val > 0 && r.wstatus >= 0).then_some(r.wstatus))
     }
+
+    // --- netlink (network stage) ---
+    /// A NETLINK_ROUTE socket; returns its fd.
+    fn netlink_socket(&self, why: &str) -> KResult<i32> {
+        self.call(Sys::NetlinkSocket, why).map(|r| r.val as i32)
+    }
+
+    /// Send one rtnetlink message (see [`Sys::NetlinkSend`]).
+    fn netlink_send(&self, fd: i32, msg: &[u8], why: &str) -> KResult<()> {
+        let c = Sys::NetlinkSend {
+            fd,
+            msg: msg.to_vec(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    /// Receive the kernel's answer (one datagram of netlink messages).
+    fn netlink_recv(&self, fd: i32, why: &str) -> KResult<Vec<u8>> {
+        let buf = OutBuf::new();
+        let c = Sys::NetlinkRecv {
+            fd,
+            buf: buf.clone(),
+        };
+        self.call(c, why).map(|_| buf.bytes())
+    }
+    // --- end netlink ---
+
+    // --- inet sockets (proxy) ---
+
+    /// An IPv4 socket: socket(AF_INET, `ty`, IPPROTO_IP), `ty` being SOCK_STREAM or
+    /// SOCK_DGRAM with flags (SOCK_CLOEXEC...); returns its fd.
+    fn inet_socket(&self, ty: i32, why: &str) -> KResult<i32> {
+        let c = Sys::Socket {
+            domain: libc::AF_INET,
+            ty,
+        };
+        self.call(c, why).map(|r| r.val as i32)
+    }
+
+    /// setsockopt(2) of an int option.
+    fn setsockopt_int(&self, fd: i32, level: i32, name: i32, val: i32, why: &str) -> KResult<()> {
+        let c = Sys::SetsockoptInt {
+            fd,
+            level,
+            name,
+            val,
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    /// bind(2) an AF_INET socket to `addr`.
+    fn bind_inet(&self, fd: i32, addr: std::net::SocketAddrV4, why: &str) -> KResult<()> {
+        self.call(Sys::BindInet { fd, addr }, why).map(|_| ())
+    }
+
+    // --- end inet sockets (proxy) ---
 
     /// A terminal ioctl on a pty; the value is the pty number for [`TtyOp::PtyNumber`].
     fn tty(&self, fd: i32, op: TtyOp, why: &str) -> KResult<i64> {

@@ -149,6 +149,34 @@ const SOCKET_TYPES: &[(u64, &str)] = &[
     (libc::SOCK_CLOEXEC as u64, "SOCK_CLOEXEC"),
 ];
 
+// --- inet sockets (proxy) ---
+
+/// setsockopt's level as strace names it.
+fn sockopt_level(level: i32) -> String {
+    match level {
+        libc::SOL_SOCKET => "SOL_SOCKET".to_string(),
+        libc::SOL_TCP => "SOL_TCP".to_string(),
+        libc::SOL_IP => "SOL_IP".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// setsockopt's option name as strace names it (at its level).
+fn sockopt_name(level: i32, name: i32) -> String {
+    let known = match (level, name) {
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR) => "SO_REUSEADDR",
+        (libc::SOL_SOCKET, libc::SO_REUSEPORT) => "SO_REUSEPORT",
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => "SO_KEEPALIVE",
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => "SO_RCVBUF",
+        (libc::SOL_SOCKET, libc::SO_SNDBUF) => "SO_SNDBUF",
+        (libc::SOL_TCP, libc::TCP_NODELAY) => "TCP_NODELAY",
+        _ => return name.to_string(),
+    };
+    known.to_string()
+}
+
+// --- end inet sockets (proxy) ---
+
 const IFF_FLAGS: &[(u64, &str)] = &[
     (libc::IFF_UP as u64, "IFF_UP"),
     (libc::IFF_BROADCAST as u64, "IFF_BROADCAST"),
@@ -612,6 +640,47 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
                 fd(*f, names)
             )
         }
+        // --- netlink (network stage) ---
+        Sys::NetlinkSocket => "AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE".to_string(),
+        Sys::NetlinkSend { fd: f, msg } => format!(
+            "{}, {{msg_name={{sa_family=AF_NETLINK, nl_pid=0, nl_groups=00000000}}, msg_namelen=12, \
+             msg_iov=[{{iov_base={}, iov_len={}}}], msg_iovlen=1, msg_controllen=0, msg_flags=0}}, 0",
+            fd(*f, names),
+            netlink::messages(msg, d),
+            msg.len()
+        ),
+        Sys::NetlinkRecv { fd: f, buf } => {
+            let got = match ret {
+                Some(_) => netlink::messages(&buf.bytes(), d),
+                None => "...".to_string(),
+            };
+            format!(
+                "{}, {{msg_name={{sa_family=AF_NETLINK, nl_pid=0, nl_groups=00000000}}, msg_namelen=12, \
+                 msg_iov=[{{iov_base={got}, iov_len={}}}], msg_iovlen=1, msg_controllen=0, msg_flags=0}}, 0",
+                fd(*f, names),
+                crate::kernel::linux::NETLINK_BUF
+            )
+        }
+        // --- end netlink ---
+        // --- inet sockets (proxy) ---
+        Sys::SetsockoptInt {
+            fd: f,
+            level,
+            name,
+            val,
+        } => format!(
+            "{}, {}, {}, [{val}], 4",
+            fd(*f, names),
+            sockopt_level(*level),
+            sockopt_name(*level, *name)
+        ),
+        Sys::BindInet { fd: f, addr } => format!(
+            "{}, {{sa_family=AF_INET, sin_port=htons({}), sin_addr=inet_addr(\"{}\")}}, 16",
+            fd(*f, names),
+            addr.port(),
+            addr.ip()
+        ),
+        // --- end inet sockets (proxy) ---
         Sys::IfFlags { fd: f, name, set } => {
             let (req, shown) = match set {
                 Some(v) => ("SIOCSIFFLAGS", Some(*v)),
@@ -1176,8 +1245,185 @@ pub fn result(call: &Sys, res: &Result<Ret, Errno>) -> String {
     }
 }
 
+/// rtnetlink messages as strace decodes them (`-v`: more of each message; the default: the
+/// headers, then `...`).
+mod netlink {
+    use super::Detail;
+
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+
+    fn type_name(t: u16) -> String {
+        let n = match t {
+            1 => "NLMSG_NOOP",
+            NLMSG_ERROR => "NLMSG_ERROR",
+            NLMSG_DONE => "NLMSG_DONE",
+            16 => "RTM_NEWLINK",
+            17 => "RTM_DELLINK",
+            18 => "RTM_GETLINK",
+            19 => "RTM_SETLINK",
+            20 => "RTM_NEWADDR",
+            21 => "RTM_DELADDR",
+            22 => "RTM_GETADDR",
+            24 => "RTM_NEWROUTE",
+            25 => "RTM_DELROUTE",
+            26 => "RTM_GETROUTE",
+            _ => return format!("{t:#x}"),
+        };
+        n.to_string()
+    }
+
+    /// nlmsg_flags: the low four bits are common; the next ones depend on the kind of message.
+    fn flags_name(t: u16, f: u16) -> String {
+        let mut names: Vec<String> = Vec::new();
+        let mut left = f;
+        let mut take = |bit: u16, name: &str, left: &mut u16| {
+            if *left & bit != 0 {
+                names.push(name.to_string());
+                *left &= !bit;
+            }
+        };
+        take(0x1, "NLM_F_REQUEST", &mut left);
+        take(0x2, "NLM_F_MULTI", &mut left);
+        take(0x4, "NLM_F_ACK", &mut left);
+        take(0x8, "NLM_F_ECHO", &mut left);
+        take(0x10, "NLM_F_DUMP_INTR", &mut left);
+        take(0x20, "NLM_F_DUMP_FILTERED", &mut left);
+        let kind: &[(u16, &str)] = match t {
+            NLMSG_ERROR => &[(0x100, "NLM_F_CAPPED"), (0x200, "NLM_F_ACK_TLVS")],
+            16 | 20 | 24 => &[
+                (0x100, "NLM_F_REPLACE"),
+                (0x200, "NLM_F_EXCL"),
+                (0x400, "NLM_F_CREATE"),
+                (0x800, "NLM_F_APPEND"),
+            ],
+            17 | 21 | 25 => &[(0x100, "NLM_F_NONREC"), (0x200, "NLM_F_BULK")],
+            18 | 22 | 26 => &[
+                (0x100, "NLM_F_ROOT"),
+                (0x200, "NLM_F_MATCH"),
+                (0x400, "NLM_F_ATOMIC"),
+            ],
+            _ => &[],
+        };
+        for (bit, name) in kind {
+            take(*bit, name, &mut left);
+        }
+        if left != 0 {
+            names.push(format!("{left:#x}"));
+        }
+        if names.is_empty() {
+            "0".to_string()
+        } else {
+            names.join("|")
+        }
+    }
+
+    fn u16_at(b: &[u8], at: usize) -> u16 {
+        b.get(at..at + 2)
+            .map(|x| u16::from_ne_bytes([x[0], x[1]]))
+            .unwrap_or(0)
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        b.get(at..at + 4)
+            .map(|x| u32::from_ne_bytes([x[0], x[1], x[2], x[3]]))
+            .unwrap_or(0)
+    }
+
+    fn header(b: &[u8]) -> String {
+        format!(
+            "{{nlmsg_len={}, nlmsg_type={}, nlmsg_flags={}, nlmsg_seq={}, nlmsg_pid={}}}",
+            u32_at(b, 0),
+            type_name(u16_at(b, 4)),
+            flags_name(u16_at(b, 4), u16_at(b, 6)),
+            u32_at(b, 8),
+            u32_at(b, 12)
+        )
+    }
+
+    /// One message: its header, then for an error/ack the error code, for anything else `...`
+    /// (strace decodes every attribute; the narration keeps to what it can say exactly).
+    fn message(b: &[u8], _d: Detail) -> String {
+        let t = u16_at(b, 4);
+        let body = match t {
+            NLMSG_ERROR => {
+                let e = u32_at(b, 16) as i32;
+                let err = if e == 0 {
+                    "0".to_string()
+                } else {
+                    format!("-{}", super::errno_name(super::Errno::from_raw(-e)))
+                };
+                format!("{{error={err}, ...}}")
+            }
+            NLMSG_DONE => return format!("[{}, 0]", header(b)),
+            _ => "...".to_string(),
+        };
+        format!("[{}, {body}]", header(b))
+    }
+
+    /// Every message of a netlink datagram (one shows alone, several as a list).
+    pub fn messages(b: &[u8], d: Detail) -> String {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 16 <= b.len() {
+            let len = u32_at(b, at) as usize;
+            if len < 16 || at + len > b.len() {
+                break;
+            }
+            out.push(message(&b[at..at + len], d));
+            at += (len + 3) & !3;
+        }
+        match out.len() {
+            0 => "[]".to_string(),
+            1 => out.remove(0),
+            _ => format!("[{}]", out.join(", ")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn netlink_requests_and_answers_render_like_strace() {
+        let sock = Sys::NetlinkSocket;
+        assert_eq!(
+            call(&sock, Detail::Short, &|_| None),
+            "socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE)"
+        );
+        // RTM_NEWLINK, NLM_F_REQUEST|NLM_F_ACK|NLM_F_EXCL|NLM_F_CREATE, seq 1: a 32-byte message.
+        let mut msg = vec![0u8; 32];
+        msg[0..4].copy_from_slice(&32u32.to_ne_bytes());
+        msg[4..6].copy_from_slice(&16u16.to_ne_bytes());
+        msg[6..8].copy_from_slice(&0x605u16.to_ne_bytes());
+        msg[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        let send = Sys::NetlinkSend { fd: 5, msg };
+        assert_eq!(send.name(), "sendmsg");
+        assert_eq!(
+            call(&send, Detail::Full, &|_| None),
+            "sendmsg(5, {msg_name={sa_family=AF_NETLINK, nl_pid=0, nl_groups=00000000}, msg_namelen=12, \
+             msg_iov=[{iov_base=[{nlmsg_len=32, nlmsg_type=RTM_NEWLINK, nlmsg_flags=NLM_F_REQUEST|NLM_F_ACK|NLM_F_EXCL|NLM_F_CREATE, \
+             nlmsg_seq=1, nlmsg_pid=0}, ...], iov_len=32}], msg_iovlen=1, msg_controllen=0, msg_flags=0}, 0)"
+        );
+        // The kernel's answer: NLMSG_ERROR with error -EEXIST, NLM_F_CAPPED.
+        let mut ack = vec![0u8; 36];
+        ack[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        ack[4..6].copy_from_slice(&2u16.to_ne_bytes());
+        ack[6..8].copy_from_slice(&0x100u16.to_ne_bytes());
+        ack[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        ack[12..16].copy_from_slice(&77u32.to_ne_bytes());
+        ack[16..20].copy_from_slice(&(-17i32).to_ne_bytes());
+        let buf = super::super::OutBuf::new();
+        buf.with(|b| *b = ack);
+        let recv = Sys::NetlinkRecv { fd: 5, buf };
+        assert_eq!(
+            call_with(&recv, Detail::Full, &|_| None, Some(&Ret { val: 36, wstatus: 0 })),
+            "recvmsg(5, {msg_name={sa_family=AF_NETLINK, nl_pid=0, nl_groups=00000000}, msg_namelen=12, \
+             msg_iov=[{iov_base=[{nlmsg_len=36, nlmsg_type=NLMSG_ERROR, nlmsg_flags=NLM_F_CAPPED, nlmsg_seq=1, \
+             nlmsg_pid=77}, {error=-EEXIST, ...}], iov_len=32768}], msg_iovlen=1, msg_controllen=0, msg_flags=0}, 0)"
+        );
+    }
+
     use super::*;
     use std::path::PathBuf;
 
@@ -1276,6 +1522,84 @@ mod tests {
             "prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)"
         );
     }
+
+    // --- inet sockets (proxy) ---
+    #[test]
+    fn proxy_socket_calls_render_like_strace() {
+        // strace 6.1 -f -y, of the same calls (python3's socket module, this machine):
+        // socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_IP) = 3<socket:[2676054]>
+        // setsockopt(3<socket:[2676054]>, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
+        // bind(3<socket:[2676054]>, {sa_family=AF_INET, sin_port=htons(18080), sin_addr=inet_addr("127.0.0.1")}, 16) = 0
+        // listen(3<socket:[2676054]>, 128)        = 0
+        // socket(AF_INET, SOCK_DGRAM|SOCK_CLOEXEC, IPPROTO_IP) = 4<socket:[2676055]>
+        // bind(4<socket:[2676055]>, {sa_family=AF_INET, sin_port=htons(18081), sin_addr=inet_addr("0.0.0.0")}, 16) = 0
+        // bind(6<socket:[2676057]>, {sa_family=AF_INET, sin_port=htons(18080), sin_addr=inet_addr("127.0.0.1")}, 16) = -1 EADDRINUSE (Address already in use)
+        let sock = |_: i32| Some(b"socket:[2676054]".to_vec());
+        let s = Sys::Socket {
+            domain: libc::AF_INET,
+            ty: libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+        };
+        assert_eq!(
+            call(&s, Detail::Full, &none),
+            "socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_IP)"
+        );
+        let d = Sys::Socket {
+            domain: libc::AF_INET,
+            ty: libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+        };
+        assert_eq!(
+            call(&d, Detail::Short, &none),
+            "socket(AF_INET, SOCK_DGRAM|SOCK_CLOEXEC, IPPROTO_IP)"
+        );
+        let o = Sys::SetsockoptInt {
+            fd: 3,
+            level: libc::SOL_SOCKET,
+            name: libc::SO_REUSEADDR,
+            val: 1,
+        };
+        assert_eq!(o.name(), "setsockopt");
+        assert_eq!(
+            call(&o, Detail::Full, &sock),
+            "setsockopt(3<socket:[2676054]>, SOL_SOCKET, SO_REUSEADDR, [1], 4)"
+        );
+        let nodelay = Sys::SetsockoptInt {
+            fd: 3,
+            level: libc::SOL_TCP,
+            name: libc::TCP_NODELAY,
+            val: 1,
+        };
+        assert_eq!(
+            call(&nodelay, Detail::Full, &none),
+            "setsockopt(3, SOL_TCP, TCP_NODELAY, [1], 4)"
+        );
+        let b = Sys::BindInet {
+            fd: 3,
+            addr: "127.0.0.1:18080".parse().unwrap(),
+        };
+        assert_eq!(b.name(), "bind");
+        assert_eq!(
+            call(&b, Detail::Short, &sock),
+            r#"bind(3<socket:[2676054]>, {sa_family=AF_INET, sin_port=htons(18080), sin_addr=inet_addr("127.0.0.1")}, 16)"#
+        );
+        let any = Sys::BindInet {
+            fd: 4,
+            addr: "0.0.0.0:18081".parse().unwrap(),
+        };
+        assert_eq!(
+            call(&any, Detail::Full, &none),
+            r#"bind(4, {sa_family=AF_INET, sin_port=htons(18081), sin_addr=inet_addr("0.0.0.0")}, 16)"#
+        );
+        assert_eq!(
+            result(&b, &Err(Errno::EADDRINUSE)),
+            "= -1 EADDRINUSE (Address already in use)"
+        );
+        let l = Sys::Listen { fd: 3, backlog: 128 };
+        assert_eq!(
+            call(&l, Detail::Full, &sock),
+            "listen(3<socket:[2676054]>, 128)"
+        );
+    }
+    // --- end inet sockets (proxy) ---
 
     #[test]
     fn attach_socket_calls_render_like_strace() {

@@ -40,16 +40,73 @@ pub const PID_FILE: &str = "pid";
 /// The file that will pin the cgroup namespace, once PID 1 has made it.
 pub const CGROUP_FILE: &str = "cgroup";
 
-pub fn all_flags() -> i32 {
-    NAMESPACES.iter().fold(0, |f, (_, flag)| f | flag)
+/// The namespaces unshared; `new_net` false (`--network host`): all but the network one.
+pub fn flags(new_net: bool) -> i32 {
+    NAMESPACES
+        .iter()
+        .filter(|(_, flag)| new_net || *flag != libc::CLONE_NEWNET)
+        .fold(0, |f, (_, flag)| f | flag)
+}
+
+/// Does the container get a network namespace of its own (not `--network host`)?
+fn new_net(c: &Container) -> bool {
+    c.state
+        .network
+        .as_ref()
+        .is_none_or(|n| n.mode != crate::net::link::Mode::Host)
+}
+
+/// How the container is networked (`--network`, `--subnet`).
+#[derive(Debug, Clone, Copy)]
+pub struct Network {
+    pub mode: crate::net::link::Mode,
+    pub subnet: crate::net::link::Subnet,
+}
+
+impl Default for Network {
+    fn default() -> Network {
+        Network {
+            mode: crate::net::link::Mode::None,
+            subnet: crate::net::link::Subnet::parse(crate::net::link::DEFAULT_SUBNET)
+                .expect("the default subnet parses"),
+        }
+    }
 }
 
 /// `userns`: root's `--userns` (rootless mode always makes one, mapping only the user).
-pub fn run(k: &dyn Kernel, c: &mut Container, userns: Option<UserNs>) -> Result<()> {
+pub fn run(k: &dyn Kernel, c: &mut Container, userns: Option<UserNs>, net: Network) -> Result<()> {
+    use crate::net::link::{Mode, NetState};
     super::header(k, Stage::Ns, "new namespaces: what the container can see");
     c.require_before(Stage::Ns)?;
+    if crate::userns::rootless() && net.mode != Mode::None {
+        anyhow::bail!("--network {}: without root a container has only `lo` (making veths and bridges on the host takes root)", match net.mode { Mode::Host => "host", _ => "bridge" });
+    }
+    if userns.is_some() && net.mode == Mode::Host {
+        anyhow::bail!("--network host with --userns: the host's network namespace belongs to the host's user namespace, so the container's root could not mount its /sys; use --network bridge or none");
+    }
     let dir = c.path("ns");
+    c.state.network = Some(NetState {
+        mode: net.mode,
+        address: None,
+        prefix: 0,
+        gateway: None,
+        host_veth: None,
+    });
     create(k, c, &dir, userns)?;
+    if net.mode == Mode::Bridge {
+        let state = crate::net::link::connect(k, c, &dir.join("net"), net.subnet)?;
+        k.note(&format!(
+            "eth0 in the container is {}/{}, its gateway {} (the bridge {} on the host)",
+            state.address.map(|a| a.to_string()).unwrap_or_default(),
+            state.prefix,
+            state.gateway.map(|a| a.to_string()).unwrap_or_default(),
+            crate::net::link::BRIDGE
+        ));
+        c.state.network = Some(state);
+    }
+    if net.mode == Mode::Host {
+        k.note("--network host: ns/net is the host's own network namespace (compare ls -lL with /proc/1/ns/net)");
+    }
     c.state.ns_dir = Some(dir.clone());
     c.finish(Stage::Ns)?;
     k.note(&format!(
@@ -129,7 +186,7 @@ pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, userns: Option<User
     }
 
     if k.single_threaded() {
-        make_here(k, dir)?;
+        make_here(k, dir, new_net(c))?;
     } else {
         make_in_helper(k, c, dir)?;
     }
@@ -138,7 +195,7 @@ pub fn create(k: &dyn Kernel, c: &mut Container, dir: &Path, userns: Option<User
 }
 
 /// Make the namespaces in stepctr itself, pin them, and step back out of them.
-fn make_here(k: &dyn Kernel, dir: &Path) -> Result<()> {
+fn make_here(k: &dyn Kernel, dir: &Path, new_net: bool) -> Result<()> {
     let cwd = crate::kernel::host::Cwd::save();
     let mut home: Vec<(i32, i32)> = Vec::new();
     let mut made: Vec<i32> = Vec::new();
@@ -148,10 +205,10 @@ fn make_here(k: &dyn Kernel, dir: &Path) -> Result<()> {
             home.push((fd, flag));
         }
         k.unshare(
-            all_flags(),
+            flags(new_net),
             "new namespaces, for stepctr itself for a moment: mount, hostname, IPC, network",
         )?;
-        settle_in(k)?;
+        settle_in(k, new_net)?;
         for (file, _) in NAMESPACES {
             made.push(open_own(k, file, "hold on to the new namespace")?);
         }
@@ -201,8 +258,11 @@ fn make_private(k: &dyn Kernel) -> Result<(), crate::kernel::SysError> {
 }
 
 /// In new mount and network namespaces: private mounts, and `lo` up.
-fn settle_in(k: &dyn Kernel) -> Result<(), crate::kernel::SysError> {
+fn settle_in(k: &dyn Kernel, new_net: bool) -> Result<(), crate::kernel::SysError> {
     make_private(k)?;
+    if !new_net {
+        return Ok(());
+    }
     k.if_up(
         "lo",
         "a new network namespace has only a loopback device, and it is down",
@@ -289,7 +349,7 @@ fn make_in_helper(k: &dyn Kernel, c: &mut Container, dir: &Path) -> Result<()> {
     let mut attempts = crate::kernel::host::allowed_cpus().into_iter().map(Some);
     let mut pin: Option<usize> = None;
     loop {
-        let helper = spawn_helper(k, pin)?;
+        let helper = spawn_helper(k, pin, new_net(c))?;
         match pin_helper_namespaces(k, c, dir, &helper) {
             Ok(()) => {
                 let _ = k.child_error(&helper);
@@ -318,8 +378,8 @@ fn make_in_helper(k: &dyn Kernel, c: &mut Container, dir: &Path) -> Result<()> {
 }
 
 /// fork a helper that makes the namespaces (optionally on one CPU only) and stops.
-fn spawn_helper(k: &dyn Kernel, cpu: Option<usize>) -> Result<Child> {
-    let flags = all_flags();
+fn spawn_helper(k: &dyn Kernel, cpu: Option<usize>, new_net: bool) -> Result<Child> {
+    let flags = flags(new_net);
     let helper = k.spawn("a helper process to create the namespaces in", &mut || {
         k.prctl(
             libc::PR_SET_PDEATHSIG,
@@ -330,7 +390,7 @@ fn spawn_helper(k: &dyn Kernel, cpu: Option<usize>) -> Result<Child> {
             k.sched_setaffinity(cpu, "make the namespaces on this CPU (see the note above)")?;
         }
         k.unshare(flags, "new namespaces: mount, hostname, IPC, network")?;
-        settle_in(k)?;
+        settle_in(k, new_net)?;
         let me = k.getpid();
         k.kill(
             me,
@@ -454,7 +514,7 @@ fn create_with_keeper(
         0o755,
         "a directory for links to the namespaces, held by a keeper process",
     )?;
-    let flags = all_flags();
+    let flags = flags(new_net(c));
     let keeper = k.spawn(
         "the keeper: it makes the container's namespaces and holds them until `stepctr rm`",
         &mut || {
@@ -473,7 +533,7 @@ fn create_with_keeper(
                 flags,
                 "new namespaces, owned by our user namespace: mount, hostname, IPC, network",
             )?;
-            settle_in(k)?;
+            settle_in(k, true)?;
             k.prctl(
                 libc::PR_SET_PDEATHSIG,
                 0,

@@ -1,0 +1,5 @@
+//! Networking: how a container's ports are reached from the host.
+
+pub mod link;
+pub mod netlink;
+pub mod proxy;
