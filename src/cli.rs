@@ -99,6 +99,10 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// paths, repeatable. A missing HOST is created; its data survives `stepctr rm`
         #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
         volumes: Vec<String>,
+        /// A nameserver for the container's /etc/resolv.conf (repeatable; default: the host's,
+        /// less those on its loopback)
+        #[arg(long, value_name = "IP")]
+        dns: Vec<std::net::Ipv4Addr>,
     },
     /// Stage 6: run the command as PID 1 of the container and wait for it
     Start {
@@ -166,6 +170,10 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// The bridge's subnet, when --network bridge makes the bridge
         #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16")]
         subnet: String,
+        /// A nameserver for the container's /etc/resolv.conf (repeatable; default: the host's,
+        /// less those on its loopback)
+        #[arg(long, value_name = "IP")]
+        dns: Vec<std::net::Ipv4Addr>,
         #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
               default_missing_value = "table", help = TIMINGS_HELP, long_help = TIMINGS_LONG_HELP)]
         timings: Option<TimingsFormat>,
@@ -226,6 +234,10 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// The bridge's subnet, when --network bridge makes the bridge
         #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16")]
         subnet: String,
+        /// A nameserver for the container's /etc/resolv.conf (repeatable; default: the host's,
+        /// less those on its loopback)
+        #[arg(long, value_name = "IP")]
+        dns: Vec<std::net::Ipv4Addr>,
         #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
               default_missing_value = "table", help = TIMINGS_HELP, long_help = TIMINGS_LONG_HELP)]
         timings: Option<TimingsFormat>,

@@ -230,9 +230,9 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             let net = network_of(*network, subnet)?;
             stage::ns::run(k, &mut open(name)?, userns, net)?;
         }
-        Command::Fs { name, volumes } => {
+        Command::Fs { name, volumes, dns } => {
             let volumes = stepctr::volume::parse_all(volumes)?;
-            stage::fs::run(k, &mut open(name)?, &volumes)?;
+            stage::fs::run(k, &mut open(name)?, &volumes, dns)?;
         }
         Command::Start {
             name,
@@ -274,6 +274,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             userns,
             network,
             subnet,
+            dns,
             cmd,
         } => {
             let l = limits(l)?;
@@ -291,6 +292,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 rm: *rm,
                 userns: userns_range(userns.as_deref())?,
                 network: network_of(*network, subnet)?,
+                dns,
                 timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
                     detach: *detach,
@@ -323,6 +325,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             userns,
             network,
             subnet,
+            dns,
         } => {
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
@@ -342,6 +345,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 rm: *rm,
                 userns: userns_range(userns.as_deref())?,
                 network: network_of(*network, subnet)?,
+                dns,
                 timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
                     detach: *detach,

@@ -28,6 +28,8 @@ pub struct AllOptions<'a> {
     pub userns: Option<crate::userns::UserNs>,
     /// `--network`, `--subnet`.
     pub network: stage::ns::Network,
+    /// `--dns`: nameservers for /etc/resolv.conf.
+    pub dns: &'a [std::net::Ipv4Addr],
     /// `--timings`: report where the time went once the container has ended.
     pub timings: Option<Timings>,
     /// How to start PID 1: detached, extra env, workdir, hostname (`run`'s flags).
@@ -149,7 +151,7 @@ pub fn all(k: &dyn Kernel, paths: &Paths, o: &AllOptions<'_>) -> Result<i32> {
         lap("cgroup", Instant::now());
         stage::ns::run(k, &mut c, o.userns.clone(), o.network)?;
         lap("ns", Instant::now());
-        stage::fs::run(k, &mut c, o.volumes)?;
+        stage::fs::run(k, &mut c, o.volumes, o.dns)?;
         lap("fs", Instant::now());
         let mut start = o.start.clone();
         start.remove_when_done = o.rm;

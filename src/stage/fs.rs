@@ -122,7 +122,13 @@ impl Plan {
     }
 }
 
-pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> {
+/// `volumes`: the user's `-v`; `dns`: `--dns` servers for /etc/resolv.conf.
+pub fn run(
+    k: &dyn Kernel,
+    c: &mut Container,
+    volumes: &[Volume],
+    dns: &[std::net::Ipv4Addr],
+) -> Result<()> {
     super::header(
         k,
         Stage::Fs,
@@ -151,6 +157,14 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
             c.name
         );
     }
+    // The user's volumes, then /etc/hosts, /etc/hostname and /etc/resolv.conf (see
+    // `net::files`), bind-mounted the same way.
+    let system = crate::net::files::volumes(c);
+    let all: Vec<Volume> = volumes
+        .iter()
+        .cloned()
+        .chain(system.iter().cloned())
+        .collect();
     // Journalled together: one write of state.json for the three directories and the mounts
     // that will be made on them (`mount_rootfs_with` finds them journalled already).
     let mapped: Vec<PathBuf> = (0..plan.layers.len())
@@ -167,7 +181,7 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
             .chain(mapped.iter())
             .map(|d| Resource::Dir { path: d.clone() })
             .chain(
-                ns_mounts(&plan, volumes)
+                ns_mounts(&plan, &all)
                     .into_iter()
                     .map(|p| Resource::NsMount { path: p }),
             ),
@@ -201,9 +215,11 @@ pub fn run(k: &dyn Kernel, c: &mut Container, volumes: &[Volume]) -> Result<()> 
             k.mkdirat(m, 0o755, "where one layer appears idmapped")?;
         }
     }
-    let host_is_dir = prepare_hosts(k, volumes)?;
+    let mut host_is_dir = prepare_hosts(k, volumes)?;
+    crate::net::files::generate(k, c, dns)?;
+    host_is_dir.extend(system.iter().map(|_| false));
     c.state.volumes = volumes.to_vec();
-    mount_rootfs_with(k, c, &plan, volumes, &host_is_dir)?;
+    mount_rootfs_with(k, c, &plan, &all, &host_is_dir)?;
     c.state.rootfs = Some(plan.rootfs.clone());
     c.finish(Stage::Fs)?;
     k.note(&format!(

@@ -155,6 +155,7 @@ pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) 
     }
     if let Some(h) = &o.hostname {
         plan.hostname = h.clone();
+        crate::net::files::set_hostname(k, c, h)?;
     }
     plan.user = o.user.clone();
     if let Some(u) = &c.state.userns {
