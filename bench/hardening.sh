@@ -41,34 +41,10 @@ for c in no-seccomp no-systempaths privileged ${BEFORE:+before}; do
 done
 
 # The difference is a fraction of a millisecond, and this VM drifts by more than that between
-# hyperfine's blocks of runs. So, paired: round i runs every command once, in turn, timed with
-# bash's $EPOCHREALTIME (no fork for the clock), and the figure is the median over the rounds of
-# (default - other) within the round.
-samples="$work/paired.txt"
-names=(default privileged ${BEFORE:+before})
-cmd_of() {
-    case $1 in
-        default) echo "$stepctr -q all --rm -- /bin/true" ;;
-        privileged) echo "$stepctr -q all --rm --privileged -- /bin/true" ;;
-        before) echo "$BEFORE -q all --rm -- /bin/true" ;;
-    esac
-}
-for ((i = 0; i < runs; i++)); do
-    for n in "${names[@]}"; do
-        read -ra cmd <<<"$(cmd_of "$n")"
-        t0=$EPOCHREALTIME
-        "${cmd[@]}" >/dev/null
-        t1=$EPOCHREALTIME
-        echo "$i $n $t0 $t1"
-    done
-done >"$samples"
-echo "paired, $runs rounds (median of the per-round differences):"
-for n in "${names[@]:1}"; do
-    awk -v n="$n" '
-        { ms[$1, $2] = ($4 - $3) * 1000 }
-        END { for (i = 0; ("" i, "default") in ms; i++) print ms[i, "default"] - ms[i, n] }' "$samples" |
-        sort -g | awk -v n="$n" '
-        { d[NR] = $1 }
-        END { printf "  default - %s: %.2f ms\n", n, (NR % 2) ? d[(NR + 1) / 2] : (d[NR / 2] + d[NR / 2 + 1]) / 2 }'
-done
+# hyperfine's blocks of runs: the goal is judged paired (see `paired` in lib.sh).
+pairs=(default "$stepctr -q all --rm -- /bin/true" privileged "$stepctr -q all --rm --privileged -- /bin/true")
+if [[ -n ${BEFORE:-} ]]; then
+    pairs+=(before "$BEFORE -q all --rm -- /bin/true")
+fi
+paired "$runs" "${pairs[@]}"
 echo "# goal: default - before <= 1 ms (paired); hyperfine JSON: ${json#"$repo"/}"

@@ -38,3 +38,39 @@ cleanup() {
 }
 trap cleanup EXIT
 export STEPCTR_ROOT="$work/root" STEPCTR_RUN="$work/run/stepctr" NO_COLOR=1
+
+# paired RUNS NAME1 "CMD1" NAME2 "CMD2" ...: round i runs every command once, in turn, timed
+# with bash's $EPOCHREALTIME (no fork for the clock); prints, for each command after the first,
+# the median over the rounds of (first - it) within the round, and both medians. A difference
+# of a millisecond or less cannot be read off hyperfine's blocks of runs on a VM whose speed
+# drifts by more than that between blocks; within one round, the drift cancels out.
+paired() {
+    local runs=$1 i n
+    shift
+    local -a names=() cmds=()
+    while (($# >= 2)); do
+        names+=("$1")
+        cmds+=("$2")
+        shift 2
+    done
+    local samples="$work/paired.txt"
+    for ((i = 0; i < runs; i++)); do
+        for n in "${!names[@]}"; do
+            read -ra cmd <<<"${cmds[$n]}"
+            local t0=$EPOCHREALTIME
+            "${cmd[@]}" >/dev/null
+            local t1=$EPOCHREALTIME
+            echo "$i ${names[$n]} $t0 $t1"
+        done
+    done >"$samples"
+    echo "paired, $runs rounds (median of the per-round differences):"
+    local first=${names[0]}
+    for n in "${names[@]:1}"; do
+        awk -v a="$first" -v n="$n" '
+            { ms[$1, $2] = ($4 - $3) * 1000 }
+            END { for (i = 0; ("" i, a) in ms; i++) print ms[i, a] - ms[i, n], ms[i, a], ms[i, n] }' "$samples" |
+            sort -g | awk -v a="$first" -v n="$n" '
+            { d[NR] = $1 }
+            END { printf "  %s - %s: %.2f ms\n", a, n, (NR % 2) ? d[(NR + 1) / 2] : (d[NR / 2] + d[NR / 2 + 1]) / 2 }'
+    done
+}

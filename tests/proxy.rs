@@ -403,8 +403,8 @@ fn send_timed(to: SocketAddrV4, bytes: u64) -> f64 {
 }
 
 /// bench/port-proxy.sh: PROXY_BENCH_BYTES (default 1 GiB) sent straight to the server on
-/// 127.0.0.2 and through the proxy, PROXY_BENCH_ROUNDS times each (default 5), interleaved;
-/// the median of each and their ratio.
+/// 127.0.0.2 and through the proxy, PROXY_BENCH_ROUNDS times each (default 5), interleaved,
+/// after one warm-up run of each; the median of each and their ratio.
 fn throughput() {
     fn discard(mut c: TcpStream) {
         let mut buf = vec![0u8; MB];
@@ -430,10 +430,33 @@ fn throughput() {
     let p = start(ctr_port, Proto::Tcp);
     let direct_addr = SocketAddrV4::new(TARGET, ctr_port);
     let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    // A pause before each run lets the kernel settle (free the last run's buffers, finish
+    // its connections) so each run starts from the same state; one warm-up run of each.
+    let run = |to: SocketAddrV4| {
+        thread::sleep(Duration::from_millis(300));
+        send_timed(to, bytes)
+    };
+    run(direct_addr);
+    run(p.addr());
+    // CPU seconds used: by this process (client and server) and by the proxy.
+    let cpu = |pid: i32| -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        ticks / stepctr::kernel::host::clock_ticks_per_second() as f64
+    };
+    let me = std::process::id() as i32;
+    let (mut cpu_direct, mut cpu_ends, mut cpu_proxy) = (0.0, 0.0, 0.0);
     for _ in 0..rounds {
-        direct.push(send_timed(direct_addr, bytes));
-        proxied.push(send_timed(p.addr(), bytes));
+        let before = cpu(me);
+        direct.push(run(direct_addr));
+        cpu_direct += cpu(me) - before;
+        let (before, proxy_before) = (cpu(me), cpu(p.pid));
+        proxied.push(run(p.addr()));
+        cpu_ends += cpu(me) - before;
+        cpu_proxy += cpu(p.pid) - proxy_before;
     }
+    let per_gib = |s: f64| s / rounds as f64 / (bytes as f64 / (1u64 << 30) as f64);
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
@@ -446,5 +469,20 @@ fn throughput() {
         mib(d),
         mib(x),
         x / d
+    );
+    println!(
+        "CPU s per GiB: direct {:.2} (client + server); through the proxy {:.2} (client + server) + {:.2} (proxy)",
+        per_gib(cpu_direct),
+        per_gib(cpu_ends),
+        per_gib(cpu_proxy)
+    );
+    println!(
+        "json: {{\"bytes\": {bytes}, \"rounds\": {rounds}, \"direct_mib_s\": {:.0}, \"proxy_mib_s\": {:.0}, \"ratio\": {:.3}, \"cpu_per_gib\": {{\"direct\": {:.3}, \"proxied_ends\": {:.3}, \"proxy\": {:.3}}}}}",
+        mib(d),
+        mib(x),
+        x / d,
+        per_gib(cpu_direct),
+        per_gib(cpu_ends),
+        per_gib(cpu_proxy)
     );
 }

@@ -290,6 +290,9 @@ fn evidence(call: &Sys) -> Vec<String> {
                 .unwrap_or_default()
         }
         Sys::Write { data, .. } if data == b"0" => own_cgroup(),
+        // -v: what a netlink message says, decoded (the call line shows its header only).
+        Sys::NetlinkSend { msg, .. } => crate::net::netlink::describe(msg),
+        Sys::NetlinkRecv { buf, .. } => crate::net::netlink::describe(&buf.bytes()),
         Sys::Sethostname { .. } => nix::sys::utsname::uname()
             .map(|u| vec![format!("uname -n: {}", u.nodename().to_string_lossy())])
             .unwrap_or_default(),

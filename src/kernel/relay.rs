@@ -108,7 +108,9 @@ pub fn serve(ports: &[Port]) -> ! {
     }
 }
 
-fn spawn<F: FnOnce() + Send + 'static>(f: F) -> std::io::Result<std::thread::JoinHandle<()>> {
+fn spawn<T: Send + 'static, F: FnOnce() -> T + Send + 'static>(
+    f: F,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
     std::thread::Builder::new().stack_size(STACK).spawn(f)
 }
 
@@ -185,8 +187,8 @@ fn tcp_connection(client: Fd, target: SocketAddrV4) {
         return;
     };
     // Small writes (a request, an answer) go out at once, as they would without us between.
-    if std::env::var("XP_NODELAY").is_ok() { nodelay(client.0);
-    nodelay(server.0); }
+    nodelay(client.0);
+    nodelay(server.0);
     let (client, server) = (Arc::new(client), Arc::new(server));
     let (c2, s2) = (client.clone(), server.clone());
     // Without a thread for the way back, the connection is given up (both closed).
@@ -199,9 +201,7 @@ fn tcp_connection(client: Fd, target: SocketAddrV4) {
 /// Copy `from` to `to` until `from` says EOF, then half-close `to`; on an error, shut both
 /// down (which also ends the other direction's wait).
 fn copy(from: &Fd, to: &Fd) {
-    let rw = std::env::var("XP_RW").is_ok();
-    let r = if rw { rw_copy(from.0, to.0) } else { splice_copy(from.0, to.0).unwrap_or_else(|| rw_copy(from.0, to.0)) };
-    if !r {
+    if !splice_copy(from.0, to.0).unwrap_or_else(|| rw_copy(from.0, to.0)) {
         // SAFETY: shutdown of sockets we hold.
         unsafe {
             libc::shutdown(from.0, libc::SHUT_RDWR);
@@ -214,68 +214,60 @@ fn copy(from: &Fd, to: &Fd) {
 }
 
 /// splice(2) `from` -> pipe -> `to` until EOF: Some(true) at EOF, Some(false) on an error,
-/// None if no pipe could be made (copy through memory then).
+/// None if no pipe (or no thread) could be had (copy through memory then). Two threads: this
+/// one fills the pipe from `from`, a second one empties it into `to`, so reading the next
+/// bytes never waits for the last ones to be sent (the pipe is the buffer between them).
 fn splice_copy(from: i32, to: i32) -> Option<bool> {
     let mut p = [0; 2];
-    // SAFETY: pipe2 fills two fds, closed below.
+    // SAFETY: pipe2 fills two fds, closed by their owners below.
     if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
         return None;
     }
     let (rd, wr) = (Fd(p[0]), Fd(p[1]));
     // A bigger pipe: fewer, larger splices (may fail beyond /proc/sys/fs/pipe-max-size).
     // SAFETY: fcntl on our pipe.
-    let chunk: usize = std::env::var("XP_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(CHUNK);
-    let more = if std::env::var("XP_MORE").is_ok() { libc::SPLICE_F_MORE } else { 0 };
-    unsafe { libc::fcntl(wr.0, libc::F_SETPIPE_SZ, chunk as libc::c_int) };
-    let ok = loop {
+    unsafe { libc::fcntl(wr.0, libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
+    let writer = spawn(move || {
+        // Until the pipe says EOF (its write end closed, and empty) or `to` fails.
+        let ok = splice_all(rd.0, to);
+        if !ok {
+            // Wake the reader if it waits on `from` (a full pipe wakes it by our close).
+            // SAFETY: shutdown of a socket the connection holds until both threads end.
+            unsafe { libc::shutdown(from, libc::SHUT_RD) };
+        }
+        drop(rd);
+        ok
+    });
+    let Ok(writer) = writer else {
+        return None;
+    };
+    let read_ok = splice_all(from, wr.0);
+    drop(wr);
+    let write_ok = writer.join().unwrap_or(false);
+    Some(read_ok && write_ok)
+}
+
+/// splice(2) from `src` to `dst` until `src` says EOF (true) or either fails (false).
+fn splice_all(src: i32, dst: i32) -> bool {
+    loop {
         // SAFETY: splice between fds we hold, no offsets.
         let n = unsafe {
             libc::splice(
-                from,
+                src,
                 std::ptr::null_mut(),
-                wr.0,
+                dst,
                 std::ptr::null_mut(),
-                chunk,
+                CHUNK,
                 libc::SPLICE_F_MOVE,
             )
         };
         if n == 0 {
-            break true;
+            return true;
         }
-        if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
-            }
-            break false;
+        if n < 0 && errno() != libc::EINTR {
+            return false;
         }
-        let mut left = n as usize;
-        let mut failed = false;
-        while left > 0 {
-            // SAFETY: as above.
-            let m = unsafe {
-                libc::splice(
-                    rd.0,
-                    std::ptr::null_mut(),
-                    to,
-                    std::ptr::null_mut(),
-                    left,
-                    libc::SPLICE_F_MOVE | more,
-                )
-            };
-            if m < 0 && errno() == libc::EINTR {
-                continue;
-            }
-            if m <= 0 {
-                failed = true;
-                break;
-            }
-            left -= m as usize;
-        }
-        if failed {
-            break false;
-        }
-    };
-    Some(ok)
+    }
 }
 
 /// read/write `from` -> `to` until EOF (true) or an error (false).

@@ -225,6 +225,112 @@ impl<'k> Rtnl<'k> {
     }
 }
 
+/// `-v`: each message of a netlink datagram in words, decoded with netlink-packet-route
+/// (the narrated call shows the headers only, as strace can name them).
+pub fn describe(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 16 <= bytes.len() {
+        let len = u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
+        if len < 16 || at + len > bytes.len() {
+            break;
+        }
+        let one = &bytes[at..at + len];
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(one) {
+            Ok(m) => out.push(describe_one(&m.payload)),
+            Err(_) => out.push(format!("{len} bytes the decoder does not know")),
+        }
+        at += (len + 3) & !3;
+    }
+    out
+}
+
+fn describe_one(p: &NetlinkPayload<RouteNetlinkMessage>) -> String {
+    match p {
+        NetlinkPayload::Error(e) => match e.code {
+            None => "ack: done".to_string(),
+            Some(c) => format!(
+                "error: {} ({})",
+                crate::kernel::errno_name(Errno::from_raw(-c.get())),
+                Errno::from_raw(-c.get()).desc()
+            ),
+        },
+        NetlinkPayload::Done(_) => "done".to_string(),
+        NetlinkPayload::InnerMessage(m) => match m {
+            RouteNetlinkMessage::NewLink(l)
+            | RouteNetlinkMessage::DelLink(l)
+            | RouteNetlinkMessage::GetLink(l)
+            | RouteNetlinkMessage::SetLink(l) => {
+                let verb = match m {
+                    RouteNetlinkMessage::NewLink(_) => "RTM_NEWLINK",
+                    RouteNetlinkMessage::DelLink(_) => "RTM_DELLINK",
+                    RouteNetlinkMessage::GetLink(_) => "RTM_GETLINK",
+                    _ => "RTM_SETLINK",
+                };
+                format!("{verb} {}", link_words(l))
+            }
+            RouteNetlinkMessage::NewAddress(a) => {
+                let local = a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Local(ip) => Some(ip.to_string()),
+                    _ => None,
+                });
+                format!(
+                    "RTM_NEWADDR {}/{} on interface {}",
+                    local.unwrap_or_default(),
+                    a.header.prefix_len,
+                    a.header.index
+                )
+            }
+            RouteNetlinkMessage::NewRoute(r) => {
+                let mut words = vec!["RTM_NEWROUTE".to_string()];
+                if r.header.destination_prefix_length == 0 {
+                    words.push("default".into());
+                }
+                for x in &r.attributes {
+                    match x {
+                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => words.push(format!("via {g}")),
+                        RouteAttribute::Oif(i) => words.push(format!("out of interface {i}")),
+                        _ => {}
+                    }
+                }
+                words.join(" ")
+            }
+            other => format!("{:?}", other.message_type()),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
+fn link_words(l: &LinkMessage) -> String {
+    let mut words = Vec::new();
+    if l.header.index != 0 {
+        words.push(format!("interface {}", l.header.index));
+    }
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => words.push(format!("name {n:?}")),
+            LinkAttribute::Controller(m) => words.push(format!("master {m}")),
+            LinkAttribute::NetNsFd(fd) => words.push(format!("into the network namespace of fd {fd}")),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    match i {
+                        LinkInfo::Kind(k) => words.push(format!("kind {k}")),
+                        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) => {
+                            words.push(format!("peer [{}]", link_words(p)))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if l.header.change_mask.contains(LinkFlags::Up) {
+        words.push(if l.header.flags.contains(LinkFlags::Up) { "up" } else { "down" }.to_string());
+    }
+    words.join(", ")
+}
+
 /// The errno of an NLMSG_ERROR answer (None for an ack, error 0, or anything else).
 pub fn error_of(answer: &[u8]) -> Option<Errno> {
     let t = u16::from_ne_bytes([*answer.get(4)?, *answer.get(5)?]);

@@ -157,6 +157,8 @@ pub fn run(
             c.name
         );
     }
+    let mut plan = plan;
+    plan.layers.push(init_layer(k, &plan.layers[0])?);
     // The user's volumes, then /etc/hosts, /etc/hostname and /etc/resolv.conf (see
     // `net::files`), bind-mounted the same way.
     let system = crate::net::files::volumes(c);
@@ -273,6 +275,51 @@ fn prepare_hosts(k: &dyn Kernel, volumes: &[Volume]) -> Result<Vec<bool>> {
         }
     }
     Ok(dirs)
+}
+
+/// The init layer (docker has one too): a tiny read-only layer on top of the image's with the
+/// files stepctr bind-mounts over (/etc/hosts, /etc/hostname, /etc/resolv.conf), empty. With
+/// their mount points in a lower layer, nothing is created in the container's writable layer
+/// for them: it holds what the container itself changes, and only that. Made once, beside the
+/// image's layers, and shared.
+fn init_layer(k: &dyn Kernel, a_layer: &Path) -> Result<PathBuf> {
+    let dir = a_layer
+        .parent()
+        .context("the layers' directory")?
+        .join(".init");
+    if dir.join("etc").is_dir() {
+        return Ok(dir);
+    }
+    let tmp = dir.with_file_name(format!(".init.tmp-{}", std::process::id()));
+    let made = (|| -> Result<()> {
+        k.mkdirat(
+            &tmp,
+            0o755,
+            "the init layer: mount points stepctr binds files onto",
+        )?;
+        k.mkdirat(&tmp.join("etc"), 0o755, "")?;
+        for (_, inside) in crate::net::files::FILES {
+            let name = Path::new(inside).file_name().context("a file name")?;
+            let fd = k.openat(
+                &tmp.join("etc").join(name),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                0o644,
+                "an empty file: the mount point, so the writable layer need not have it",
+            )?;
+            k.close(fd)?;
+        }
+        k.renameat(&tmp, &dir, "publish the init layer at once")?;
+        Ok(())
+    })();
+    if made.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        // Another container may have published it meanwhile.
+        if dir.join("etc").is_dir() {
+            return Ok(dir);
+        }
+    }
+    made?;
+    Ok(dir)
 }
 
 /// Inside the container's mount namespace: overlay, then /dev.
