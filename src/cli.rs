@@ -123,6 +123,10 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         tty: bool,
         #[command(flatten)]
         security: SecurityArgs,
+        /// Publish a container port on the host: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]
+        /// (repeatable; needs --network bridge). A proxy relays what reaches the host port
+        #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/udp]")]
+        publish: Vec<String>,
         /// The command (default: the image's entrypoint and cmd)
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -140,6 +144,10 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         limits: LimitArgs,
         #[command(flatten)]
         security: SecurityArgs,
+        /// Publish a container port on the host: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]
+        /// (repeatable; needs --network bridge). A proxy relays what reaches the host port
+        #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/udp]")]
+        publish: Vec<String>,
         /// Bind-mount a host directory (or file) into the container: HOST:CTR[:ro|rw], absolute
         /// paths, repeatable. A missing HOST is created; its data survives `stepctr rm`
         #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro]")]
@@ -248,6 +256,10 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         limits: LimitArgs,
         #[command(flatten)]
         security: SecurityArgs,
+        /// Publish a container port on the host: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]
+        /// (repeatable; needs --network bridge). A proxy relays what reaches the host port
+        #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/udp]")]
+        publish: Vec<String>,
         #[command(flatten)]
         registry: PullArgs,
         /// The image (as `stepctr images` shows it, or a reference to pull)

@@ -148,6 +148,28 @@ fn need_root(what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `-p SPEC...`.
+fn publish_of(specs: &[String]) -> Result<Vec<stepctr::net::proxy::Publish>> {
+    specs
+        .iter()
+        .map(|s| stepctr::net::proxy::Publish::parse(s))
+        .collect()
+}
+
+/// `--network MODE --subnet CIDR` of `all` and `run`: with `-p` and no network asked for, the
+/// bridge (as docker's default network is).
+fn network_for(
+    mode: stepctr::net::link::Mode,
+    subnet: &str,
+    publish: &[String],
+) -> Result<stage::ns::Network> {
+    let mut net = network_of(mode, subnet)?;
+    if !publish.is_empty() && mode == stepctr::net::link::Mode::None {
+        net.mode = stepctr::net::link::Mode::Bridge;
+    }
+    Ok(net)
+}
+
 /// `--network MODE --subnet CIDR`.
 fn network_of(mode: stepctr::net::link::Mode, subnet: &str) -> Result<stage::ns::Network> {
     Ok(stage::ns::Network {
@@ -242,6 +264,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             interactive,
             tty,
             security,
+            publish,
         } => {
             let mut c = open(name)?;
             let o = stage::start::Options {
@@ -250,6 +273,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 tty: *tty,
                 interactive: *interactive,
                 security: stepctr::security::Profile::from_args(security)?,
+                publish: publish_of(publish)?,
                 ..Default::default()
             };
             let code = stage::start::run_with(k, &mut c, cmd, &o)?;
@@ -271,6 +295,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             tty,
             timings,
             security,
+            publish,
             userns,
             network,
             subnet,
@@ -291,7 +316,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 cgroup_root,
                 rm: *rm,
                 userns: userns_range(userns.as_deref())?,
-                network: network_of(*network, subnet)?,
+                network: network_for(*network, subnet, publish)?,
                 dns,
                 timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
@@ -300,6 +325,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                     tty: *tty,
                     interactive: *interactive,
                     security: stepctr::security::Profile::from_args(security)?,
+                    publish: publish_of(publish)?,
                     ..Default::default()
                 },
             };
@@ -326,6 +352,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             network,
             subnet,
             dns,
+            publish,
         } => {
             let l = limits(l)?;
             let volumes = stepctr::volume::parse_all(volumes)?;
@@ -344,7 +371,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 cgroup_root,
                 rm: *rm,
                 userns: userns_range(userns.as_deref())?,
-                network: network_of(*network, subnet)?,
+                network: network_for(*network, subnet, publish)?,
                 dns,
                 timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
@@ -357,6 +384,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                     tty: *tty,
                     interactive: *interactive,
                     security: stepctr::security::Profile::from_args(security)?,
+                    publish: publish_of(publish)?,
                 },
             };
             let code = pipeline::all(k, &paths, &opts)?;

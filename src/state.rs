@@ -298,6 +298,9 @@ pub struct State {
     /// The container's network (`--network`; see `crate::net::link`).
     #[serde(default)]
     pub network: Option<crate::net::link::NetState>,
+    /// `-p`: the ports published on the host.
+    #[serde(default)]
+    pub ports: Vec<crate::net::proxy::Publish>,
     pub journal: Vec<Resource>,
 }
 

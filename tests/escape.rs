@@ -162,21 +162,6 @@ fn temp_dir(prefix: &str) -> tempfile::TempDir {
         .expect("temp dir")
 }
 
-/// Compile `source` statically with the host's C compiler.
-fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
-    let src = dir.join(format!("{name}.c"));
-    let bin = dir.join(name);
-    std::fs::write(&src, source).unwrap();
-    let out = Command::new("cc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("run cc (gcc and libc6-dev are needed: .ci/run installs them)");
-    assert!(out.status.success(), "cc {name}: {}", stderr(&out));
-    bin
-}
-
 /// The tools: built once, in an image (busybox + /bin/breakout + /bin/exe-attack) pulled into
 /// the store this test binary shares.
 struct Tools {
@@ -190,23 +175,17 @@ fn tools() -> &'static Tools {
         // Cargo's scratch directory for integration tests (target/tmp): remade on each run,
         // nothing left in /tmp.
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("escape-tools");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("tools dir");
-        let breakout = compile(&dir, "breakout", BREAKOUT_C);
-        let attack = compile(&dir, "exe-attack", EXE_ATTACK_C);
-        let trace = compile(&dir, "ptrace-attach", PTRACE_C);
-        let entries = [
-            Entry::file("bin/breakout", std::fs::read(&breakout).unwrap()).mode(0o755),
-            Entry::file("bin/exe-attack", std::fs::read(&attack).unwrap()).mode(0o755),
-            Entry::file("bin/ptrace-attach", std::fs::read(&trace).unwrap()).mode(0o755),
-        ];
-        let img = ImageBuilder::busybox(Compression::Gzip).layer(
-            Layer::from_entries(&entries, Compression::Gzip),
-            "escape tools",
-        );
         let base = unique("escape-tools");
-        let layout = dir.join(&base);
-        Layout::create(&layout).add_image(&img, "v1");
+        let layout = images::image_with_programs(
+            &dir,
+            &base,
+            &[
+                ("breakout", BREAKOUT_C),
+                ("exe-attack", EXE_ATTACK_C),
+                ("ptrace-attach", PTRACE_C),
+            ],
+        );
+        let breakout = dir.join("breakout");
         Env::new().ok(&["-q", "pull", &images::oci_ref(&layout, "v1")]);
         Tools {
             image: format!("localhost/{base}:v1"),

@@ -183,6 +183,7 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("net-bridge-two", Setup,    &["run", "-d", "--name", "{name}", "--network", "bridge", "localhost/stepctr-busybox", "sleep", "100"]),
     ("net-bridge-two", Trace(0), &["-v", "all", "--rm", "--name", "{name}-b", "--network", "bridge", "--", "ping", "-c", "1", "-W", "5", "10.88.0.1"]),
     ("net-bridge-two", Trace(0), &["rm", "-f", "{name}"]),
+    ("net-publish",    Trace(0), &["all", "--rm", "--name", "{name}", "-p", "127.0.0.1:8083:80", "-p", "127.0.0.1:8083:53/udp", "--", "true"]),
     ("net-host",       Trace(0), &["all", "--rm", "--name", "{name}", "--network", "host", "--", "true"]),
     ("rootless-run",   Setup,    &["pull"]),
     ("rootless-run",   Trace(0), &["all", "--rm", "--name", "{name}", "--memory", "64M", "-v", "{dir}/data:/data", "--", "sh", "-c", "echo hi > /data/f"]),

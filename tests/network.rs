@@ -5,6 +5,8 @@
 //! network namespaces these tests create.
 
 mod common;
+#[path = "common/images.rs"]
+mod images;
 
 use common::{assert_no_leaks, stderr, stdout, unique, Env};
 use std::path::Path;
@@ -21,6 +23,8 @@ fn main() {
             two_containers_on_the_bridge_reach_each_other,
             nothing_is_left_after_reset_following_a_crash,
             bad_network_options_are_refused,
+            published_tcp_ports_reach_two_containers,
+            published_udp_ports_relay_datagrams,
         ],
         true,
     );
@@ -251,4 +255,147 @@ fn bad_network_options_are_refused() {
         let _ = env.run(&["-q", "rm", "-f", &name]);
         assert_no_leaks(&env, &name);
     }
+}
+
+/// `-p 8080:80` and `-p 127.0.0.1:8081:80`: an HTTP GET from the host to 127.0.0.1 reaches
+/// busybox httpd in each of two containers at once; rm stops the proxies and frees the ports.
+fn published_tcp_ports_reach_two_containers() {
+    let _one = bridge_lock();
+    let before = veths();
+    let env = Env::new();
+    let (a, b) = (unique("net-pa"), unique("net-pb"));
+    for (name, spec) in [(&a, "8080:80"), (&b, "127.0.0.1:8081:80")] {
+        // -p alone puts the container on the bridge, as docker's default network does.
+        env.ok(&[
+            "-q", "run", "-d", "-p", spec, "--name", name, IMAGE, "--", "httpd", "-f", "-p", "80",
+            "-h", "/etc",
+        ]);
+    }
+    let proxies: Vec<i32> = [&a, &b]
+        .iter()
+        .map(|n| {
+            let st = env.state(n);
+            assert_eq!(st["network"]["mode"], "bridge");
+            assert_eq!(st["ports"].as_array().map(Vec::len), Some(1));
+            st["journal"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["kind"] == "process")
+                .map(|r| r["pid"].as_i64().unwrap() as i32)
+                .find(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|c| c.trim() == "stepctr-proxy")
+                })
+                .expect("a proxy process")
+        })
+        .collect();
+    for port in [8080, 8081] {
+        let page = retry_get(&format!("127.0.0.1:{port}"), "/os-release");
+        assert!(
+            page.contains("200 OK") && page.contains("ID=stepctr"),
+            "{port}: {page}"
+        );
+    }
+    env.ok(&["-q", "rm", "-f", &a, &b]);
+    for pid in &proxies {
+        assert!(!common::alive(*pid), "proxy {pid} still runs");
+    }
+    for port in [8080, 8081] {
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("port {port} not freed: {e}"));
+    }
+    assert_no_leaks(&env, &a);
+    assert_no_leaks(&env, &b);
+    assert_network_gone(&env, &before);
+}
+
+/// httpd starts a moment after `run -d` returns: try for a few seconds.
+fn retry_get(hostport: &str, path: &str) -> String {
+    for _ in 0..100 {
+        if let Ok(s) = std::net::TcpStream::connect(hostport) {
+            drop(s);
+            let page = http_get(hostport, path);
+            if !page.is_empty() {
+                return page;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    http_get(hostport, path)
+}
+
+/// A UDP echo server (this busybox has no `nc -u`): every datagram comes back in capitals, so
+/// the answer proves it went through the container.
+const UDP_ECHO_C: &str = r#"
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+int main(int argc, char **argv) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(atoi(argv[1]));
+    if (bind(s, (struct sockaddr *)&a, sizeof a) != 0) return 1;
+    for (;;) {
+        char buf[2048];
+        struct sockaddr_in from;
+        socklen_t len = sizeof from;
+        ssize_t n = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &len);
+        if (n < 0) continue;
+        for (ssize_t i = 0; i < n; i++) buf[i] = toupper((unsigned char)buf[i]);
+        sendto(s, buf, n, 0, (struct sockaddr *)&from, len);
+    }
+}
+"#;
+
+/// `-p 8082:9999/udp`: datagrams from two clients on the host reach the container's UDP server
+/// and its answers come back to each.
+fn published_udp_ports_relay_datagrams() {
+    let _one = bridge_lock();
+    let before = veths();
+    let env = Env::new();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("network-udp");
+    let base = unique("udp-echo");
+    let layout = images::image_with_programs(&dir, &base, &[("udp-echo", UDP_ECHO_C)]);
+    env.ok(&["-q", "pull", &images::oci_ref(&layout, "v1")]);
+    let name = unique("net-udp");
+    env.ok(&[
+        "-q",
+        "run",
+        "-d",
+        "-p",
+        "127.0.0.1:8082:9999/udp",
+        "--name",
+        &name,
+        &format!("localhost/{base}:v1"),
+        "--",
+        "udp-echo",
+        "9999",
+    ]);
+    for client in ["first client", "second client"] {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        let mut got = None;
+        for _ in 0..50 {
+            sock.send_to(client.as_bytes(), "127.0.0.1:8082").unwrap();
+            let mut buf = [0u8; 64];
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                got = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+                break;
+            }
+        }
+        assert_eq!(
+            got.as_deref(),
+            Some(client.to_uppercase().as_str()),
+            "{client}"
+        );
+    }
+    env.ok(&["-q", "rm", "-f", &name]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_no_leaks(&env, &name);
+    assert_network_gone(&env, &before);
 }

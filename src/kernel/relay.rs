@@ -108,9 +108,7 @@ pub fn serve(ports: &[Port]) -> ! {
     }
 }
 
-fn spawn<T: Send + 'static, F: FnOnce() -> T + Send + 'static>(
-    f: F,
-) -> std::io::Result<std::thread::JoinHandle<T>> {
+fn spawn<F: FnOnce() + Send + 'static>(f: F) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().stack_size(STACK).spawn(f)
 }
 
@@ -214,12 +212,10 @@ fn copy(from: &Fd, to: &Fd) {
 }
 
 /// splice(2) `from` -> pipe -> `to` until EOF: Some(true) at EOF, Some(false) on an error,
-/// None if no pipe (or no thread) could be had (copy through memory then). Two threads: this
-/// one fills the pipe from `from`, a second one empties it into `to`, so reading the next
-/// bytes never waits for the last ones to be sent (the pipe is the buffer between them).
+/// None if no pipe could be made (copy through memory then).
 fn splice_copy(from: i32, to: i32) -> Option<bool> {
     let mut p = [0; 2];
-    // SAFETY: pipe2 fills two fds, closed by their owners below.
+    // SAFETY: pipe2 fills two fds, closed below.
     if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
         return None;
     }
@@ -227,47 +223,55 @@ fn splice_copy(from: i32, to: i32) -> Option<bool> {
     // A bigger pipe: fewer, larger splices (may fail beyond /proc/sys/fs/pipe-max-size).
     // SAFETY: fcntl on our pipe.
     unsafe { libc::fcntl(wr.0, libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
-    let writer = spawn(move || {
-        // Until the pipe says EOF (its write end closed, and empty) or `to` fails.
-        let ok = splice_all(rd.0, to);
-        if !ok {
-            // Wake the reader if it waits on `from` (a full pipe wakes it by our close).
-            // SAFETY: shutdown of a socket the connection holds until both threads end.
-            unsafe { libc::shutdown(from, libc::SHUT_RD) };
-        }
-        drop(rd);
-        ok
-    });
-    let Ok(writer) = writer else {
-        return None;
-    };
-    let read_ok = splice_all(from, wr.0);
-    drop(wr);
-    let write_ok = writer.join().unwrap_or(false);
-    Some(read_ok && write_ok)
-}
-
-/// splice(2) from `src` to `dst` until `src` says EOF (true) or either fails (false).
-fn splice_all(src: i32, dst: i32) -> bool {
-    loop {
+    let ok = loop {
         // SAFETY: splice between fds we hold, no offsets.
         let n = unsafe {
             libc::splice(
-                src,
+                from,
                 std::ptr::null_mut(),
-                dst,
+                wr.0,
                 std::ptr::null_mut(),
                 CHUNK,
                 libc::SPLICE_F_MOVE,
             )
         };
         if n == 0 {
-            return true;
+            break true;
         }
-        if n < 0 && errno() != libc::EINTR {
-            return false;
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            break false;
         }
-    }
+        let mut left = n as usize;
+        let mut failed = false;
+        while left > 0 {
+            // SAFETY: as above.
+            let m = unsafe {
+                libc::splice(
+                    rd.0,
+                    std::ptr::null_mut(),
+                    to,
+                    std::ptr::null_mut(),
+                    left,
+                    libc::SPLICE_F_MOVE,
+                )
+            };
+            if m < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            if m <= 0 {
+                failed = true;
+                break;
+            }
+            left -= m as usize;
+        }
+        if failed {
+            break false;
+        }
+    };
+    Some(ok)
 }
 
 /// read/write `from` -> `to` until EOF (true) or an error (false).

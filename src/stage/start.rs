@@ -127,6 +127,8 @@ pub struct Options {
     pub interactive: bool,
     /// How the container is hardened (`--privileged`, `--cap-add`, `--security-opt`...).
     pub security: crate::security::Profile,
+    /// `-p`: ports published on the host (see `crate::net::proxy`).
+    pub publish: Vec<crate::net::proxy::Publish>,
 }
 
 /// Run the container's command as its PID 1 and wait for it; returns its exit code.
@@ -164,6 +166,9 @@ pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) 
             crate::userns::check_options(plan.user.as_deref(), o.tty)?;
         }
     }
+    if !o.publish.is_empty() {
+        publish(k, c, &o.publish)?;
+    }
     // Mark the stage as begun: a second `start` must not try to reuse the PID namespace
     // (once its PID 1 has died it accepts no new process).
     c.finish(Stage::Start)?;
@@ -180,6 +185,28 @@ pub fn run_with(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) 
         ));
     }
     Ok(code)
+}
+
+/// `-p`: start the container's port proxy (docker-proxy's job), journalled so `rm` kills it.
+fn publish(k: &dyn Kernel, c: &mut Container, ports: &[crate::net::proxy::Publish]) -> Result<()> {
+    let Some(addr) = c.state.network.as_ref().and_then(|n| n.address) else {
+        bail!(
+            "-p needs the container on the bridge (--network bridge at `ns`, `all` or `run`): with --network none or host there is no container address to relay to"
+        );
+    };
+    let proxy = crate::net::proxy::start(k, ports, addr)?;
+    c.journal(Resource::Process {
+        pid: proxy.pid,
+        start_time: crate::state::process_start_time(proxy.pid).unwrap_or(0),
+    })?;
+    c.state.ports = ports.to_vec();
+    for p in ports {
+        k.note(&format!(
+            "published: {}:{}/{} on the host reaches {addr}:{} in the container (the proxy, pid {}, relays it)",
+            p.host_ip, p.host_port, p.proto, p.container_port, proxy.pid
+        ));
+    }
+    Ok(())
 }
 
 /// Start PID 1 and wait for it, in this process (the shim runs the same two steps).

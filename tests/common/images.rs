@@ -55,6 +55,47 @@ pub fn oci_ref(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
 }
 
+/// Compile C `source` statically with the host's C compiler into `dir/name`.
+pub fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    std::fs::write(&src, source).unwrap();
+    let out = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("run cc (gcc and libc6-dev are needed: .ci/run installs them)");
+    assert!(
+        out.status.success(),
+        "cc {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// busybox plus `programs` ((name, C source)), each compiled statically to /bin/NAME, as an
+/// image in a fresh OCI layout `dir/base` tagged v1; returns the layout. (Pull it with
+/// `oci_ref(&layout, "v1")`: it is stored as `localhost/BASE:v1`.)
+pub fn image_with_programs(dir: &Path, base: &str, programs: &[(&str, &str)]) -> PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("tools dir");
+    let entries: Vec<Entry> = programs
+        .iter()
+        .map(|(name, source)| {
+            let bin = compile(dir, name, source);
+            Entry::file(&format!("bin/{name}"), std::fs::read(&bin).unwrap()).mode(0o755)
+        })
+        .collect();
+    let img = ImageBuilder::busybox(Compression::Gzip).layer(
+        Layer::from_entries(&entries, Compression::Gzip),
+        "test programs",
+    );
+    let layout = dir.join(base);
+    Layout::create(&layout).add_image(&img, "v1");
+    layout
+}
+
 /// An OCI platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Platform {
