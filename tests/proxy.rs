@@ -275,7 +275,10 @@ fn udp_both_ways_with_two_clients() {
     a.send_to(&big, published).unwrap();
     let mut buf = vec![0u8; 16384];
     let (n, _) = a.recv_from(&mut buf).unwrap();
-    assert!(buf[..5] == *b"echo:" && buf[5..n] == big[..], "{n} bytes back");
+    assert!(
+        buf[..5] == *b"echo:" && buf[5..n] == big[..],
+        "{n} bytes back"
+    );
 }
 
 /// A port someone else listens on: start fails, in one line that names the port and errno.
@@ -287,7 +290,9 @@ fn a_taken_port_is_an_error_from_start() {
     let msg = format!("{e:#}");
     assert!(!msg.contains('\n'), "{msg}");
     assert!(
-        msg.starts_with(&format!("port proxy: publish 127.0.0.1:{port}->80/tcp: bind(")),
+        msg.starts_with(&format!(
+            "port proxy: publish 127.0.0.1:{port}->80/tcp: bind("
+        )),
         "{msg}"
     );
     assert!(
@@ -327,8 +332,16 @@ fn killed_proxy_leaves_nothing() {
         .collect();
     fds.sort();
     let names: Vec<&str> = fds.iter().map(|(_, t)| t.as_str()).collect();
-    assert_eq!(names[..3], ["/dev/null", "/dev/null", "/dev/null"], "{fds:?}");
-    assert_eq!(names.len(), 4, "only stdio and the listening socket: {fds:?}");
+    assert_eq!(
+        names[..3],
+        ["/dev/null", "/dev/null", "/dev/null"],
+        "{fds:?}"
+    );
+    assert_eq!(
+        names.len(),
+        4,
+        "only stdio and the listening socket: {fds:?}"
+    );
     assert!(names[3].starts_with("socket:["), "{fds:?}");
     // Its own session, not ours.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

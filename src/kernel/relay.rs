@@ -370,7 +370,14 @@ pub fn udp_port(fd: i32, target: SocketAddrV4, idle: Duration) {
         };
         flow.last.store(now(), Ordering::Relaxed);
         // SAFETY: sending from our own buffer on a connected socket; a lost datagram is UDP.
-        unsafe { libc::send(flow.sock.0, buf.as_ptr().cast(), n as usize, libc::MSG_NOSIGNAL) };
+        unsafe {
+            libc::send(
+                flow.sock.0,
+                buf.as_ptr().cast(),
+                n as usize,
+                libc::MSG_NOSIGNAL,
+            )
+        };
     }
 }
 
@@ -500,7 +507,10 @@ mod tests {
             // Idle for longer than the flow lives: the next datagram gets a new flow.
             std::thread::sleep(Duration::from_millis(1500));
         }
-        assert_ne!(relayed_from[0], relayed_from[1], "the idle flow was not dropped");
+        assert_ne!(
+            relayed_from[0], relayed_from[1],
+            "the idle flow was not dropped"
+        );
         // The published socket stays with the relay thread (leaked with it, as the test ends).
         std::mem::forget(published);
     }

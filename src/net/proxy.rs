@@ -215,7 +215,12 @@ fn close_all_but(k: &dyn Kernel, keep: &[i32]) -> Result<()> {
     for &fd in keep {
         let Ok(fd) = u32::try_from(fd) else { continue };
         if fd > first {
-            k.close_range(first, fd - 1, 0, "close what we inherited: keep only our sockets")?;
+            k.close_range(
+                first,
+                fd - 1,
+                0,
+                "close what we inherited: keep only our sockets",
+            )?;
         }
         first = first.max(fd + 1);
     }
@@ -327,13 +332,24 @@ mod tests {
             "{:#}",
             start(&k, &ports, Ipv4Addr::new(10, 88, 0, 2)).unwrap_err()
         );
-        assert!(e.starts_with("port proxy: publish 127.0.0.1:8080->80/tcp: bind("), "{e}");
+        assert!(
+            e.starts_with("port proxy: publish 127.0.0.1:8080->80/tcp: bind("),
+            "{e}"
+        );
         assert!(e.ends_with("EADDRINUSE (Address already in use)"), "{e}");
         assert!(!e.contains('\n'), "{e}");
         let names: Vec<&str> = k.calls().iter().map(|c| c.call.name()).collect();
         assert_eq!(
             names,
-            ["clone", "prctl", "prctl", "socket", "setsockopt", "bind", "wait4"]
+            [
+                "clone",
+                "prctl",
+                "prctl",
+                "socket",
+                "setsockopt",
+                "bind",
+                "wait4"
+            ]
         );
     }
 
