@@ -191,6 +191,22 @@ pub fn inspect(paths: &Paths, name: &ContainerName, json: bool) -> Result<()> {
     for v in &st.volumes {
         writeln!(out, "Volume:     {}", serde_json::to_string(v)?)?;
     }
+    if let Some(n) = &st.network {
+        let mode = serde_json::to_value(n.mode)?;
+        let mode = mode.as_str().unwrap_or("?");
+        match (n.address, &n.host_veth) {
+            (Some(a), Some(v)) => writeln!(
+                out,
+                "Network:    {mode}: eth0 {a}/{}, gateway {}, host end {v}",
+                n.prefix,
+                n.gateway.map(|g| g.to_string()).unwrap_or_default()
+            )?,
+            _ => writeln!(out, "Network:    {mode}")?,
+        }
+    }
+    for p in &st.ports {
+        writeln!(out, "Port:       {p}")?;
+    }
     writeln!(out, "State dir:  {}", paths.container(name).display())?;
     Ok(())
 }

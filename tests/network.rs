@@ -290,6 +290,12 @@ fn published_tcp_ports_reach_two_containers() {
                 .expect("a proxy process")
         })
         .collect();
+    let shown = stdout(&env.ok(&["inspect", &b]));
+    assert!(
+        shown.contains("Port:       127.0.0.1:8081->80/tcp")
+            && shown.contains("Network:    bridge: eth0 10.88."),
+        "{shown}"
+    );
     for port in [8080, 8081] {
         let page = retry_get(&format!("127.0.0.1:{port}"), "/os-release");
         assert!(

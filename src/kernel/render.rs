@@ -1593,7 +1593,10 @@ mod tests {
             result(&b, &Err(Errno::EADDRINUSE)),
             "= -1 EADDRINUSE (Address already in use)"
         );
-        let l = Sys::Listen { fd: 3, backlog: 128 };
+        let l = Sys::Listen {
+            fd: 3,
+            backlog: 128,
+        };
         assert_eq!(
             call(&l, Detail::Full, &sock),
             "listen(3<socket:[2676054]>, 128)"
