@@ -53,17 +53,36 @@ fn veths() -> Vec<String> {
         .collect()
 }
 
-fn assert_network_gone(env: &Env, before: &[String]) {
+/// What was on the host before a test: veths, and whether the bridge was there already (some
+/// other container on this machine uses it: then it stays, and so do its leases).
+struct Before {
+    veths: Vec<String>,
+    bridge: bool,
+}
+
+fn before() -> Before {
+    Before {
+        veths: veths(),
+        bridge: Path::new("/sys/class/net").join(BRIDGE).exists(),
+    }
+}
+
+/// Nothing of the test's containers is left on the host: no veth, and unless someone else
+/// already used it, no bridge and no address lease.
+fn assert_network_gone(env: &Env, before: &Before) {
     let left: Vec<String> = veths()
         .into_iter()
-        .filter(|v| !before.contains(v))
+        .filter(|v| !before.veths.contains(v))
         .collect();
     assert!(left.is_empty(), "veths left: {left:?}");
+    let _ = env;
+    if before.bridge {
+        return;
+    }
     assert!(
         !Path::new("/sys/class/net").join(BRIDGE).exists(),
         "the bridge {BRIDGE} is left"
     );
-    let _ = env;
     let leases = Path::new("/run/stepctr-leases");
     assert!(
         !leases.exists(),
@@ -122,7 +141,7 @@ fn host_sees_the_hosts_interfaces() {
 
 fn two_containers_on_the_bridge_reach_each_other() {
     let _one = bridge_lock();
-    let before = veths();
+    let before = before();
     let env = Env::new();
     let a = unique("net-a");
     let b = unique("net-b");
@@ -206,7 +225,7 @@ fn http_get(hostport: &str, path: &str) -> String {
 
 fn nothing_is_left_after_reset_following_a_crash() {
     let _one = bridge_lock();
-    let before = veths();
+    let before = before();
     let env = Env::new();
     let name = unique("net-crash");
     env.ok(&["-q", "load", &name, IMAGE]);
@@ -230,6 +249,59 @@ fn nothing_is_left_after_reset_following_a_crash() {
     assert!(!out.status.success(), "ns survived the injected SIGKILL");
     let out = env.ok(&["-q", "reset"]);
     assert!(out.status.success());
+    assert_no_leaks(&env, &name);
+    assert_network_gone(&env, &before);
+
+    // stepctr dies at `start -p` after the proxy took the port, as it forks the shim.
+    let name = unique("net-crash-p");
+    for stage in [
+        &["load", &name, IMAGE][..],
+        &["cgroup", &name],
+        &["ns", "--network", "bridge", &name],
+        &["fs", &name],
+    ] {
+        let mut args = vec!["-q"];
+        args.extend(stage);
+        env.ok(&args);
+    }
+    // Not -f: the proxy, a child that outlives stepctr, must not be traced (strace would wait
+    // for it); the injection counts stepctr's own clones.
+    let out = Command::new("strace")
+        .args([
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "inject=clone:signal=SIGKILL:when=2",
+        ])
+        .arg(common::stepctr_bin())
+        .args([
+            "-q",
+            "start",
+            "-d",
+            "-p",
+            "127.0.0.1:8084:80",
+            &name,
+            "--",
+            "sleep",
+            "100",
+        ])
+        .env("STEPCTR_ROOT", &env.root)
+        .env("STEPCTR_RUN", &env.run)
+        .output()
+        .expect("strace");
+    assert!(!out.status.success(), "start survived the injected SIGKILL");
+    let proxy = env.state(&name)["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "process")
+        .filter_map(|r| r["pid"].as_i64())
+        .last()
+        .expect("the proxy in the journal") as i32;
+    env.ok(&["-q", "reset"]);
+    assert!(!common::alive(proxy), "the proxy {proxy} outlived reset");
+    std::net::TcpListener::bind(("127.0.0.1", 8084)).expect("port 8084 freed by reset");
     assert_no_leaks(&env, &name);
     assert_network_gone(&env, &before);
 }
@@ -261,7 +333,7 @@ fn bad_network_options_are_refused() {
 /// busybox httpd in each of two containers at once; rm stops the proxies and frees the ports.
 fn published_tcp_ports_reach_two_containers() {
     let _one = bridge_lock();
-    let before = veths();
+    let before = before();
     let env = Env::new();
     let (a, b) = (unique("net-pa"), unique("net-pb"));
     for (name, spec) in [(&a, "8080:80"), (&b, "127.0.0.1:8081:80")] {
@@ -361,7 +433,7 @@ int main(int argc, char **argv) {
 /// and its answers come back to each.
 fn published_udp_ports_relay_datagrams() {
     let _one = bridge_lock();
-    let before = veths();
+    let before = before();
     let env = Env::new();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("network-udp");
     let base = unique("udp-echo");

@@ -74,40 +74,50 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        if std::thread::panicking() && self.pid > 0 {
+            let pid = self.pid;
+            let mut dump = String::new();
+            for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+                let p = t.path();
+                dump += &format!("task {:?} wchan={} stack=\n{}\n", p.file_name().unwrap(), std::fs::read_to_string(p.join("wchan")).unwrap_or_default(), std::fs::read_to_string(p.join("stack")).unwrap_or_default());
+            }
+            for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+                dump += &format!("fd {:?} -> {:?}\n", e.file_name(), std::fs::read_link(e.path()).ok());
+            }
+            let _ = std::process::Command::new("gdb").args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"]).stdout(std::fs::File::create(format!("/tmp/proxy-gdb-{pid}.txt")).unwrap()).status();
+            std::fs::write(format!("/tmp/proxy-dump-{pid}.txt"), &dump).unwrap();
+        }
         self.kill(libc::SIGKILL);
     }
 }
 
-/// A port of 127.0.0.1 free a moment ago.
-fn free_port(proto: Proto) -> u16 {
-    match proto {
-        Proto::Tcp => TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port(),
-        Proto::Udp => UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port(),
-    }
-}
-
-/// Start a proxy from a free port of 127.0.0.1 to `ctr_port` of 127.0.0.2.
+/// Start a proxy from a free port of 127.0.0.1 to `ctr_port` of 127.0.0.2. The port is taken
+/// below the ephemeral range (32768 and up), where the outgoing connections of the other tests
+/// get theirs; one still in use (another program's) is skipped.
 fn start(ctr_port: u16, proto: Proto) -> Proxy {
-    let port = free_port(proto);
-    let spec = Publish {
-        host_ip: Ipv4Addr::LOCALHOST,
-        host_port: port,
-        container_port: ctr_port,
-        proto,
-    };
-    let child = proxy::start(&Linux, &[spec], TARGET).expect("start the proxy");
-    Proxy {
-        pid: child.pid,
-        port,
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = 10000 + (std::process::id() % 500) * 16;
+    for _ in 0..64 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let port = (base + n % 8000) as u16;
+        let spec = Publish {
+            host_ip: Ipv4Addr::LOCALHOST,
+            host_port: port,
+            container_port: ctr_port,
+            proto,
+        };
+        match proxy::start(&Linux, &[spec], TARGET) {
+            Ok(child) => {
+                return Proxy {
+                    pid: child.pid,
+                    port,
+                }
+            }
+            Err(e) if format!("{e:#}").contains("EADDRINUSE") => continue,
+            Err(e) => panic!("start the proxy: {e:#}"),
+        }
     }
+    panic!("no free port for the proxy");
 }
 
 /// The "container": a TCP server on 127.0.0.2 running `serve` per connection.
