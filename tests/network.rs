@@ -297,7 +297,7 @@ fn nothing_is_left_after_reset_following_a_crash() {
         .iter()
         .filter(|r| r["kind"] == "process")
         .filter_map(|r| r["pid"].as_i64())
-        .last()
+        .next_back()
         .expect("the proxy in the journal") as i32;
     env.ok(&["-q", "reset"]);
     assert!(!common::alive(proxy), "the proxy {proxy} outlived reset");
