@@ -177,6 +177,28 @@ fn two_containers_on_the_bridge_reach_each_other() {
             .unwrap(),
         BRIDGE
     );
+    // -v shows every netlink message decoded under its sendmsg/recvmsg line.
+    let out = env.ok(&[
+        "-v",
+        "all",
+        "--rm",
+        "--network",
+        "bridge",
+        "--name",
+        &format!("{b}-v"),
+        "--",
+        "true",
+    ]);
+    let err = stderr(&out);
+    for decoded in [
+        "-> RTM_NEWLINK name \"veth",
+        "kind veth, peer [name \"eth0\", into the network namespace of fd",
+        "-> RTM_NEWADDR 10.88.",
+        "-> RTM_NEWROUTE default via 10.88.0.1",
+        "-> ack: done",
+    ] {
+        assert!(err.contains(decoded), "-v lacks {decoded:?}:\n{err}");
+    }
     // The second one reaches the first by address: ICMP (ping) and a TCP stream (an HTTP
     // request to the first one's busybox httpd, which serves the image's /etc).
     let out = env.ok(&[

@@ -23,6 +23,7 @@ fn main() {
         a_taken_port_is_an_error_from_start,
         killed_proxy_leaves_nothing,
         a_refused_target_does_not_end_the_proxy,
+        forked_while_threads_come_and_go,
     ]
     .into_iter()
     .map(|(name, f)| {
@@ -57,6 +58,38 @@ impl Proxy {
         SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port)
     }
 
+    /// What the proxy's threads are doing and what it holds, for a failed test's output.
+    fn evidence(&self) -> String {
+        let pid = self.pid;
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        let mut out = format!("proxy pid {pid}, port {}:\n", self.port);
+        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let stat = read(t.path().join("stat"));
+            let state = stat.rfind(')').map_or("?", |i| &stat[i + 2..i + 3]);
+            out += &format!(
+                "  thread {:?}: state {state}, wchan {}\n",
+                t.file_name(),
+                read(t.path().join("wchan"))
+            );
+        }
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out += &format!(
+                "  fd {:?} -> {:?}\n",
+                fd.file_name(),
+                std::fs::read_link(fd.path()).ok()
+            );
+        }
+        out
+    }
+
     /// Kill with `sig` and reap; the wait status.
     fn kill(&mut self, sig: i32) -> i32 {
         let mut status = 0;
@@ -75,17 +108,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         if std::thread::panicking() && self.pid > 0 {
-            let pid = self.pid;
-            let mut dump = String::new();
-            for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-                let p = t.path();
-                dump += &format!("task {:?} wchan={} stack=\n{}\n", p.file_name().unwrap(), std::fs::read_to_string(p.join("wchan")).unwrap_or_default(), std::fs::read_to_string(p.join("stack")).unwrap_or_default());
-            }
-            for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
-                dump += &format!("fd {:?} -> {:?}\n", e.file_name(), std::fs::read_link(e.path()).ok());
-            }
-            let _ = std::process::Command::new("gdb").args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"]).stdout(std::fs::File::create(format!("/tmp/proxy-gdb-{pid}.txt")).unwrap()).status();
-            std::fs::write(format!("/tmp/proxy-dump-{pid}.txt"), &dump).unwrap();
+            eprintln!("{}", self.evidence());
         }
         self.kill(libc::SIGKILL);
     }
@@ -403,6 +426,49 @@ fn a_refused_target_does_not_end_the_proxy() {
     let mut got = String::new();
     c.read_to_string(&mut got).unwrap();
     assert_eq!(got, "still here");
+}
+
+/// The proxy is forked from a process whose other threads start and end all the time (as this
+/// test harness's do): a lock one of them held at the fork must not hang the proxy's relay.
+fn forked_while_threads_come_and_go() {
+    let srv = UdpSocket::bind((TARGET, 0)).unwrap();
+    let ctr_port = srv.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = srv.recv_from(&mut buf) {
+            let _ = srv.send_to(&buf[..n], from);
+        }
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = thread::spawn(|| {}).join();
+                }
+            })
+        })
+        .collect();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    for i in 0..40 {
+        let p = start(ctr_port, Proto::Udp);
+        client.send_to(format!("{i}").as_bytes(), p.addr()).unwrap();
+        let got = client.recv_from(&mut buf);
+        assert!(
+            matches!(got, Ok((n, _)) if buf[..n] == *format!("{i}").as_bytes()),
+            "proxy {i} (pid {}) does not relay: {got:?}",
+            p.pid
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in churn {
+        c.join().unwrap();
+    }
 }
 
 /// Bytes per second of one client sending `bytes` to `to`, where a server counts them and

@@ -104,12 +104,68 @@ pub fn serve(ports: &[Port]) -> ! {
         }
     }
     loop {
-        std::thread::park();
+        // SAFETY: pause only waits for a signal (which ends us).
+        unsafe { libc::pause() };
     }
 }
 
-fn spawn<F: FnOnce() + Send + 'static>(f: F) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().stack_size(STACK).spawn(f)
+/// A thread of the relay, joinable (see [`Thread::join`]) or, dropped, detached.
+///
+/// Made with pthread_create, not std::thread: the relay runs in a child forked from a
+/// process that may have other threads (the test harness; stepctr is single-threaded when
+/// it forks, but need not stay so). A fork copies only the forking thread, and any lock
+/// another thread held at that moment stays held in the child forever. std::thread's start
+/// takes such a lock (a spin lock over its threads' guard pages, shared by every thread's
+/// start and exit): a child forked while another thread was starting or ending would hang
+/// in its first spawn. glibc's own locks (malloc, thread stacks) are reset in a fork's child.
+struct Thread(Option<libc::pthread_t>);
+
+impl Thread {
+    /// Wait for the thread to end.
+    fn join(mut self) {
+        if let Some(t) = self.0.take() {
+            // SAFETY: a joinable thread of ours, joined once.
+            unsafe { libc::pthread_join(t, std::ptr::null_mut()) };
+        }
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            // SAFETY: a joinable thread of ours, never joined: its resources go when it ends.
+            unsafe { libc::pthread_detach(t) };
+        }
+    }
+}
+
+extern "C" fn thread_main<F: FnOnce() + Send + 'static>(
+    arg: *mut libc::c_void,
+) -> *mut libc::c_void {
+    // SAFETY: `arg` is the Box<F> leaked by `spawn` for this thread alone.
+    let f = unsafe { Box::from_raw(arg.cast::<F>()) };
+    f();
+    std::ptr::null_mut()
+}
+
+/// Run `f` in a new thread (a panic in it aborts the proxy, as for any extern "C" function).
+fn spawn<F: FnOnce() + Send + 'static>(f: F) -> Result<Thread, ()> {
+    let arg = Box::into_raw(Box::new(f));
+    // SAFETY: attr is initialised before use and destroyed after; on success the new thread
+    // owns `arg`, on failure we take it back.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, STACK);
+        let mut t: libc::pthread_t = std::mem::zeroed();
+        let rc = libc::pthread_create(&mut t, &attr, thread_main::<F>, arg.cast());
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 {
+            drop(Box::from_raw(arg));
+            return Err(());
+        }
+        Ok(Thread(Some(t)))
+    }
 }
 
 /// Accept connections on the listening socket `lfd` forever, each relayed to `target`.
@@ -192,7 +248,7 @@ fn tcp_connection(client: Fd, target: SocketAddrV4) {
     // Without a thread for the way back, the connection is given up (both closed).
     if let Ok(back) = spawn(move || copy(&s2, &c2)) {
         copy(&client, &server);
-        let _ = back.join();
+        back.join();
     }
 }
 
