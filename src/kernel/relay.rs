@@ -113,11 +113,10 @@ pub fn serve(ports: &[Port]) -> ! {
 ///
 /// Made with pthread_create, not std::thread: the relay runs in a child forked from a
 /// process that may have other threads (the test harness; stepctr is single-threaded when
-/// it forks, but need not stay so). A fork copies only the forking thread, and any lock
-/// another thread held at that moment stays held in the child forever. std::thread's start
-/// takes such a lock (a spin lock over its threads' guard pages, shared by every thread's
-/// start and exit): a child forked while another thread was starting or ending would hang
-/// in its first spawn. glibc's own locks (malloc, thread stacks) are reset in a fork's child.
+/// it forks, but need not stay so). A fork copies only the forking thread, and a lock another
+/// thread held at that moment stays held in the child forever. glibc resets its own locks
+/// (malloc, thread stacks) in a fork's child; the Rust runtime's bookkeeping of its threads
+/// (names, guard pages, spawn hooks) makes no such promise, so the child keeps out of it.
 struct Thread(Option<libc::pthread_t>);
 
 impl Thread {

@@ -288,7 +288,9 @@ fn describe_one(p: &NetlinkPayload<RouteNetlinkMessage>) -> String {
                 }
                 for x in &r.attributes {
                     match x {
-                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => words.push(format!("via {g}")),
+                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => {
+                            words.push(format!("via {g}"))
+                        }
                         RouteAttribute::Oif(i) => words.push(format!("out of interface {i}")),
                         _ => {}
                     }
@@ -310,7 +312,9 @@ fn link_words(l: &LinkMessage) -> String {
         match a {
             LinkAttribute::IfName(n) => words.push(format!("name {n:?}")),
             LinkAttribute::Controller(m) => words.push(format!("master {m}")),
-            LinkAttribute::NetNsFd(fd) => words.push(format!("into the network namespace of fd {fd}")),
+            LinkAttribute::NetNsFd(fd) => {
+                words.push(format!("into the network namespace of fd {fd}"))
+            }
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     match i {
@@ -326,7 +330,14 @@ fn link_words(l: &LinkMessage) -> String {
         }
     }
     if l.header.change_mask.contains(LinkFlags::Up) {
-        words.push(if l.header.flags.contains(LinkFlags::Up) { "up" } else { "down" }.to_string());
+        words.push(
+            if l.header.flags.contains(LinkFlags::Up) {
+                "up"
+            } else {
+                "down"
+            }
+            .to_string(),
+        );
     }
     words.join(", ")
 }
