@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod exec;
 pub mod image;
 pub mod kernel;
+pub mod lesson;
 pub mod lifecycle;
 pub mod net;
 pub mod pipeline;
