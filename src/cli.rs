@@ -359,6 +359,18 @@ is missing.",
         #[arg(long)]
         json: bool,
     },
+    /// Guided lessons: list them, run one (its steps for real, then checks of what they did),
+    /// or check your own attempt at a lesson's task (`stepctr lesson 3 check`)
+    Lesson {
+        /// The lesson's number (none: list the lessons)
+        number: Option<u32>,
+        /// `check`: check your own attempt at the lesson's task
+        #[arg(value_parser = ["check"])]
+        action: Option<String>,
+        /// Run straight through, answering every prompt with yes (also when stdin is not a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
     /// List the images in the local store
     #[command(
         long_about = "List the images in the local store, $STEPCTR_ROOT/images: a standard OCI \

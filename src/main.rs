@@ -453,6 +453,23 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
         Command::Stats { name, json } => stepctr::stats::command(&open(name)?, *json)?,
         Command::Ps { json } => stepctr::ps::command(&paths, *json)?,
         Command::Doctor { json } => return stepctr::doctor::command(*json),
+        Command::Lesson {
+            number,
+            action,
+            yes,
+        } => {
+            let failed = match (number, action.as_deref()) {
+                (None, _) => {
+                    stepctr::lesson::run::list()?;
+                    0
+                }
+                (Some(n), Some("check")) => stepctr::lesson::run::check(*n)?,
+                (Some(n), _) => {
+                    stepctr::lesson::run::run(*n, &stepctr::lesson::run::Options { yes: *yes })?
+                }
+            };
+            return Ok(if failed == 0 { 0 } else { 1 });
+        }
     }
     Ok(0)
 }

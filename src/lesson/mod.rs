@@ -1,3 +1,6 @@
-//! Guided lessons (issue 7; see docs/lessons-plan.md). So far: the lesson file format.
+//! Guided lessons (issue 7; see docs/lessons-plan.md): the lesson file format (parse.rs), the
+//! checks of the machine's state (checks.rs), the runner (run.rs).
 
+pub mod checks;
 pub mod parse;
+pub mod run;

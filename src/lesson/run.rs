@@ -1,0 +1,396 @@
+//! `stepctr lesson`: list the lessons, run one (steps for real, then the checks of what they
+//! did), or check the learner's own attempt at a lesson's task.
+
+use super::checks;
+use super::parse::{self, Expect, Part, Quiz};
+use anyhow::{bail, Context, Result};
+use std::io::{IsTerminal, Write};
+use std::process::Command;
+
+/// The lessons, built into the binary (the same files are the book's chapters).
+pub const LESSONS: &[(u32, &str, &str)] = &[(
+    9,
+    "09-docker-run.md",
+    include_str!("../../lessons/09-docker-run.md"),
+)];
+
+/// How a lesson is run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Answer every prompt with yes (also when stdin is not a terminal): for scripts and CI.
+    pub yes: bool,
+}
+
+/// The title of a lesson: its first `# ` heading.
+pub fn title(text: &str) -> &str {
+    text.lines()
+        .find_map(|l| l.strip_prefix("# "))
+        .unwrap_or("(untitled)")
+}
+
+/// `stepctr lesson`: one line per lesson.
+pub fn list() -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for (n, file, text) in LESSONS {
+        writeln!(out, "{n:>2}  {}  ({file})", title(text))?;
+    }
+    Ok(())
+}
+
+fn find(n: u32) -> Result<(&'static str, Vec<Part>)> {
+    let Some((_, file, text)) = LESSONS.iter().find(|(m, _, _)| *m == n) else {
+        let have: Vec<String> = LESSONS.iter().map(|(m, _, _)| m.to_string()).collect();
+        bail!("no lesson {n}: the lessons are {}", have.join(", "));
+    };
+    let parts = parse::parse(text).with_context(|| format!("lessons/{file}"))?;
+    Ok((file, parts))
+}
+
+/// What a lesson's commands may name: `{c}` (a container name of this run), `{stepctr}` (this
+/// binary).
+struct Vars {
+    container: String,
+    stepctr: String,
+}
+
+impl Vars {
+    fn new(n: u32) -> Vars {
+        Vars {
+            container: format!("lesson{n}-{}", std::process::id()),
+            stepctr: std::env::current_exe()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "stepctr".into()),
+        }
+    }
+
+    fn fill(&self, s: &str) -> String {
+        s.replace("{c}", &self.container)
+            .replace("{stepctr}", &self.stepctr)
+    }
+}
+
+/// The result of one command of a step.
+struct Ran {
+    code: i32,
+    stdout: String,
+}
+
+fn run_command(line: &str, vars: &Vars) -> Result<Ran> {
+    let line = vars.fill(line);
+    let words = shlex::split(&line).with_context(|| format!("cannot split {line:?} into words"))?;
+    let Some((prog, args)) = words.split_first() else {
+        bail!("an empty command");
+    };
+    // `stepctr` in a lesson is this very binary.
+    let prog = if prog == "stepctr" {
+        &vars.stepctr
+    } else {
+        prog
+    };
+    let out = Command::new(prog)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("run {line}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{stdout}");
+    Ok(Ran {
+        code: out.status.code().unwrap_or(128),
+        stdout,
+    })
+}
+
+/// `stepctr lesson N`: returns the number of failed checks (0: the lesson passed).
+pub fn run(n: u32, o: &Options) -> Result<i32> {
+    let (file, parts) = find(n)?;
+    let vars = Vars::new(n);
+    let auto = o.yes || !std::io::stdin().is_terminal();
+    let mut failed = 0;
+    let mut last: Option<Ran> = None;
+    let mut cleanup: Vec<String> = Vec::new();
+    println!("== lesson {n}: {} (lessons/{file})", title_of(&parts));
+    for part in &parts {
+        match part {
+            Part::Prose(p) => print!("{}", vars.fill(p)),
+            Part::Step(s) => {
+                if !auto && !confirm("run it?")? {
+                    println!("(skipped)");
+                    continue;
+                }
+                if s.fails {
+                    println!("# this step is expected to fail: watch how");
+                }
+                for c in &s.commands {
+                    println!("$ {}", vars.fill(c));
+                    last = Some(run_command(c, &vars)?);
+                }
+            }
+            Part::Expect(es) => {
+                let Some(r) = &last else {
+                    bail!("an expect block before any step");
+                };
+                for e in es {
+                    if let Err(why) = expect(e, r, &vars) {
+                        failed += 1;
+                        println!("✘ {why}");
+                    } else {
+                        println!("✔ {}", describe(e, &vars));
+                    }
+                }
+            }
+            Part::Check(cs) => {
+                for c in cs {
+                    let c = filled(c, &vars);
+                    match checks::holds(&c) {
+                        Ok(()) => println!("✔ {}: {}", c.kind, c.arg),
+                        Err(why) => {
+                            failed += 1;
+                            println!("✘ {why}");
+                            if let Some(h) = &c.hint {
+                                println!("  hint: {h}");
+                            }
+                        }
+                    }
+                }
+            }
+            Part::Quiz(q) => quiz(q, auto)?,
+            Part::Task(_) => {
+                println!("# your turn: do the task above, then `stepctr lesson {n} check`")
+            }
+            Part::Cleanup(cs) => cleanup.extend(cs.iter().cloned()),
+        }
+    }
+    // Cleanup, quietly: what it removes may be gone already (the lesson's own steps did it).
+    for c in &cleanup {
+        let line = vars.fill(c);
+        if let Some(words) = shlex::split(&line) {
+            if let Some((prog, args)) = words.split_first() {
+                let prog = if prog == "stepctr" {
+                    &vars.stepctr
+                } else {
+                    prog
+                };
+                let _ = Command::new(prog).args(args).output();
+            }
+        }
+    }
+    println!(
+        "== lesson {n}: {}",
+        if failed == 0 {
+            "every check passed".to_string()
+        } else {
+            format!("{failed} check(s) failed")
+        }
+    );
+    Ok(failed)
+}
+
+/// `stepctr lesson N check`: the checks of the lesson's task against what the learner did;
+/// the hint of the first that fails. Returns the number of failed checks.
+pub fn check(n: u32) -> Result<i32> {
+    let (_, parts) = find(n)?;
+    let vars = Vars::new(n);
+    let tasks: Vec<&parse::Check> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Task(cs) => Some(cs),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if tasks.is_empty() {
+        bail!("lesson {n} has no task to check");
+    }
+    let mut failed = 0;
+    for c in tasks {
+        let c = filled(c, &vars);
+        match checks::holds(&c) {
+            Ok(()) => println!("✔ {}: {}", c.kind, c.arg),
+            Err(why) => {
+                println!("✘ {why}");
+                if failed == 0 {
+                    if let Some(h) = &c.hint {
+                        println!("  hint: {h}");
+                    }
+                }
+                failed += 1;
+            }
+        }
+    }
+    Ok(failed)
+}
+
+fn title_of(parts: &[Part]) -> String {
+    parts
+        .iter()
+        .find_map(|p| match p {
+            Part::Prose(t) => Some(title(t).to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn filled(c: &parse::Check, vars: &Vars) -> parse::Check {
+    parse::Check {
+        kind: c.kind.clone(),
+        arg: vars.fill(&c.arg),
+        hint: c.hint.clone(),
+    }
+}
+
+fn expect(e: &Expect, r: &Ran, vars: &Vars) -> Result<(), String> {
+    match e {
+        Expect::Exit(n) if r.code == *n => Ok(()),
+        Expect::Exit(n) => Err(format!("the step exited with {}, not {n}", r.code)),
+        Expect::StdoutContains(t) => {
+            let t = vars.fill(t);
+            if r.stdout.contains(&t) {
+                Ok(())
+            } else {
+                Err(format!("its output lacks {t:?}"))
+            }
+        }
+        Expect::StdoutMatches(re) => match regex_lite_match(&vars.fill(re), &r.stdout) {
+            true => Ok(()),
+            false => Err(format!("its output does not match {re:?}")),
+        },
+        Expect::StderrContains(_) => Ok(()), // shown live, not captured
+    }
+}
+
+/// `stdout matches`: a line-anchored substring with `.*` wildcards (enough for lessons).
+fn regex_lite_match(pattern: &str, text: &str) -> bool {
+    text.lines().any(|line| {
+        let mut rest = line;
+        pattern.split(".*").all(|piece| match rest.find(piece) {
+            Some(i) => {
+                rest = &rest[i + piece.len()..];
+                true
+            }
+            None => false,
+        })
+    })
+}
+
+fn describe(e: &Expect, vars: &Vars) -> String {
+    match e {
+        Expect::Exit(n) => format!("exit code {n}"),
+        Expect::StdoutContains(t) => format!("the output says {:?}", vars.fill(t)),
+        Expect::StdoutMatches(t) => format!("the output matches {t:?}"),
+        Expect::StderrContains(t) => format!("the narration says {t:?}"),
+    }
+}
+
+fn confirm(what: &str) -> Result<bool> {
+    print!("{what} [Y/n] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(!matches!(line.trim(), "n" | "N" | "no"))
+}
+
+/// A quiz: asked until answered right (non-interactive: the answer is shown).
+fn quiz(q: &Quiz, auto: bool) -> Result<()> {
+    println!("? {}", q.question);
+    for (i, (o, _)) in q.options.iter().enumerate() {
+        println!("  {}) {o}", i + 1);
+    }
+    if auto {
+        let right: Vec<&str> = q
+            .options
+            .iter()
+            .filter(|(_, r)| *r)
+            .map(|(o, _)| o.as_str())
+            .collect();
+        println!("  answer: {}. {}", right.join(" / "), q.why);
+        return Ok(());
+    }
+    loop {
+        print!("your answer (1-{}): ", q.options.len());
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        match line
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| q.options.get(i.wrapping_sub(1)))
+        {
+            Some((_, true)) => {
+                println!("✔ right. {}", q.why);
+                return Ok(());
+            }
+            Some((_, false)) => println!("✘ not that one. {}", q.why),
+            None => println!("a number from 1 to {}", q.options.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_lesson_parses() {
+        for (n, file, text) in LESSONS {
+            parse::parse(text).unwrap_or_else(|e| panic!("lesson {n} ({file}): {e}"));
+            assert!(file.starts_with(&format!("{n:02}-")), "{file}");
+        }
+    }
+
+    #[test]
+    fn every_lesson_file_is_built_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons");
+        for e in std::fs::read_dir(dir).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".md") {
+                assert!(
+                    LESSONS.iter().any(|(_, f, _)| *f == name),
+                    "lessons/{name} is not in LESSONS"
+                );
+            }
+        }
+    }
+
+    /// Every `stepctr ...` a lesson shows or runs (in any block, after `$ `, also after
+    /// `strace ... stepctr`) parses with the real command line: a lesson cannot drift from
+    /// the CLI.
+    #[test]
+    fn every_stepctr_command_in_a_lesson_exists() {
+        use clap::Parser as _;
+        let vars = Vars {
+            container: "c".into(),
+            stepctr: "stepctr".into(),
+        };
+        let mut seen = 0;
+        for (n, _, text) in LESSONS {
+            for line in text
+                .lines()
+                .filter_map(|l| l.trim_start().strip_prefix("$ "))
+            {
+                let line = vars.fill(line);
+                // Only the command before a pipe; the part from `stepctr` on.
+                let cmd = line.split(" | ").next().unwrap_or("");
+                let Some(at) = cmd.find("stepctr ") else {
+                    continue;
+                };
+                let words = shlex::split(&cmd[at..]).expect("words");
+                crate::cli::Cli::try_parse_from(&words)
+                    .unwrap_or_else(|e| panic!("lesson {n}: `{cmd}`: {e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no stepctr command found in any lesson");
+    }
+
+    #[test]
+    fn patterns_match_lines() {
+        assert!(regex_lite_match(
+            "uid=0.*gid=0",
+            "x\nuid=0(root) gid=0(root)\n"
+        ));
+        assert!(!regex_lite_match("gid=0.*uid=0", "uid=0(root) gid=0(root)"));
+    }
+}
