@@ -11,7 +11,7 @@ fn main() {
     common::run_tests(
         tests![
             lessons_are_listed,
-            lesson_9_runs_end_to_end,
+            every_lesson_runs_end_to_end,
             a_lesson_without_a_task_says_so
         ],
         true,
@@ -28,29 +28,42 @@ fn lessons_are_listed() {
     );
 }
 
-fn lesson_9_runs_end_to_end() {
-    let env = Env::new();
-    let child = env
-        .cmd(&["lesson", "9", "--yes"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run stepctr lesson");
-    // The lesson names its container after its own pid.
-    let name = format!("lesson9-{}", child.id());
-    let out = child.wait_with_output().expect("wait");
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    assert!(text.contains("== lesson 9: every check passed"), "{text}");
-    assert!(!text.contains('✘'), "{text}");
-    assert!(
-        text.contains(&format!("✔ the output says \"{name}\"")),
-        "{text}"
-    );
-    assert!(text.contains("answer: containerd-shim-runc-v2."), "{text}");
-    assert!(!std::path::Path::new(&format!("/tmp/{name}.trace")).exists());
-    assert_no_leaks(&env, &name);
+/// Every lesson, run as CI runs it (`--yes`, stdin not a terminal): exit 0, every check passed,
+/// and nothing of its containers left.
+fn every_lesson_runs_end_to_end() {
+    for (n, file, _) in stepctr::lesson::run::LESSONS {
+        let env = Env::new();
+        let child = env
+            .cmd(&["lesson", &n.to_string(), "--yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run stepctr lesson");
+        // A lesson names its container `{c}` after its own pid.
+        let name = format!("lesson{n}-{}", child.id());
+        let out = child.wait_with_output().expect("wait");
+        let text = stdout(&out);
+        assert!(
+            out.status.success(),
+            "lesson {n} ({file}):\n{text}\n{}",
+            stderr(&out)
+        );
+        assert!(
+            text.contains(&format!("== lesson {n}: every check passed")),
+            "lesson {n}: {text}"
+        );
+        assert!(!text.contains('✘'), "lesson {n}: {text}");
+        assert_no_leaks(&env, &name);
+        if *n == 9 {
+            assert!(
+                text.contains(&format!("✔ the output says \"{name}\"")),
+                "{text}"
+            );
+            assert!(text.contains("answer: containerd-shim-runc-v2."), "{text}");
+            assert!(!std::path::Path::new(&format!("/tmp/{name}.trace")).exists());
+        }
+    }
 }
 
 fn a_lesson_without_a_task_says_so() {
