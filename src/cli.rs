@@ -362,14 +362,21 @@ is missing.",
     /// Guided lessons: list them, run one (its steps for real, then checks of what they did),
     /// or check your own attempt at a lesson's task (`stepctr lesson 3 check`)
     Lesson {
-        /// The lesson's number (none: list the lessons)
-        number: Option<u32>,
+        /// The lesson's number, or `status` (your progress); none: list the lessons
+        #[arg(value_name = "N|status")]
+        what: Option<String>,
         /// `check`: check your own attempt at the lesson's task
         #[arg(value_parser = ["check"])]
         action: Option<String>,
         /// Run straight through, answering every prompt with yes (also when stdin is not a terminal)
         #[arg(long)]
         yes: bool,
+        /// Clean up what an earlier run left and start the lesson over
+        #[arg(long)]
+        restart: bool,
+        /// With `status`: JSON, for a teacher
+        #[arg(long)]
+        json: bool,
     },
     /// List the images in the local store
     #[command(

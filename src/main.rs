@@ -454,18 +454,36 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
         Command::Ps { json } => stepctr::ps::command(&paths, *json)?,
         Command::Doctor { json } => return stepctr::doctor::command(*json),
         Command::Lesson {
-            number,
+            what,
             action,
             yes,
+            restart,
+            json,
         } => {
-            let failed = match (number, action.as_deref()) {
+            use stepctr::lesson::run as lesson;
+            let failed = match (what.as_deref(), action.as_deref()) {
                 (None, _) => {
-                    stepctr::lesson::run::list()?;
+                    lesson::list()?;
                     0
                 }
-                (Some(n), Some("check")) => stepctr::lesson::run::check(*n)?,
-                (Some(n), _) => {
-                    stepctr::lesson::run::run(*n, &stepctr::lesson::run::Options { yes: *yes })?
+                (Some("status"), _) => {
+                    lesson::status(*json)?;
+                    0
+                }
+                (Some(n), action) => {
+                    let n: u32 = n.parse().map_err(|_| {
+                        anyhow::anyhow!("`stepctr lesson {n}`: give a lesson's number, or `status`")
+                    })?;
+                    match action {
+                        Some(_) => lesson::check(n)?,
+                        None => lesson::run(
+                            n,
+                            &lesson::Options {
+                                yes: *yes,
+                                restart: *restart,
+                            },
+                        )?,
+                    }
                 }
             };
             return Ok(if failed == 0 { 0 } else { 1 });

@@ -3,6 +3,8 @@
 //! passing, and nothing of it left behind.
 
 mod common;
+#[path = "common/pty.rs"]
+mod pty;
 
 use common::{assert_no_leaks, stderr, stdout, Env};
 use std::process::Stdio;
@@ -12,6 +14,8 @@ fn main() {
         tests![
             lessons_are_listed,
             every_lesson_runs_end_to_end,
+            a_lesson_is_driven_at_a_terminal,
+            progress_is_kept_and_exported,
             a_lesson_without_a_task_says_so
         ],
         true,
@@ -22,7 +26,7 @@ fn lessons_are_listed() {
     let env = Env::new();
     let out = env.ok(&["lesson"]);
     assert!(
-        stdout(&out).contains(" 9  How `docker run` creates a container"),
+        stdout(&out).contains("  How `docker run` creates a container: the six steps with `stepctr all`  (09-docker-run.md)"),
         "{}",
         stdout(&out)
     );
@@ -77,8 +81,64 @@ fn a_lesson_without_a_task_says_so() {
     );
     let out = env.run(&["lesson", "42"]);
     assert!(
-        stderr(&out).contains("no lesson 42: the lessons are 9"),
+        stderr(&out).contains("no lesson 42: the lessons are "),
         "{}",
         stderr(&out)
     );
+}
+
+/// At a terminal (a pty): the runner asks before each step (Enter: yes), and a quiz is answered
+/// wrong first (the feedback says so, and asks again), then right (arrow keys, as dialoguer
+/// reads them).
+fn a_lesson_is_driven_at_a_terminal() {
+    let env = Env::new();
+    let mut term = pty::Term::new(40, 120);
+    let mut child = term.spawn(env.cmd(&["lesson", "9"]));
+    let name = format!("lesson9-{}", child.id());
+    for _ in 0..2 {
+        term.expect("run it?");
+        term.type_(b"\r");
+    }
+    term.expect("which program is the parent of your container's process?");
+    // The first option (dockerd) is highlighted: wrong.
+    term.type_(b"\r");
+    term.expect("not \"dockerd\". Try again.");
+    term.expect("which program is the parent of your container's process?");
+    // Down twice: containerd-shim-runc-v2.
+    term.type_(b"\x1b[B\x1b[B\r");
+    term.expect("right. runc exits once the process runs");
+    term.expect("== lesson 9: every check passed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lesson did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert_no_leaks(&env, &name);
+}
+
+/// Progress is kept per user (beside the image store) and exported for a teacher; --restart
+/// cleans up and forgets it.
+fn progress_is_kept_and_exported() {
+    let env = Env::fresh();
+    env.ok(&["-q", "pull"]);
+    let out = env.ok(&["lesson", "9", "--yes"]);
+    assert!(stdout(&out).contains("every check passed"));
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&env.ok(&["lesson", "status", "--json"]))).unwrap();
+    assert_eq!(json["9"]["finished"], true, "{json}");
+    assert_eq!(json["9"]["steps_run"], json["9"]["steps"], "{json}");
+    assert!(json["9"]["checks_passed"].as_u64().unwrap() >= 5, "{json}");
+    assert!(stdout(&env.ok(&["lesson"]))
+        .lines()
+        .any(|l| l.starts_with(" 9     ✓")));
+    let out = env.ok(&["lesson", "9", "--yes", "--restart"]);
+    assert!(stdout(&out).contains("# lesson 9: cleaned up and started over"));
+    assert!(env.root.join("lessons.json").is_file());
 }

@@ -33,8 +33,78 @@ pub fn holds(c: &Check) -> Result<(), String> {
                 format!("{file} does not contain {text:?}")
             })
         }
+        "ns-same" => ns_compare(arg, true),
+        "ns-differs" => ns_compare(arg, false),
+        "hostname" => {
+            let (name, want) = arg.split_once(' ').unwrap_or((arg, ""));
+            let got = container_hostname(name)?;
+            yes(got == want.trim(), || {
+                format!("{name}'s hostname is {got:?}, not {:?}", want.trim())
+            })
+        }
+        "uid" => {
+            let (name, want) = arg.split_once(' ').unwrap_or((arg, ""));
+            let pid = pid1(name)?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .map_err(|e| format!("{name}'s PID 1 ({pid}): {e}"))?;
+            let got = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or("?")
+                .to_string();
+            yes(got == want.trim(), || {
+                format!(
+                    "{name}'s PID 1 runs as uid {got} on the host, not {}",
+                    want.trim()
+                )
+            })
+        }
+        "cgroup-file" => cgroup_file(Path::new("/sys/fs/cgroup"), arg),
         other => Err(format!("unknown check {other:?}")),
     }
+}
+
+/// The host pid of a container's PID 1, from its state.json (only if that process is alive).
+fn pid1(name: &str) -> Result<i32, String> {
+    let state = crate::state::Paths::from_env()
+        .run
+        .join(name)
+        .join("state.json");
+    let text = std::fs::read_to_string(&state)
+        .map_err(|_| format!("no container {name} ({} is missing)", state.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", state.display()))?;
+    let pid = v["pid"].as_i64().unwrap_or(0) as i32;
+    if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(format!("container {name} is not running"));
+    }
+    Ok(pid)
+}
+
+/// The hostname in a container's UTS namespace: a thread of ours joins it (setns changes only
+/// the calling thread's namespace) and asks.
+fn container_hostname(name: &str) -> Result<String, String> {
+    let path = match pid1(name) {
+        Ok(pid) => format!("/proc/{pid}/ns/uts"),
+        Err(_) => crate::state::Paths::from_env()
+            .run
+            .join(name)
+            .join("ns/uts")
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let name = name.to_string();
+    std::thread::spawn(move || -> Result<String, String> {
+        let f = std::fs::File::open(&path).map_err(|_| format!("no container {name}"))?;
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWUTS)
+            .map_err(|e| format!("setns({path}): {e}"))?;
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .map_err(|e| format!("gethostname: {e}"))
+    })
+    .join()
+    .map_err(|_| "the thread asking for the hostname panicked".to_string())?
 }
 
 fn yes(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
@@ -61,6 +131,68 @@ fn cgroup_named(name: &str) -> bool {
     dirs.iter().any(|d| d.is_dir())
 }
 
+/// `ns-same: WHO KIND[,KIND...]` / `ns-differs: ...`: the namespaces of WHO (a host pid, or a
+/// container's name: its PID 1, found through its cgroup) against the checker's own
+/// (`/proc/self/ns/KIND`), compared as the kernel shows them (the links' `net:[inode]` text).
+fn ns_compare(arg: &str, same: bool) -> Result<(), String> {
+    let (who, kinds) = arg
+        .split_once(' ')
+        .ok_or_else(|| format!("{arg:?}: expected WHO KIND[,KIND...]"))?;
+    let pid = match who.parse::<u32>() {
+        Ok(p) => p,
+        Err(_) => pid1_of(who).ok_or_else(|| format!("container {who} has no running PID 1"))?,
+    };
+    let link = |p: &str, k: &str| {
+        std::fs::read_link(format!("/proc/{p}/ns/{k}"))
+            .map(|l| l.to_string_lossy().into_owned())
+            .map_err(|e| format!("/proc/{p}/ns/{k}: {e}"))
+    };
+    let mut wrong = Vec::new();
+    for k in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        let theirs = link(&pid.to_string(), k)?;
+        let ours = link("self", k)?;
+        if (theirs == ours) != same {
+            wrong.push(format!("{k} (pid {pid}: {theirs}, self: {ours})"));
+        }
+    }
+    yes(wrong.is_empty(), || {
+        format!(
+            "{} namespace(s) {}: {}",
+            who,
+            if same { "differ from ours" } else { "are ours" },
+            wrong.join(", ")
+        )
+    })
+}
+
+/// The host pid of container `name`'s PID 1: of the processes in its cgroup, the one whose
+/// `NSpid` (in /proc/PID/status) ends in 1, the pid it has in its own PID namespace.
+fn pid1_of(name: &str) -> Option<u32> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![base.join("stepctr").join(name)];
+    if let Ok(rd) = std::fs::read_dir(base) {
+        dirs.extend(rd.flatten().map(|e| e.path().join("stepctr").join(name)));
+    }
+    dirs.iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .flat_map(|procs| {
+            procs
+                .lines()
+                .filter_map(|l| l.trim().parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .find(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            status.lines().any(|l| {
+                let f: Vec<&str> = l
+                    .strip_prefix("NSpid:")
+                    .map(|r| r.split_whitespace().collect())
+                    .unwrap_or_default();
+                f.len() > 1 && f.last() == Some(&"1")
+            })
+        })
+}
+
 /// Processes (other than this one) whose command line mentions `needle`.
 fn processes(needle: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
@@ -81,6 +213,81 @@ fn processes(needle: &str) -> Vec<i32> {
         }
     }
     out
+}
+
+/// `cgroup-file: NAME FILE[|FILE...] [KEY] OP VALUE`: a file of container NAME's cgroup, read
+/// where the kernel keeps it on either layout (v2: /sys/fs/cgroup/stepctr/NAME/FILE; v1 and
+/// hybrid: /sys/fs/cgroup/CONTROLLER/stepctr/NAME/FILE), the first of the FILEs that exists (so
+/// one check names both spellings: `memory.limit_in_bytes|memory.max`). The value compared is
+/// the second word of the line starting with KEY (`oom_kill 1`), or without KEY the file's
+/// first word (`max` and `-1` count as unlimited); OP is `=`, `<=`, `>=` (numbers) or `contains`
+/// (text, in the KEY's line or the whole file).
+fn cgroup_file(base: &Path, arg: &str) -> Result<(), String> {
+    let bad = || format!("{arg:?}: expected NAME FILE[|FILE...] [KEY] =|<=|>=|contains VALUE");
+    let w: Vec<&str> = arg.split_whitespace().collect();
+    let is_op = |s: &str| matches!(s, "=" | "<=" | ">=" | "contains");
+    let (name, files) = match w.as_slice() {
+        [n, f, ..] => (*n, f.split('|').collect::<Vec<_>>()),
+        _ => return Err(bad()),
+    };
+    let (key, op, want) = match &w[2..] {
+        [op, v @ ..] if is_op(op) && !v.is_empty() => (None, *op, v.join(" ")),
+        [k, op, v @ ..] if is_op(op) && !v.is_empty() => (Some(*k), *op, v.join(" ")),
+        _ => return Err(bad()),
+    };
+    let mut dirs = vec![base.join("stepctr").join(name)];
+    if let Ok(rd) = std::fs::read_dir(base) {
+        let mut more: Vec<_> = rd
+            .flatten()
+            .map(|e| e.path().join("stepctr").join(name))
+            .collect();
+        more.sort();
+        dirs.extend(more);
+    }
+    let Some((path, text)) = dirs
+        .iter()
+        .flat_map(|d| files.iter().map(move |f| d.join(f)))
+        .find_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+    else {
+        return Err(format!(
+            "no {} in a cgroup named {name}",
+            files.join(" or ")
+        ));
+    };
+    let shown = path.display();
+    let scope = match key {
+        Some(k) => text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(k))
+            .ok_or_else(|| format!("{shown} has no line {k:?}"))?
+            .to_string(),
+        None => text.clone(),
+    };
+    if op == "contains" {
+        return yes(scope.contains(&want), || {
+            format!("{shown} does not contain {want:?}: {:?}", text.trim())
+        });
+    }
+    let word = match key {
+        Some(_) => scope.split_whitespace().nth(1),
+        None => scope.split_whitespace().next(),
+    }
+    .unwrap_or("");
+    let number = |s: &str| match s {
+        // Unlimited: `max` (v2, pids.max on v1), `-1` (cpu.cfs_quota_us on v1).
+        "max" | "-1" => Some(u64::MAX),
+        _ => s.parse::<u64>().ok(),
+    };
+    let (Some(got), Some(limit)) = (number(word), number(&want)) else {
+        return Err(format!("{shown}: {word:?} or {want:?} is not a number"));
+    };
+    let ok = match op {
+        "=" => got == limit,
+        "<=" => got <= limit,
+        _ => got >= limit,
+    };
+    let what = key.map(|k| format!(" {k}")).unwrap_or_default();
+    yes(ok, || format!("{shown}{what} is {word}, not {op} {want}"))
 }
 
 #[cfg(test)]
@@ -111,5 +318,83 @@ mod tests {
         assert!(holds(&check("no-mount", "no-such-mount-anywhere")).is_ok());
         assert!(holds(&check("no-process", "no-such-process-anywhere-xyz")).is_ok());
         assert!(holds(&check("smell", "roses")).is_err());
+        assert!(holds(&check("hostname", "no-such-container-xyz h")).is_err());
+        assert!(holds(&check("uid", "no-such-container-xyz 0")).is_err());
+        // ns-same / ns-differs: our own pid against ourselves, and a container that is not there.
+        let me = std::process::id().to_string();
+        assert!(holds(&check("ns-same", &format!("{me} net,uts,user"))).is_ok());
+        assert!(holds(&check("ns-differs", &format!("{me} net")))
+            .unwrap_err()
+            .contains("are ours"));
+        assert!(holds(&check("ns-same", "no-such-container-xyz net"))
+            .unwrap_err()
+            .contains("no running PID 1"));
+        assert!(holds(&check("ns-same", "1")).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cgroup_file_tests {
+    use super::cgroup_file;
+
+    /// Both layouts, made in a temporary directory: v1 (one tree per controller) for `v1c`,
+    /// v2 (one tree) for `v2c`.
+    #[test]
+    fn cgroup_file_reads_either_layout() {
+        let base = tempfile::tempdir().unwrap();
+        let b = base.path();
+        let put = |dir: &str, file: &str, text: &str| {
+            let d = b.join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(file), text).unwrap();
+        };
+        put("memory/stepctr/v1c", "memory.limit_in_bytes", "268435456\n");
+        put(
+            "memory/stepctr/v1c",
+            "memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        );
+        put("pids/stepctr/v1c", "pids.events", "max 45\n");
+        put("pids/stepctr/v1c", "pids.current", "3\n");
+        put("stepctr/v2c", "memory.max", "268435456\n");
+        put("stepctr/v2c", "cpu.max", "50000 100000\n");
+        put("stepctr/v2c", "pids.max", "max\n");
+        put(
+            "stepctr/v2c",
+            "memory.events",
+            "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n",
+        );
+        let ok = |a: &str| cgroup_file(b, a);
+        for c in ["v1c", "v2c"] {
+            assert_eq!(
+                ok(&format!("{c} memory.limit_in_bytes|memory.max = 268435456")),
+                Ok(())
+            );
+            assert_eq!(
+                ok(&format!(
+                    "{c} memory.oom_control|memory.events oom_kill >= 1"
+                )),
+                Ok(())
+            );
+            let e = ok(&format!("{c} memory.limit_in_bytes|memory.max = 64")).unwrap_err();
+            assert!(e.contains("is 268435456, not = 64"), "{e}");
+        }
+        assert_eq!(ok("v1c pids.events max >= 1"), Ok(()));
+        assert_eq!(ok("v1c pids.current <= 16"), Ok(()));
+        assert!(ok("v1c pids.current >= 16").is_err());
+        assert_eq!(ok("v2c cpu.cfs_quota_us|cpu.max = 50000"), Ok(()));
+        assert_eq!(ok("v2c cpu.max contains 50000 100000"), Ok(()));
+        assert_eq!(ok("v2c pids.max >= 1000000"), Ok(()));
+        assert!(ok("v2c memory.events oom_kill = 0").is_err());
+        put("cpu/stepctr/v1c", "cpu.cfs_quota_us", "-1\n");
+        let e = ok("v1c cpu.cfs_quota_us|cpu.max = 25000").unwrap_err();
+        assert!(e.contains("is -1, not = 25000"), "{e}");
+        assert!(ok("v2c memory.events nokey = 0")
+            .unwrap_err()
+            .contains("no line"));
+        assert!(ok("nosuch pids.max = 1")
+            .unwrap_err()
+            .contains("no pids.max"));
+        assert!(ok("v1c pids.max").unwrap_err().contains("expected NAME"));
     }
 }

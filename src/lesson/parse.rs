@@ -69,6 +69,11 @@ pub const CHECK_KINDS: &[&str] = &[
     "process",
     "no-process",
     "file-contains",
+    "cgroup-file",
+    "ns-same",
+    "ns-differs",
+    "hostname",
+    "uid",
 ];
 
 /// Split a lesson into its parts. Errors name the line.

@@ -8,17 +8,36 @@ use std::io::{IsTerminal, Write};
 use std::process::Command;
 
 /// The lessons, built into the binary (the same files are the book's chapters).
-pub const LESSONS: &[(u32, &str, &str)] = &[(
-    9,
-    "09-docker-run.md",
-    include_str!("../../lessons/09-docker-run.md"),
-)];
+pub const LESSONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "01-a-process.md",
+        include_str!("../../lessons/01-a-process.md"),
+    ),
+    (
+        3,
+        "03-namespaces.md",
+        include_str!("../../lessons/03-namespaces.md"),
+    ),
+    (
+        4,
+        "04-cgroups.md",
+        include_str!("../../lessons/04-cgroups.md"),
+    ),
+    (
+        9,
+        "09-docker-run.md",
+        include_str!("../../lessons/09-docker-run.md"),
+    ),
+];
 
 /// How a lesson is run.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Answer every prompt with yes (also when stdin is not a terminal): for scripts and CI.
     pub yes: bool,
+    /// `--restart`: run the lesson's cleanup and forget its progress first.
+    pub restart: bool,
 }
 
 /// The title of a lesson: its first `# ` heading.
@@ -28,11 +47,40 @@ pub fn title(text: &str) -> &str {
         .unwrap_or("(untitled)")
 }
 
-/// `stepctr lesson`: one line per lesson.
+/// `stepctr lesson`: one line per lesson, with the learner's progress.
 pub fn list() -> Result<()> {
+    let progress = super::progress::load();
     let mut out = std::io::stdout().lock();
     for (n, file, text) in LESSONS {
-        writeln!(out, "{n:>2}  {}  ({file})", title(text))?;
+        let mark = super::progress::mark(progress.get(n));
+        writeln!(out, "{n:>2} {mark:>5}  {}  ({file})", title(text))?;
+    }
+    Ok(())
+}
+
+/// `stepctr lesson status [--json]`: the progress, for the learner or (JSON) a teacher.
+pub fn status(json: bool) -> Result<()> {
+    let progress = super::progress::load();
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &progress)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for (n, _, text) in LESSONS {
+        let line = match progress.get(n) {
+            Some(l) => format!(
+                "steps {}/{}, checks {} passed {} failed, quizzes right {}{}",
+                l.steps_run,
+                l.steps,
+                l.checks_passed,
+                l.checks_failed,
+                l.quizzes_right,
+                if l.finished { ", finished" } else { "" }
+            ),
+            None => "not started".to_string(),
+        };
+        writeln!(out, "{n:>2}  {}: {line}", title(text))?;
     }
     Ok(())
 }
@@ -105,6 +153,19 @@ pub fn run(n: u32, o: &Options) -> Result<i32> {
     let (file, parts) = find(n)?;
     let vars = Vars::new(n);
     let auto = o.yes || !std::io::stdin().is_terminal();
+    if o.restart {
+        for p in &parts {
+            if let Part::Cleanup(cs) = p {
+                quiet_cleanup(cs, &vars);
+            }
+        }
+        super::progress::forget(n)?;
+        println!("# lesson {n}: cleaned up and started over");
+    }
+    let mut done = super::progress::Lesson {
+        steps: parts.iter().filter(|p| matches!(p, Part::Step(_))).count(),
+        ..Default::default()
+    };
     let mut failed = 0;
     let mut last: Option<Ran> = None;
     let mut cleanup: Vec<String> = Vec::new();
@@ -124,6 +185,7 @@ pub fn run(n: u32, o: &Options) -> Result<i32> {
                     println!("$ {}", vars.fill(c));
                     last = Some(run_command(c, &vars)?);
                 }
+                done.steps_run += 1;
             }
             Part::Expect(es) => {
                 let Some(r) = &last else {
@@ -134,6 +196,7 @@ pub fn run(n: u32, o: &Options) -> Result<i32> {
                         failed += 1;
                         println!("✘ {why}");
                     } else {
+                        done.checks_passed += 1;
                         println!("✔ {}", describe(e, &vars));
                     }
                 }
@@ -142,7 +205,10 @@ pub fn run(n: u32, o: &Options) -> Result<i32> {
                 for c in cs {
                     let c = filled(c, &vars);
                     match checks::holds(&c) {
-                        Ok(()) => println!("✔ {}: {}", c.kind, c.arg),
+                        Ok(()) => {
+                            done.checks_passed += 1;
+                            println!("✔ {}: {}", c.kind, c.arg)
+                        }
                         Err(why) => {
                             failed += 1;
                             println!("✘ {why}");
@@ -153,27 +219,22 @@ pub fn run(n: u32, o: &Options) -> Result<i32> {
                     }
                 }
             }
-            Part::Quiz(q) => quiz(q, auto)?,
+            Part::Quiz(q) => {
+                if quiz(q, auto)? {
+                    done.quizzes_right += 1;
+                }
+            }
             Part::Task(_) => {
                 println!("# your turn: do the task above, then `stepctr lesson {n} check`")
             }
             Part::Cleanup(cs) => cleanup.extend(cs.iter().cloned()),
         }
     }
-    // Cleanup, quietly: what it removes may be gone already (the lesson's own steps did it).
-    for c in &cleanup {
-        let line = vars.fill(c);
-        if let Some(words) = shlex::split(&line) {
-            if let Some((prog, args)) = words.split_first() {
-                let prog = if prog == "stepctr" {
-                    &vars.stepctr
-                } else {
-                    prog
-                };
-                let _ = Command::new(prog).args(args).output();
-            }
-        }
-    }
+    quiet_cleanup(&cleanup, &vars);
+    done.checks_failed = failed as usize;
+    done.finished = failed == 0 && done.steps_run == done.steps;
+    done.at = super::progress::now();
+    super::progress::save(n, done)?;
     println!(
         "== lesson {n}: {}",
         if failed == 0 {
@@ -218,6 +279,23 @@ pub fn check(n: u32) -> Result<i32> {
         }
     }
     Ok(failed)
+}
+
+/// Cleanup, quietly: what it removes may be gone already (the lesson's own steps did it).
+fn quiet_cleanup(cleanup: &[String], vars: &Vars) {
+    for c in cleanup {
+        let line = vars.fill(c);
+        if let Some(words) = shlex::split(&line) {
+            if let Some((prog, args)) = words.split_first() {
+                let prog = if prog == "stepctr" {
+                    &vars.stepctr
+                } else {
+                    prog
+                };
+                let _ = Command::new(prog).args(args).output();
+            }
+        }
+    }
 }
 
 fn title_of(parts: &[Part]) -> String {
@@ -276,26 +354,29 @@ fn describe(e: &Expect, vars: &Vars) -> String {
     match e {
         Expect::Exit(n) => format!("exit code {n}"),
         Expect::StdoutContains(t) => format!("the output says {:?}", vars.fill(t)),
-        Expect::StdoutMatches(t) => format!("the output matches {t:?}"),
+        Expect::StdoutMatches(t) => format!("the output matches {:?}", vars.fill(t)),
         Expect::StderrContains(t) => format!("the narration says {t:?}"),
     }
 }
 
+/// Ask on the terminal (dialoguer): run the next step? Enter means yes; Esc or q, no.
 fn confirm(what: &str) -> Result<bool> {
-    print!("{what} [Y/n] ");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    Ok(!matches!(line.trim(), "n" | "N" | "no"))
+    let answer = dialoguer::Confirm::new()
+        .with_prompt(what)
+        .default(true)
+        .interact_opt()
+        .context("ask on the terminal")?;
+    Ok(answer.unwrap_or(false))
 }
 
-/// A quiz: asked until answered right (non-interactive: the answer is shown).
-fn quiz(q: &Quiz, auto: bool) -> Result<()> {
-    println!("? {}", q.question);
-    for (i, (o, _)) in q.options.iter().enumerate() {
-        println!("  {}) {o}", i + 1);
-    }
+/// A quiz: asked until answered right, with the feedback after every answer (not on a
+/// terminal, or with --yes: the options and the answer are shown).
+fn quiz(q: &Quiz, auto: bool) -> Result<bool> {
     if auto {
+        println!("? {}", q.question);
+        for (i, (o, _)) in q.options.iter().enumerate() {
+            println!("  {}) {o}", i + 1);
+        }
         let right: Vec<&str> = q
             .options
             .iter()
@@ -303,27 +384,23 @@ fn quiz(q: &Quiz, auto: bool) -> Result<()> {
             .map(|(o, _)| o.as_str())
             .collect();
         println!("  answer: {}. {}", right.join(" / "), q.why);
-        return Ok(());
+        return Ok(false);
     }
+    let items: Vec<&str> = q.options.iter().map(|(o, _)| o.as_str()).collect();
     loop {
-        print!("your answer (1-{}): ", q.options.len());
-        std::io::stdout().flush()?;
-        let mut line = String::new();
-        if std::io::stdin().read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        match line
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| q.options.get(i.wrapping_sub(1)))
-        {
+        let picked = dialoguer::Select::new()
+            .with_prompt(&q.question)
+            .items(&items)
+            .default(0)
+            .interact_opt()
+            .context("ask on the terminal")?;
+        match picked.and_then(|i| q.options.get(i)) {
             Some((_, true)) => {
                 println!("✔ right. {}", q.why);
-                return Ok(());
+                return Ok(true);
             }
-            Some((_, false)) => println!("✘ not that one. {}", q.why),
-            None => println!("a number from 1 to {}", q.options.len()),
+            Some((o, false)) => println!("✘ not \"{o}\". Try again."),
+            None => return Ok(false), // Esc: on with the lesson
         }
     }
 }
@@ -371,14 +448,22 @@ mod tests {
                 .filter_map(|l| l.trim_start().strip_prefix("$ "))
             {
                 let line = vars.fill(line);
-                // Only the command before a pipe; the part from `stepctr` on.
-                let cmd = line.split(" | ").next().unwrap_or("");
-                let Some(at) = cmd.find("stepctr ") else {
+                // The words from the first `stepctr` (a word of the command line, not one
+                // inside a quoted `sh -c` script) up to a pipe, if any.
+                let Some(words) = shlex::split(&line) else {
+                    panic!("lesson {n}: cannot split `{line}` into words");
+                };
+                // (A `stepctr` with nothing after it is an argument: a script's `$1`.)
+                let Some(at) = words
+                    .iter()
+                    .enumerate()
+                    .position(|(i, w)| w == "stepctr" && i + 1 < words.len())
+                else {
                     continue;
                 };
-                let words = shlex::split(&cmd[at..]).expect("words");
+                let words: Vec<&String> = words[at..].iter().take_while(|w| *w != "|").collect();
                 crate::cli::Cli::try_parse_from(&words)
-                    .unwrap_or_else(|e| panic!("lesson {n}: `{cmd}`: {e}"));
+                    .unwrap_or_else(|e| panic!("lesson {n}: `{line}`: {e}"));
                 seen += 1;
             }
         }
