@@ -16,6 +16,7 @@ fn main() {
             every_lesson_runs_end_to_end,
             a_lesson_is_driven_at_a_terminal,
             progress_is_kept_and_exported,
+            lesson_check_grades_the_learners_attempt,
             a_lesson_without_a_task_says_so
         ],
         true,
@@ -141,4 +142,52 @@ fn progress_is_kept_and_exported() {
     let out = env.ok(&["lesson", "9", "--yes", "--restart"]);
     assert!(stdout(&out).contains("# lesson 9: cleaned up and started over"));
     assert!(env.root.join("lessons.json").is_file());
+}
+
+/// `lesson N check` grades what the learner did: a wrong attempt gets the hint of its first
+/// failing check, a right one passes.
+fn lesson_check_grades_the_learners_attempt() {
+    let env = Env::new();
+    // Lesson 4's task: a running container `mylimits` with 128M, a quarter CPU, 10 pids.
+    let out = env.run(&["lesson", "4", "check"]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("hint: run a detached container named mylimits with --memory 128M"),
+        "{}",
+        stdout(&out)
+    );
+    // Wrong: the CPU limit forgotten; the hint is the CPU one.
+    let run = |cpus: &[&str]| {
+        let mut args = vec![
+            "-q",
+            "run",
+            "-d",
+            "--name",
+            "mylimits",
+            "--memory",
+            "128M",
+            "--pids-limit",
+            "10",
+        ];
+        args.extend(cpus);
+        args.extend(["localhost/stepctr-busybox", "--", "sleep", "600"]);
+        env.ok(&args);
+    };
+    run(&[]);
+    let out = env.run(&["lesson", "4", "check"]);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains("hint: a quarter of a CPU is --cpus 0.25"),
+        "{text}"
+    );
+    assert!(!text.contains("hint: run a detached container"), "{text}");
+    env.ok(&["-q", "rm", "-f", "mylimits"]);
+    // Right.
+    run(&["--cpus", "0.25"]);
+    let out = env.run(&["lesson", "4", "check"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(!stdout(&out).contains('✘'), "{}", stdout(&out));
+    env.ok(&["-q", "rm", "-f", "mylimits"]);
+    assert_no_leaks(&env, "mylimits");
 }
