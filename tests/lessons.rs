@@ -88,27 +88,90 @@ fn a_lesson_without_a_task_says_so() {
     );
 }
 
-/// At a terminal (a pty): the runner asks before each step (Enter: yes), and a quiz is answered
-/// wrong first (the feedback says so, and asks again), then right (arrow keys, as dialoguer
-/// reads them).
+/// Read the terminal until one of `needles` shows; which one (the earliest), and consume the
+/// output up to it.
+fn expect_any(term: &mut pty::Term, needles: &[&str]) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let hit = needles
+            .iter()
+            .enumerate()
+            .filter_map(|(k, n)| pty::find(&term.seen, n.as_bytes()).map(|at| (at, k, n.len())))
+            .min();
+        if let Some((at, k, len)) = hit {
+            term.seen.drain(..at + len);
+            return k;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited for one of {needles:?}; the terminal shows {:?}",
+            String::from_utf8_lossy(&term.seen)
+        );
+        let mut p = libc::pollfd {
+            fd: term.master,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll and read on the test's own pty master and buffer.
+        unsafe {
+            if libc::poll(&mut p, 1, 200) > 0 {
+                let mut buf = [0u8; 4096];
+                let n = libc::read(term.master, buf.as_mut_ptr().cast(), buf.len());
+                if n > 0 {
+                    term.seen.extend_from_slice(&buf[..n as usize]);
+                }
+            }
+        }
+    }
+}
+
+/// Lesson 3 at a terminal (a pty), as a student takes it: every step confirmed (Enter: yes),
+/// the first quiz answered wrong (the feedback says so, and asks again) then right, the others
+/// right, with the arrow keys as dialoguer reads them.
 fn a_lesson_is_driven_at_a_terminal() {
     let env = Env::new();
-    let mut term = pty::Term::new(40, 120);
-    let mut child = term.spawn(env.cmd(&["lesson", "9"]));
-    let name = format!("lesson9-{}", child.id());
-    for _ in 0..2 {
-        term.expect("run it?");
-        term.type_(b"\r");
+    let mut term = pty::Term::new(50, 160);
+    let mut child = term.spawn(env.cmd(&["lesson", "3"]));
+    let name = format!("lesson3-{}", child.id());
+    // The quizzes, by a piece of their question, and how far down the right answer is.
+    let quizzes: [(&str, usize); 4] = [
+        ("What keeps them alive?", 1),
+        ("Where is the process on the host?", 1),
+        ("Which uid does the host see?", 2),
+        ("share with the host in every stepctr container?", 2),
+    ];
+    let mut needles = vec!["run it? [Y/n]", "every check passed", "check(s) failed"];
+    needles.extend(quizzes.iter().map(|(q, _)| *q));
+    let (mut steps, mut asked, mut wrong_first) = (0, 0, false);
+    loop {
+        match expect_any(&mut term, &needles) {
+            0 => {
+                term.type_(b"\r");
+                steps += 1;
+            }
+            1 => break,
+            2 => panic!(
+                "lesson 3 failed at a terminal: {:?}",
+                String::from_utf8_lossy(&term.seen)
+            ),
+            q => {
+                let (_, right) = quizzes[q - 3];
+                if q == 3 && !wrong_first {
+                    // The first option: wrong.
+                    term.type_(b"\r");
+                    expect_any(&mut term, &["Try again."]);
+                    wrong_first = true;
+                    continue;
+                }
+                term.type_(("\x1b[B".repeat(right) + "\r").as_bytes());
+                expect_any(&mut term, &["✔ right."]);
+                asked += 1;
+            }
+        }
     }
-    term.expect("which program is the parent of your container's process?");
-    // The first option (dockerd) is highlighted: wrong.
-    term.type_(b"\r");
-    term.expect("not \"dockerd\". Try again.");
-    term.expect("which program is the parent of your container's process?");
-    // Down twice: containerd-shim-runc-v2.
-    term.type_(b"\x1b[B\x1b[B\r");
-    term.expect("right. runc exits once the process runs");
-    term.expect("== lesson 9: every check passed");
+    assert!(wrong_first, "the first quiz was never answered wrong");
+    assert_eq!(asked, 4, "quizzes answered right");
+    assert!(steps >= 10, "only {steps} steps were confirmed");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait") {

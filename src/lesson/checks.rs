@@ -61,6 +61,30 @@ pub fn holds(c: &Check) -> Result<(), String> {
             })
         }
         "cgroup-file" => cgroup_file(Path::new("/sys/fs/cgroup"), arg),
+        "pid1-handles" | "pid1-no-handler" => {
+            let (name, sig) = arg.split_once(' ').unwrap_or((arg, "TERM"));
+            let pid = pid1(name)?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .map_err(|e| format!("{name}'s PID 1 ({pid}): {e}"))?;
+            handler_check(&status, sig.trim(), c.kind == "pid1-handles")
+                .map_err(|e| format!("{name}'s PID 1 (host pid {pid}) {e}"))
+        }
+        "upper" | "no-upper" | "whiteout" => {
+            upper_check(&crate::state::Paths::from_env().run, &c.kind, arg)
+        }
+        "veth" | "no-veth" => veth_check(Path::new("/sys/class/net"), c.kind == "veth", arg),
+        "listening" | "not-listening" => {
+            let on = listening(arg)?;
+            if c.kind == "listening" {
+                yes(on, || {
+                    format!("nothing listens on TCP {arg} (/proc/net/tcp)")
+                })
+            } else {
+                yes(!on, || {
+                    format!("a socket still listens on TCP {arg} (/proc/net/tcp)")
+                })
+            }
+        }
         other => Err(format!("unknown check {other:?}")),
     }
 }
@@ -290,6 +314,128 @@ fn cgroup_file(base: &Path, arg: &str) -> Result<(), String> {
     yes(ok, || format!("{shown}{what} is {word}, not {op} {want}"))
 }
 
+/// `upper: NAME PATH` / `no-upper: NAME PATH` / `whiteout: NAME PATH`: what container NAME's
+/// writable layer (the overlay's upperdir, `RUN/NAME/upper`) holds at PATH (relative to the
+/// container's root). A whiteout is how overlayfs records a deleted lower file: a character
+/// device 0/0 in the upper directory.
+fn upper_check(run: &Path, kind: &str, arg: &str) -> Result<(), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let (name, path) = arg
+        .split_once(' ')
+        .ok_or_else(|| format!("{arg:?}: expected NAME PATH"))?;
+    let rel = path.trim().trim_start_matches('/');
+    let file = run.join(name).join("upper").join(rel);
+    let shown = file.display();
+    let meta = std::fs::symlink_metadata(&file);
+    match kind {
+        "upper" => yes(meta.is_ok(), || {
+            format!("{shown} is not in {name}'s writable layer")
+        }),
+        "no-upper" => yes(meta.is_err(), || {
+            format!("{shown} is in {name}'s writable layer")
+        }),
+        _ => {
+            let m = meta.map_err(|_| format!("{shown} is not in {name}'s writable layer"))?;
+            yes(m.file_type().is_char_device() && m.rdev() == 0, || {
+                format!("{shown} is not a whiteout (a character device 0/0)")
+            })
+        }
+    }
+}
+
+/// `pid1-handles: NAME SIG` / `pid1-no-handler: NAME SIG`: whether container NAME's PID 1 has
+/// a handler for SIG (TERM, SIGTERM or a number), read from the `SigCgt:` mask of
+/// /proc/PID/status (bit SIG-1). The kernel delivers a signal to a PID namespace's init only
+/// if it has one (SIGKILL and SIGSTOP from outside excepted).
+fn handler_check(status: &str, sig: &str, want: bool) -> Result<(), String> {
+    let n: u32 = match sig.parse() {
+        Ok(n) => n,
+        Err(_) => {
+            let full = if sig.starts_with("SIG") {
+                sig.to_string()
+            } else {
+                format!("SIG{sig}")
+            };
+            full.parse::<nix::sys::signal::Signal>()
+                .map_err(|_| format!("cannot tell: {sig:?} is not a signal"))? as u32
+        }
+    };
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .ok_or_else(|| "has no SigCgt line in /proc/PID/status".to_string())?;
+    let has = (1..=64).contains(&n) && mask & (1u64 << (n - 1)) != 0;
+    yes(has == want, || {
+        format!(
+            "{} for signal {n} (SigCgt: {mask:016x})",
+            if has {
+                "has a handler"
+            } else {
+                "has no handler"
+            }
+        )
+    })
+}
+
+/// The host end of container NAME's veth pair, as stepctr names it (src/net/link.rs): `veth` and
+/// the 32-bit FNV-1a hash of the name in 8 hex digits (IFNAMSIZ is 16).
+fn veth_name(container: &str) -> String {
+    let h = container.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
+    format!("veth{h:08x}")
+}
+
+/// `veth: NAME` / `no-veth: NAME`: the host end of container NAME's veth pair is an interface of
+/// the host (`/sys/class/net/vethXXXXXXXX`) plugged into the bridge stepctr0 (its `master`
+/// link), or is gone.
+fn veth_check(net: &Path, want: bool, name: &str) -> Result<(), String> {
+    let veth = veth_name(name);
+    let dir = net.join(&veth);
+    if !want {
+        return yes(!dir.exists(), || {
+            format!("{name}'s veth {veth} is still an interface of the host")
+        });
+    }
+    if !dir.exists() {
+        return Err(format!(
+            "{name} has no veth on the host ({} is missing)",
+            dir.display()
+        ));
+    }
+    let master = std::fs::read_link(dir.join("master")).unwrap_or_default();
+    let on_bridge = master.file_name() == Some(std::ffi::OsStr::new("stepctr0"));
+    yes(on_bridge, || {
+        format!("{veth} is not plugged into the bridge stepctr0")
+    })
+}
+
+/// Is a TCP socket listening on `IP:PORT` (IPv4) in this network namespace? /proc/net/tcp lists
+/// sockets as `local_address rem_address st`, addresses in hex (the IP in the kernel's byte
+/// order), LISTEN being state 0A.
+fn listening(arg: &str) -> Result<bool, String> {
+    let tcp =
+        std::fs::read_to_string("/proc/net/tcp").map_err(|e| format!("/proc/net/tcp: {e}"))?;
+    listening_in(&tcp, arg)
+}
+
+fn listening_in(tcp: &str, arg: &str) -> Result<bool, String> {
+    let addr: std::net::SocketAddrV4 = arg
+        .trim()
+        .parse()
+        .map_err(|_| format!("{arg:?}: expected IP:PORT"))?;
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(addr.ip().octets()),
+        addr.port()
+    );
+    Ok(tcp.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[1] == want && f[3] == "0A"
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,5 +542,105 @@ mod cgroup_file_tests {
             .unwrap_err()
             .contains("no pids.max"));
         assert!(ok("v1c pids.max").unwrap_err().contains("expected NAME"));
+    }
+}
+
+#[cfg(test)]
+mod upper_tests {
+    use super::upper_check;
+
+    /// A container's writable layer, made in a temporary directory: a file, and (as root, who
+    /// may mknod) a whiteout.
+    #[test]
+    fn upper_checks_read_the_writable_layer() {
+        let run = tempfile::tempdir().unwrap();
+        let upper = run.path().join("c1/upper");
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(upper.join("notes.txt"), "draft").unwrap();
+        let ok = |k: &str, a: &str| upper_check(run.path(), k, a);
+        assert_eq!(ok("upper", "c1 /notes.txt"), Ok(()));
+        assert_eq!(ok("upper", "c1 notes.txt"), Ok(()));
+        assert!(ok("upper", "c1 /other")
+            .unwrap_err()
+            .contains("not in c1's writable layer"));
+        assert_eq!(ok("no-upper", "c1 /other"), Ok(()));
+        assert!(ok("no-upper", "c1 /notes.txt").is_err());
+        assert!(ok("upper", "nosuch /notes.txt").is_err());
+        assert!(ok("whiteout", "c1 /notes.txt")
+            .unwrap_err()
+            .contains("not a whiteout"));
+        assert!(ok("whiteout", "c1 /etc/gone").is_err());
+        assert!(ok("upper", "c1")
+            .unwrap_err()
+            .contains("expected NAME PATH"));
+        let wh = upper.join("etc/os-release");
+        let made = nix::sys::stat::mknod(
+            &wh,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            nix::sys::stat::makedev(0, 0),
+        );
+        if made.is_ok() {
+            assert_eq!(ok("whiteout", "c1 /etc/os-release"), Ok(()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod pid1_handler_tests {
+    use super::handler_check;
+
+    #[test]
+    fn pid1_handler_reads_sigcgt() {
+        // bash-like: SIGINT (2) and SIGTERM (15) caught, SIGHUP (1) not.
+        let status = "Name:\tsh\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000004002\n";
+        assert!(handler_check(status, "TERM", true).is_ok());
+        assert!(handler_check(status, "SIGTERM", true).is_ok());
+        assert!(handler_check(status, "15", true).is_ok());
+        assert!(handler_check(status, "INT", true).is_ok());
+        assert!(handler_check(status, "HUP", false).is_ok());
+        let err = handler_check(status, "HUP", true).unwrap_err();
+        assert!(err.contains("has no handler for signal 1"), "{err}");
+        assert!(handler_check(status, "TERM", false).is_err());
+        assert!(handler_check(status, "NOPE", true).is_err());
+        assert!(handler_check("Name: x\n", "TERM", true).is_err());
+        // And our own process, for real: the test harness catches no SIGUSR2.
+        let me = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(handler_check(&me, "USR2", false).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod net_tests {
+    use super::*;
+
+    #[test]
+    fn veth_and_listening_checks() {
+        // the name a real run gave container t8a's host end
+        assert_eq!(veth_name("t8a"), "veth8f97b820");
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path();
+        assert!(veth_check(net, false, "t8a").is_ok());
+        assert!(veth_check(net, true, "t8a")
+            .unwrap_err()
+            .contains("no veth"));
+        std::fs::create_dir_all(net.join("stepctr0")).unwrap();
+        std::fs::create_dir_all(net.join("veth8f97b820")).unwrap();
+        assert!(veth_check(net, true, "t8a")
+            .unwrap_err()
+            .contains("not plugged"));
+        std::os::unix::fs::symlink("../stepctr0", net.join("veth8f97b820/master")).unwrap();
+        assert!(veth_check(net, true, "t8a").is_ok());
+        assert!(veth_check(net, false, "t8a").unwrap_err().contains("still"));
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue\n   0: 0100007F:1F95 00000000:0000 0A 00000000:00000000\n   1: 0100007F:1F96 0100007F:D0B2 01 00000000:00000000\n";
+        assert_eq!(listening_in(tcp, "127.0.0.1:8085"), Ok(true));
+        assert_eq!(listening_in(tcp, "127.0.0.1:8086"), Ok(false));
+        assert!(listening_in(tcp, "8085").is_err());
+        assert!(holds(&Check {
+            kind: "not-listening".into(),
+            arg: "127.0.0.1:1".into(),
+            hint: None,
+        })
+        .is_ok());
     }
 }

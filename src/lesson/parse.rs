@@ -60,6 +60,10 @@ pub struct Quiz {
 
 /// The kinds of check the runner knows (each one a function of `checks.rs`).
 pub const CHECK_KINDS: &[&str] = &[
+    "veth",
+    "no-veth",
+    "listening",
+    "not-listening",
     "exists",
     "gone",
     "mount",
@@ -70,10 +74,15 @@ pub const CHECK_KINDS: &[&str] = &[
     "no-process",
     "file-contains",
     "cgroup-file",
+    "pid1-handles",
+    "pid1-no-handler",
     "ns-same",
     "ns-differs",
     "hostname",
     "uid",
+    "upper",
+    "no-upper",
+    "whiteout",
 ];
 
 /// Split a lesson into its parts. Errors name the line.

@@ -25,6 +25,17 @@ pub const LESSONS: &[(u32, &str, &str)] = &[
         include_str!("../../lessons/04-cgroups.md"),
     ),
     (
+        6,
+        "06-writable-layer.md",
+        include_str!("../../lessons/06-writable-layer.md"),
+    ),
+    (7, "07-pid1.md", include_str!("../../lessons/07-pid1.md")),
+    (
+        8,
+        "08-networking.md",
+        include_str!("../../lessons/08-networking.md"),
+    ),
+    (
         9,
         "09-docker-run.md",
         include_str!("../../lessons/09-docker-run.md"),
@@ -220,7 +231,7 @@ pub fn run(n: u32, o: &Options) -> Result<i32> {
                 }
             }
             Part::Quiz(q) => {
-                if quiz(q, auto)? {
+                if quiz(&filled_quiz(q, &vars), auto)? {
                     done.quizzes_right += 1;
                 }
             }
@@ -371,6 +382,17 @@ fn confirm(what: &str) -> Result<bool> {
 
 /// A quiz: asked until answered right, with the feedback after every answer (not on a
 /// terminal, or with --yes: the options and the answer are shown).
+fn filled_quiz(q: &Quiz, vars: &Vars) -> Quiz {
+    Quiz {
+        question: vars.fill(&q.question),
+        options: q.options.iter().map(|(o, r)| (vars.fill(o), *r)).collect(),
+        why: vars.fill(&q.why),
+    }
+}
+
+/// How many wrong answers before the quiz gives the answer and moves on.
+const QUIZ_TRIES: usize = 3;
+
 fn quiz(q: &Quiz, auto: bool) -> Result<bool> {
     if auto {
         println!("? {}", q.question);
@@ -387,13 +409,14 @@ fn quiz(q: &Quiz, auto: bool) -> Result<bool> {
         return Ok(false);
     }
     let items: Vec<&str> = q.options.iter().map(|(o, _)| o.as_str()).collect();
-    loop {
+    for _ in 0..QUIZ_TRIES {
+        // An error (the terminal went away) ends the quiz like Esc does.
         let picked = dialoguer::Select::new()
             .with_prompt(&q.question)
             .items(&items)
             .default(0)
             .interact_opt()
-            .context("ask on the terminal")?;
+            .unwrap_or(None);
         match picked.and_then(|i| q.options.get(i)) {
             Some((_, true)) => {
                 println!("✔ right. {}", q.why);
@@ -403,6 +426,14 @@ fn quiz(q: &Quiz, auto: bool) -> Result<bool> {
             None => return Ok(false), // Esc: on with the lesson
         }
     }
+    let right: Vec<&str> = q
+        .options
+        .iter()
+        .filter(|(_, r)| *r)
+        .map(|(o, _)| o.as_str())
+        .collect();
+    println!("the answer: {}. {}", right.join(" / "), q.why);
+    Ok(false)
 }
 
 #[cfg(test)]
