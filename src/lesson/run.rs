@@ -179,12 +179,22 @@ pub fn run(n: u32, o: &Options) -> Result<i32> {
     };
     let mut failed = 0;
     let mut last: Option<Ran> = None;
+    // doctor's checks, read once if a step needs one; after a skipped step, its expect and
+    // check blocks are skipped too.
+    let mut host: Option<Vec<crate::doctor::Check>> = None;
+    let mut skipping = false;
     let mut cleanup: Vec<String> = Vec::new();
     println!("== lesson {n}: {} (lessons/{file})", title_of(&parts));
     for part in &parts {
         match part {
             Part::Prose(p) => print!("{}", vars.fill(p)),
             Part::Step(s) => {
+                if let Some(why) = cannot_show(&s.needs, &mut host) {
+                    println!("# this host cannot show the next step, so it is skipped: {why}");
+                    skipping = true;
+                    continue;
+                }
+                skipping = false;
                 if !auto && !confirm("run it?")? {
                     println!("(skipped)");
                     continue;
@@ -198,6 +208,7 @@ pub fn run(n: u32, o: &Options) -> Result<i32> {
                 }
                 done.steps_run += 1;
             }
+            Part::Expect(_) | Part::Check(_) if skipping => {}
             Part::Expect(es) => {
                 let Some(r) = &last else {
                     bail!("an expect block before any step");
@@ -290,6 +301,22 @@ pub fn check(n: u32) -> Result<i32> {
         }
     }
     Ok(failed)
+}
+
+/// `step needs=CHECK,...`: why this host cannot show the step (a `doctor` check that is not
+/// ok, with what doctor found), or None.
+fn cannot_show(needs: &[String], host: &mut Option<Vec<crate::doctor::Check>>) -> Option<String> {
+    if needs.is_empty() {
+        return None;
+    }
+    let checks = host.get_or_insert_with(|| crate::doctor::checks(&crate::doctor::Host::read()));
+    needs.iter().find_map(
+        |need| match checks.iter().find(|c| c.check == need.as_str()) {
+            Some(c) if c.status == crate::doctor::Status::Ok => None,
+            Some(c) => Some(format!("`stepctr doctor` says {}: {}", c.check, c.found)),
+            None => Some(format!("this stepctr has no doctor check {need:?}")),
+        },
+    )
 }
 
 /// Cleanup, quietly: what it removes may be gone already (the lesson's own steps did it).
@@ -499,6 +526,26 @@ mod tests {
             }
         }
         assert!(seen > 0, "no stepctr command found in any lesson");
+    }
+
+    #[test]
+    fn a_step_this_host_cannot_show_says_why() {
+        let mut host = None;
+        assert_eq!(cannot_show(&[], &mut host), None);
+        assert!(host.is_none(), "doctor read without a need");
+        let why = cannot_show(&["no-such-check".into()], &mut host).unwrap();
+        assert!(why.contains("no doctor check \"no-such-check\""), "{why}");
+        // Every `needs=` of every lesson names one of doctor's checks.
+        let names: Vec<&str> = host.as_ref().unwrap().iter().map(|c| c.check).collect();
+        for (n, _, text) in LESSONS {
+            for p in parse::parse(text).unwrap() {
+                if let Part::Step(s) = p {
+                    for need in &s.needs {
+                        assert!(names.contains(&need.as_str()), "lesson {n}: needs={need}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
