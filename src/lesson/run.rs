@@ -15,6 +15,11 @@ pub const LESSONS: &[(u32, &str, &str)] = &[
         include_str!("../../lessons/01-a-process.md"),
     ),
     (
+        2,
+        "02-chroot.md",
+        include_str!("../../lessons/02-chroot.md"),
+    ),
+    (
         3,
         "03-namespaces.md",
         include_str!("../../lessons/03-namespaces.md"),
@@ -23,6 +28,11 @@ pub const LESSONS: &[(u32, &str, &str)] = &[
         4,
         "04-cgroups.md",
         include_str!("../../lessons/04-cgroups.md"),
+    ),
+    (
+        5,
+        "05-images-and-layers.md",
+        include_str!("../../lessons/05-images-and-layers.md"),
     ),
     (
         6,
@@ -39,6 +49,16 @@ pub const LESSONS: &[(u32, &str, &str)] = &[
         9,
         "09-docker-run.md",
         include_str!("../../lessons/09-docker-run.md"),
+    ),
+    (
+        10,
+        "10-pseudo-isolation.md",
+        include_str!("../../lessons/10-pseudo-isolation.md"),
+    ),
+    (
+        11,
+        "11-startup.md",
+        include_str!("../../lessons/11-startup.md"),
     ),
 ];
 
@@ -132,6 +152,7 @@ impl Vars {
 struct Ran {
     code: i32,
     stdout: String,
+    stderr: String,
 }
 
 fn run_command(line: &str, vars: &Vars) -> Result<Ran> {
@@ -146,16 +167,20 @@ fn run_command(line: &str, vars: &Vars) -> Result<Ran> {
     } else {
         prog
     };
+    // Both outputs are kept for the expect blocks, and shown once the command has ended
+    // (the narration, on stderr, as it would have been on the terminal).
     let out = Command::new(prog)
         .args(args)
-        .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("run {line}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     print!("{stdout}");
+    eprint!("{stderr}");
     Ok(Ran {
         code: out.status.code().unwrap_or(128),
         stdout,
+        stderr,
     })
 }
 
@@ -370,11 +395,20 @@ fn expect(e: &Expect, r: &Ran, vars: &Vars) -> Result<(), String> {
             true => Ok(()),
             false => Err(format!("its output does not match {re:?}")),
         },
-        Expect::StderrContains(_) => Ok(()), // shown live, not captured
+        Expect::StderrContains(t) => {
+            let t = vars.fill(t);
+            if r.stderr.contains(&t) {
+                Ok(())
+            } else {
+                Err(format!("its narration (stderr) lacks {t:?}"))
+            }
+        }
     }
 }
 
-/// `stdout matches`: a line-anchored substring with `.*` wildcards (enough for lessons).
+/// `stdout matches PATTERN`: some line holds the pattern's pieces, in order, where `.*` separates
+/// the pieces and everything else is literal (so `(137)` or `[sleep]` mean what they show; this
+/// is not a regular expression).
 fn regex_lite_match(pattern: &str, text: &str) -> bool {
     text.lines().any(|line| {
         let mut rest = line;
@@ -545,6 +579,53 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Every topic of the course (issue 7's list) is taught in some lesson.
+    #[test]
+    fn every_topic_of_the_course_has_a_lesson() {
+        let all: String = LESSONS.iter().map(|(_, _, t)| t.to_lowercase()).collect();
+        for topic in [
+            "a container is a process",
+            "/proc/",
+            "chroot",
+            "breakout",
+            "pid namespace",
+            "mount namespace",
+            "uts",
+            "ipc",
+            "user namespace",
+            "cgroup namespace",
+            "256",
+            "0.5",
+            "pids",
+            "oom",
+            "fork bomb",
+            "registry",
+            "manifest",
+            "layer",
+            "overlay",
+            "whiteout",
+            "writable layer",
+            "volume",
+            "pid 1",
+            "exit code",
+            "zombie",
+            "sigterm",
+            "veth",
+            "bridge",
+            "8080",
+            "containerd",
+            "shim",
+            "runc",
+            "shared kernel",
+            "capabilit",
+            "seccomp",
+            "vm",
+            "milliseconds",
+        ] {
+            assert!(all.contains(topic), "no lesson mentions {topic:?}");
         }
     }
 
