@@ -275,18 +275,12 @@ pub fn remove_link(k: &dyn Kernel, name: &str) -> Result<()> {
     if !Path::new("/sys/class/net").join(name).exists() {
         return Ok(());
     }
-    let mut host = Rtnl::open(k, "a netlink socket, to remove the container's veth")?;
-    let r = host.del_link(name, "remove the veth pair (deleting one end deletes both)");
-    host.close();
-    match r {
-        Err(e)
-            if e.downcast_ref::<netlink::Refused>()
-                .is_some_and(|r| r.errno == crate::kernel::Errno::ENODEV) =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
+    delete_link(
+        k,
+        name,
+        "a netlink socket, to remove the container's veth",
+        "remove the veth pair (deleting one end deletes both)",
+    )
 }
 
 /// `rm`: the bridge, once no veth is attached to it any more.
@@ -301,10 +295,19 @@ pub fn remove_bridge_if_unused(k: &dyn Kernel, name: &str) -> Result<()> {
         ));
         return Ok(());
     }
-    let mut host = Rtnl::open(k, "a netlink socket, to remove the bridge")?;
-    let r = host.del_link(name, "the last container is gone: remove the bridge");
-    host.close();
+    delete_link(
+        k,
+        name,
+        "a netlink socket, to remove the bridge",
+        "the last container is gone: remove the bridge",
+    )
+}
 
+/// RTM_DELLINK of `name` from a socket of its own; an interface gone meanwhile (ENODEV) is fine.
+fn delete_link(k: &dyn Kernel, name: &str, why_socket: &str, why: &str) -> Result<()> {
+    let mut host = Rtnl::open(k, why_socket)?;
+    let r = host.del_link(name, why);
+    host.close();
     match r {
         Err(e)
             if e.downcast_ref::<netlink::Refused>()
