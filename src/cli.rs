@@ -80,16 +80,8 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
     Ns {
         /// The container
         name: String,
-        #[arg(long, value_name = "BASE:COUNT", num_args = 0..=1, require_equals = true,
-              default_missing_value = "auto", help = USERNS_HELP, long_help = USERNS_LONG_HELP)]
-        userns: Option<String>,
-        /// The container's network: none (only lo), host (the host's interfaces), bridge (a
-        /// veth to the stepctr0 bridge, an address, a default route)
-        #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
-        network: crate::net::link::Mode,
-        /// The bridge's subnet, when --network bridge makes the bridge
-        #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16")]
-        subnet: String,
+        #[command(flatten)]
+        ns: NsArgs,
     },
     /// Stage 5: mount the container's root filesystem (overlayfs) in its mount namespace
     Fs {
@@ -168,16 +160,8 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// /etc/passwd and /etc/group), instead of root
         #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
         user: Option<String>,
-        #[arg(long, value_name = "BASE:COUNT", num_args = 0..=1, require_equals = true,
-              default_missing_value = "auto", help = USERNS_HELP, long_help = USERNS_LONG_HELP)]
-        userns: Option<String>,
-        /// The container's network: none (only lo), host (the host's interfaces), bridge (a
-        /// veth to the stepctr0 bridge, an address, a default route)
-        #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
-        network: crate::net::link::Mode,
-        /// The bridge's subnet, when --network bridge makes the bridge
-        #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16")]
-        subnet: String,
+        #[command(flatten)]
+        ns: NsArgs,
         /// A nameserver for the container's /etc/resolv.conf (repeatable; default: the host's,
         /// less those on its loopback)
         #[arg(long, value_name = "IP")]
@@ -232,16 +216,8 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// Hostname inside the container (default: its name)
         #[arg(long)]
         hostname: Option<String>,
-        #[arg(long, value_name = "BASE:COUNT", num_args = 0..=1, require_equals = true,
-              default_missing_value = "auto", help = USERNS_HELP, long_help = USERNS_LONG_HELP)]
-        userns: Option<String>,
-        /// The container's network: none (only lo), host (the host's interfaces), bridge (a
-        /// veth to the stepctr0 bridge, an address, a default route)
-        #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
-        network: crate::net::link::Mode,
-        /// The bridge's subnet, when --network bridge makes the bridge
-        #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16")]
-        subnet: String,
+        #[command(flatten)]
+        ns: NsArgs,
         /// A nameserver for the container's /etc/resolv.conf (repeatable; default: the host's,
         /// less those on its loopback)
         #[arg(long, value_name = "IP")]
@@ -460,6 +436,21 @@ pub struct SecurityArgs {
     /// seccomp=unconfined, systempaths=unconfined, no-new-privileges[=true|false] (repeatable)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+}
+
+/// What stage `ns` makes (for `ns`, `all` and `run`): a user namespace, the network.
+#[derive(Debug, Args, Clone)]
+pub struct NsArgs {
+    #[arg(long, value_name = "BASE:COUNT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "auto", help = USERNS_HELP, long_help = USERNS_LONG_HELP)]
+    pub userns: Option<String>,
+    /// The container's network: none (only lo), host (the host's interfaces), bridge (a
+    /// veth to the stepctr0 bridge, an address, a default route)
+    #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
+    pub network: crate::net::link::Mode,
+    /// The bridge's subnet, when --network bridge makes the bridge
+    #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16")]
+    pub subnet: String,
 }
 
 #[derive(Debug, Args, Clone, Default)]

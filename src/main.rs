@@ -242,14 +242,9 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             let l = limits(l)?;
             stage::cgroup::run(k, &mut open(name)?, cgroup_root, l)?;
         }
-        Command::Ns {
-            name,
-            userns,
-            network,
-            subnet,
-        } => {
-            let userns = userns_range(userns.as_deref())?;
-            let net = network_of(*network, subnet)?;
+        Command::Ns { name, ns } => {
+            let userns = userns_range(ns.userns.as_deref())?;
+            let net = network_of(ns.network, &ns.subnet)?;
             stage::ns::run(k, &mut open(name)?, userns, net)?;
         }
         Command::Fs { name, volumes, dns } => {
@@ -296,9 +291,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             timings,
             security,
             publish,
-            userns,
-            network,
-            subnet,
+            ns,
             dns,
             cmd,
         } => {
@@ -315,8 +308,8 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 volumes: &volumes,
                 cgroup_root,
                 rm: *rm,
-                userns: userns_range(userns.as_deref())?,
-                network: network_for(*network, subnet, publish)?,
+                userns: userns_range(ns.userns.as_deref())?,
+                network: network_for(ns.network, &ns.subnet, publish)?,
                 dns,
                 timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
@@ -348,9 +341,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             interactive,
             tty,
             security,
-            userns,
-            network,
-            subnet,
+            ns,
             dns,
             publish,
         } => {
@@ -370,8 +361,8 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 volumes: &volumes,
                 cgroup_root,
                 rm: *rm,
-                userns: userns_range(userns.as_deref())?,
-                network: network_for(*network, subnet, publish)?,
+                userns: userns_range(ns.userns.as_deref())?,
+                network: network_for(ns.network, &ns.subnet, publish)?,
                 dns,
                 timings: timings.map(|format| pipeline::Timings { format, started }),
                 start: stage::start::Options {
