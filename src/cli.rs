@@ -31,8 +31,25 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub trace_file: Option<PathBuf>,
 
+    /// Go at the class's pace: `step` stops before every kernel call, shows it on the terminal
+    /// and waits for Enter (for a projector); q and Enter stops stepctr there (`stepctr rm NAME`
+    /// removes what was made). Needs a terminal (without one, a note says so and stepctr runs
+    /// straight through); not with -q
+    #[arg(long, global = true, value_name = "MODE", env = "STEPCTR_PACE")]
+    pub pace: Option<Pace>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--pace MODE`: how narration waits for the class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Pace {
+    /// Pause before every narrated kernel call until Enter is pressed; a bulk run (a layer's
+    /// files) pauses once for all of it. No pause before wait4 (it only waits), nor in a
+    /// process that left the terminal's session (setsid: a daemon, a detached shim, the PID 1
+    /// of -it once it has its own terminal)
+    Step,
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,6 +354,11 @@ is missing.",
     },
     /// Guided lessons: list them, run one (its steps for real, then checks of what they did),
     /// or check your own attempt at a lesson's task (`stepctr lesson 3 check`)
+    #[command(
+        after_help = "For a class at a projector: `stepctr lesson 9 --pace step` runs each step's \
+stepctr with STEPCTR_PACE=step, so it stops before every kernel call, shows the call on the \
+terminal and waits for Enter (the step's narration follows when the step has ended)."
+    )]
     Lesson {
         /// The lesson's number, or `status` (your progress); none: list the lessons
         #[arg(value_name = "N|status")]
@@ -354,6 +376,10 @@ is missing.",
         #[arg(long)]
         json: bool,
     },
+    /// Scripted comparisons for a class: chroot against namespaces, the chroot breakout, where
+    /// the start-up time goes
+    #[command(subcommand)]
+    Demo(DemoCommand),
     /// List the images in the local store
     #[command(
         long_about = "List the images in the local store, $STEPCTR_ROOT/images: a standard OCI \
@@ -398,6 +424,88 @@ the layers were made). --json prints the manifest and config as stored."
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `stepctr demo ...`: the same probes in different setups, side by side.
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Run the same probes under plain chroot and inside a container's namespaces; a table of
+    /// what each one lets through
+    #[command(
+        long_about = "Run the same probes twice: once in a process that is only chroot()ed into \
+the image (as jails were built before namespaces), once inside a container made by the six \
+stages (all namespaces, its own root by pivot_root). Both probes keep every capability of root, \
+so what stops them is the namespaces alone, not a missing privilege.\n\nThe probes: can it read \
+a file of the host (through /proc/1/root), see and kill a host process (a `sleep` the demo \
+starts), which PID does it get, does its hostname change reach the host, does its mount show \
+on the host, which network interfaces does it see, does the classic chroot breakout reach the \
+host's files, and are its /proc/self/ns links the host's. Whatever a probe changes on the host \
+(the hostname, a mount) is put back at once.",
+        after_help = "Examples:\n  sudo stepctr demo isolation\n  sudo stepctr demo isolation --mode chroot\n  sudo stepctr -q demo isolation --json | jq '.probes[] | select(.chroot.isolated != .namespaces.isolated) | .probe'"
+    )]
+    Isolation {
+        /// Which setups to probe
+        #[arg(long, value_enum, default_value = "both")]
+        mode: DemoMode,
+        /// Print the verdicts as JSON on stdout instead of a table
+        #[arg(long)]
+        json: bool,
+        /// The image (default: the default busybox image)
+        image: Option<String>,
+    },
+    /// The classic chroot escape, then the same attempt after pivot_root in a mount namespace
+    #[command(
+        long_about = "The classic chroot escape, for real: a process chroot()ed into the image \
+makes a directory, chroot()s into it (its working directory stays outside its new root), climbs \
+with chdir(\"..\") and chroot(\".\")s where it ends: the host's /. Then the same attempt in a \
+root made by pivot_root in a new mount namespace, where the old root is unmounted and \"..\" of \
+/ is / itself.\n\nThe demo first unshares a mount namespace of its own and refuses to go on \
+unless it is in one (a throwaway namespace: nothing it mounts reaches the host). The escape \
+only reads: it lists the host's / and reads /etc/hostname."
+    )]
+    Breakout {
+        /// The image (default: the default busybox image)
+        image: Option<String>,
+    },
+    /// Start containers N times and show the median time of each stage (and a VM boot to
+    /// compare, with --vm)
+    #[command(
+        long_about = "Start N containers of the default image one after the other, each exactly \
+as `stepctr -q all --rm --timings=json -- true` (this binary, run as a child), and show per stage \
+the median, min and max in milliseconds: stepctr (main() to the first stage), pull, load, cgroup, \
+ns, fs, start (until the container's execve), run, rm, total. The default image is pulled first, \
+and every container is removed.\n\nWith --vm, a VM is booted beside them, for contrast: \
+qemu-system-x86_64 -accel tcg (software emulation), 256 MiB, no network, a kernel image \
+($STEPCTR_VM_KERNEL, else /boot/vmlinuz-$(uname -r), else /boot/vmlinuz) and an initramfs built \
+in a temp dir (a static busybox and an /init that prints a line and powers off). It is timed \
+from spawning qemu to that line on the serial console (boot to the first user-space program), \
+and until qemu exits; qemu is killed after 60 s. `stepctr doctor` says whether this host can \
+(check vm_boot).",
+        after_help = "Examples:\n  stepctr demo startup -n 20\n  stepctr demo startup -n 5 --vm\n  stepctr demo startup -n 3 --json | jq .stages.total"
+    )]
+    Startup {
+        /// How many containers to start (1 to 1000)
+        #[arg(short = 'n', long, default_value_t = 10)]
+        runs: u32,
+        /// Print one JSON object on stdout instead of a table: {runs, stages: {NAME: {median_ms,
+        /// min_ms, max_ms}}, vm}
+        #[arg(long)]
+        json: bool,
+        /// Also boot a VM under qemu (software emulation) and compare
+        #[arg(long)]
+        vm: bool,
+    },
+}
+
+/// The setups `demo isolation` probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoMode {
+    /// Only chroot(2) into the image, in the host's namespaces
+    Chroot,
+    /// A container: every namespace, pivot_root
+    Namespaces,
+    /// Both, side by side
+    Both,
 }
 
 /// How to talk to a registry (`pull`).

@@ -124,6 +124,11 @@ pub struct Host {
     pub pid1_cgroup: Option<String>,
     /// /proc/1/comm.
     pub pid1_comm: Option<String>,
+    /// qemu-system-x86_64 on $PATH (for `demo startup --vm`).
+    pub qemu: Option<PathBuf>,
+    /// The kernel image `demo startup --vm` would boot (Err: what was looked for). None: not
+    /// looked for.
+    pub vm_kernel: Option<Result<PathBuf, String>>,
 }
 
 /// Our own cgroup on the cgroup2 mount.
@@ -1090,7 +1095,46 @@ pub fn checks(h: &Host) -> Vec<Check> {
         check_environment(h),
         check_capabilities(&h.status, h.cap_last_cap.as_deref(), uid),
         root,
+        check_vm_boot(h.qemu.as_deref(), h.vm_kernel.as_ref()),
     ]
+}
+
+/// vm_boot: can `demo startup --vm` boot a VM for contrast (qemu-system-x86_64 on $PATH, and a
+/// kernel image: $STEPCTR_VM_KERNEL, /boot/vmlinuz-RELEASE or /boot/vmlinuz)? Not needed for
+/// containers.
+pub fn check_vm_boot(qemu: Option<&Path>, kernel: Option<&Result<PathBuf, String>>) -> Check {
+    let name = "vm_boot";
+    let kernel = match kernel {
+        Some(k) => k.clone(),
+        None => Err("no kernel image looked for".to_string()),
+    };
+    match (qemu, kernel) {
+        (Some(q), Ok(k)) => Check::new(
+            name,
+            Status::Ok,
+            format!(
+                "{} and the kernel {}: `demo startup --vm` can boot a VM (software emulation)",
+                q.display(),
+                k.display()
+            ),
+            "",
+        ),
+        (q, k) => {
+            let mut gone = Vec::new();
+            if q.is_none() {
+                gone.push("qemu-system-x86_64 is not on $PATH".to_string());
+            }
+            if let Err(e) = k {
+                gone.push(e);
+            }
+            Check::new(
+                name,
+                Status::Missing,
+                gone.join("; "),
+                "only `demo startup --vm` (a VM boot beside the containers) needs it: install the Debian package qemu-system-x86, and set STEPCTR_VM_KERNEL to a kernel image (tests/vm/kernel.sh fetches Debian's)",
+            )
+        }
+    }
 }
 
 // ---- reading the real host (the thin layer) -------------------------------------------------
@@ -1148,6 +1192,8 @@ impl Host {
             systemd_container: read("/run/systemd/container"),
             pid1_cgroup: read("/proc/1/cgroup"),
             pid1_comm: read("/proc/1/comm"),
+            qemu: crate::demo::vmboot::find_qemu(),
+            vm_kernel: Some(crate::demo::vmboot::find_kernel()),
             status,
             mountinfo,
             self_cgroup,
@@ -1337,6 +1383,8 @@ mod tests {
             systemd_container: None,
             pid1_cgroup: Some("0::/init.scope\n".into()),
             pid1_comm: Some("systemd\n".into()),
+            qemu: None,
+            vm_kernel: None,
         }
     }
 
@@ -1365,6 +1413,33 @@ mod tests {
             unprivileged_userns_clone: Some("1\n".into()),
             ..ubuntu()
         }
+    }
+
+    #[test]
+    fn vm_boot_needs_qemu_and_a_kernel() {
+        let c = checks(&ubuntu());
+        assert_eq!(get(&c, "vm_boot").status, Status::Missing);
+        let q = PathBuf::from("/usr/bin/qemu-system-x86_64");
+        let k = Ok(PathBuf::from("/boot/vmlinuz-6.8.0-45-generic"));
+        let ok = check_vm_boot(Some(&q), Some(&k));
+        assert_eq!(ok.status, Status::Ok);
+        assert!(
+            ok.found.contains("/boot/vmlinuz-6.8.0-45-generic"),
+            "{}",
+            ok.found
+        );
+        let none = check_vm_boot(Some(&q), Some(&Err("no kernel image: x".into())));
+        assert_eq!(none.status, Status::Missing);
+        assert_eq!(none.found, "no kernel image: x");
+        assert!(!none.fatal(), "containers do not need a VM");
+        let neither = check_vm_boot(None, None);
+        assert!(
+            neither
+                .found
+                .starts_with("qemu-system-x86_64 is not on $PATH"),
+            "{}",
+            neither.found
+        );
     }
 
     #[test]

@@ -111,65 +111,129 @@ fn in_userns(
     Ok(status.exit_code())
 }
 
+/// A running container's namespaces, open and ready to be joined by a child process, and its
+/// cgroup: what `exec` and `demo isolation` fork into.
+pub struct Joining<'c> {
+    c: &'c Container,
+    /// Every namespace of PID 1 but PID, opened before joining any, with its CLONE_NEW* flag.
+    fds: Vec<(i32, i32)>,
+    entry: crate::stage::cgroup::Entry,
+}
+
+impl<'c> Joining<'c> {
+    /// Open PID 1's namespaces and setns its PID namespace for our next child (steps 1 and 2
+    /// above), and open its cgroup.
+    pub fn open(k: &dyn Kernel, c: &'c Container, pid1: i32) -> Result<Joining<'c>> {
+        k.note(&format!(
+            "join the namespaces and cgroup of PID 1 (host pid {pid1}), as `nsenter -t {pid1} -a` does"
+        ));
+        let mut fds: Vec<(i32, i32)> = Vec::new();
+        let close_all = |fds: &[(i32, i32)]| {
+            for (fd, _) in fds {
+                let _ = k.close(*fd);
+            }
+        };
+        for (name, flag) in NAMESPACES {
+            match k.openat(
+                &Path::new("/proc").join(pid1.to_string()).join("ns").join(name),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+                0,
+                "open the namespace of PID 1 now: after joining its mount namespace the host's /proc is out of view",
+            ) {
+                Ok(fd) => fds.push((fd, flag)),
+                Err(e) => {
+                    close_all(&fds);
+                    return Err(anyhow!(e)).context(format!("container {} is not running", c.name));
+                }
+            }
+        }
+        // The pid could have been reused between reading state.json and opening its namespaces.
+        if crate::lifecycle::running_pid1(c) != Some(pid1) {
+            close_all(&fds);
+            bail!("container {} stopped meanwhile", c.name);
+        }
+        let (pid_fd, _) = fds[4];
+        let joined_pid = k.setns(
+            pid_fd,
+            libc::CLONE_NEWPID,
+            "the container's PID namespace for our next child (we stay where we are, as with unshare)",
+        );
+        let _ = k.close(pid_fd);
+        fds.remove(4);
+        if let Err(e) = joined_pid {
+            close_all(&fds);
+            return Err(e.into());
+        }
+        let cgroups: Vec<PathBuf> = c
+            .state
+            .cgroup
+            .as_ref()
+            .map(|g| g.dirs.clone())
+            .unwrap_or_default();
+        let cgroup_v2 = crate::stage::cgroup::is_v2(c.state.cgroup.as_ref());
+        match crate::stage::cgroup::Entry::open(k, &cgroups, cgroup_v2) {
+            Ok(entry) => Ok(Joining { c, fds, entry }),
+            Err(e) => {
+                close_all(&fds);
+                Err(e)
+            }
+        }
+    }
+
+    /// Fork a child that joins the cgroup and the namespaces (mount last: its root and working
+    /// directory become the container's) and then runs `body` (step 3).
+    pub fn spawn(
+        &self,
+        k: &dyn Kernel,
+        why: &str,
+        body: &mut crate::kernel::ChildBody<'_>,
+    ) -> crate::kernel::KResult<crate::kernel::Child> {
+        self.entry.spawn(k, why, &mut || {
+            crate::stage::start::not_dumpable(k)?;
+            self.entry.join(
+                k,
+                "join the container's cgroup: its limits count us too (0 = me)",
+            )?;
+            for (fd, flag) in &self.fds {
+                let why = if *flag == libc::CLONE_NEWNS {
+                    "join the container's mount namespace last: our / and cwd become its root"
+                } else {
+                    "join the container's namespace"
+                };
+                k.setns(*fd, *flag, why)?;
+            }
+            if let Some(u) = &self.c.state.userns {
+                crate::userns::become_root(k, u.rootless)?;
+            }
+            body()
+        })
+    }
+
+    /// Close the namespace and cgroup fds (the child has its own copies).
+    pub fn close(self, k: &dyn Kernel) {
+        for (fd, _) in &self.fds {
+            let _ = k.close(*fd);
+        }
+        self.entry.close(k);
+    }
+}
+
 /// Join PID 1's namespaces and cgroup in a child and run `cmd` there; returns its exit code.
 fn joined(k: &dyn Kernel, c: &Container, pid1: i32, cmd: &[String], o: &Options) -> Result<i32> {
     // The container's hardening, chosen at `start`, for this process too.
     let security = c.state.security.clone();
-    k.note(&format!(
-        "exec: join the namespaces and cgroup of PID 1 (host pid {pid1}), as `nsenter -t {pid1} -a` does"
-    ));
-    let mut fds: Vec<(i32, i32)> = Vec::new();
-    let close_all = |fds: &[(i32, i32)]| {
-        for (fd, _) in fds {
-            let _ = k.close(*fd);
-        }
-    };
-    for (name, flag) in NAMESPACES {
-        match k.openat(
-            &Path::new("/proc").join(pid1.to_string()).join("ns").join(name),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-            0,
-            "open the namespace of PID 1 now: after joining its mount namespace the host's /proc is out of view",
-        ) {
-            Ok(fd) => fds.push((fd, flag)),
-            Err(e) => {
-                close_all(&fds);
-                return Err(anyhow!(e)).context(format!("container {} is not running", c.name));
-            }
-        }
-    }
-    // The pid could have been reused between reading state.json and opening its namespaces.
-    if crate::lifecycle::running_pid1(c) != Some(pid1) {
-        close_all(&fds);
-        bail!("container {} stopped meanwhile", c.name);
-    }
+    let join = Joining::open(k, c, pid1)?;
     let env = environment(c, pid1, &o.env);
     let workdir = PathBuf::from(match &o.workdir {
         Some(w) => w.as_str(),
         None if c.state.config.workdir.is_empty() => "/",
         None => c.state.config.workdir.as_str(),
     });
-    let cgroups: Vec<PathBuf> = c
-        .state
-        .cgroup
-        .as_ref()
-        .map(|g| g.dirs.clone())
-        .unwrap_or_default();
-    let cgroup_v2 = crate::stage::cgroup::is_v2(c.state.cgroup.as_ref());
-    let (pid_fd, _) = fds[4];
-    if let Err(e) = k.setns(
-        pid_fd,
-        libc::CLONE_NEWPID,
-        "the container's PID namespace for our next child (we stay where we are, as with unshare)",
-    ) {
-        close_all(&fds);
-        return Err(e.into());
-    }
     let pty = if o.tty {
         match open_pty(k, pid1) {
             Ok(p) => Some(p),
             Err(e) => {
-                close_all(&fds);
+                join.close(k);
                 return Err(e);
             }
         }
@@ -181,38 +245,11 @@ fn joined(k: &dyn Kernel, c: &Container, pid1: i32, cmd: &[String], o: &Options)
             crate::tty::close(k, p);
         }
     };
-    let entry = match crate::stage::cgroup::Entry::open(k, &cgroups, cgroup_v2) {
-        Ok(entry) => entry,
-        Err(e) => {
-            close_all(&fds);
-            close_pty();
-            return Err(e);
-        }
-    };
     let resolved = crate::kernel::host::SharedPath::new();
-    let child = entry.spawn(
+    let child = join.spawn(
         k,
         "the process that becomes the command inside the container",
         &mut || {
-            crate::stage::start::not_dumpable(k)?;
-            entry.join(
-                k,
-                "join the container's cgroup: its limits count us too (0 = me)",
-            )?;
-            for (fd, flag) in &fds {
-                if *flag == libc::CLONE_NEWPID {
-                    continue;
-                }
-                let why = if *flag == libc::CLONE_NEWNS {
-                    "join the container's mount namespace last: our / and cwd become its root"
-                } else {
-                    "join the container's namespace"
-                };
-                k.setns(*fd, *flag, why)?;
-            }
-            if let Some(u) = &c.state.userns {
-                crate::userns::become_root(k, u.rootless)?;
-            }
             k.chdir(&workdir, "the container's working directory")?;
             crate::stage::start::check_workdir(k, &workdir)?;
             let path = resolve_command(&cmd[0], &env)?;
@@ -230,15 +267,13 @@ fn joined(k: &dyn Kernel, c: &Container, pid1: i32, cmd: &[String], o: &Options)
     let child = match child {
         Ok(child) => child,
         Err(e) => {
-            close_all(&fds);
-            entry.close(k);
+            join.close(k);
             close_pty();
             return Err(e.into());
         }
     };
     let failed = k.child_error(&child);
-    close_all(&fds);
-    entry.close(k);
+    join.close(k);
     if let Some(err) = failed {
         close_pty();
         let _ = k.wait4(child.pid, 0, "reap the failed child");

@@ -3,6 +3,7 @@
 //! The library holds everything; `main.rs` only parses arguments and maps errors to exit codes.
 
 pub mod cli;
+pub mod demo;
 pub mod doctor;
 pub mod exec;
 pub mod image;

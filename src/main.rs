@@ -50,7 +50,11 @@ fn narrator(cli: &Cli) -> Result<Narrate<Linux>> {
     };
     let color = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     colored::control::set_override(color);
-    Ok(Narrate::new(Linux, level, color, fd))
+    let narrate = Narrate::new(Linux, level, color, fd);
+    Ok(match cli.pace {
+        Some(cli::Pace::Step) => narrate.paced(),
+        None => narrate,
+    })
 }
 
 fn limits(args: &LimitArgs) -> Result<Limits> {
@@ -444,6 +448,9 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
         Command::Stats { name, json } => stepctr::stats::command(&open(name)?, *json)?,
         Command::Ps { json } => stepctr::ps::command(&paths, *json)?,
         Command::Doctor { json } => return stepctr::doctor::command(*json),
+        Command::Demo(d) => {
+            return stepctr::demo::command(k, &paths, d, cli.verbose || cli.verbose_short)
+        }
         Command::Lesson {
             what,
             action,
@@ -472,6 +479,7 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                             &lesson::Options {
                                 yes: *yes,
                                 restart: *restart,
+                                pace: cli.pace.is_some(),
                             },
                         )?,
                     }

@@ -61,8 +61,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     (
         "doctor_json",
-        "12",
-        "`stepctr doctor --json` lists 12 checks",
+        "13",
+        "`stepctr doctor --json` lists 13 checks",
     ),
     // (1) `stepctr all --name v2 --memory 256M --pids-limit 64`, seen from inside...
     (

@@ -238,6 +238,7 @@ fn json_is_an_array_of_check_status_found_advice_like_the_text() {
             "environment",
             "capabilities",
             "root",
+            "vm_boot",
         ]
     );
     for c in &checks {

@@ -179,6 +179,8 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("userns-exec",    Setup,    &["run", "-d", "--userns", "--name", "{name}", "localhost/stepctr-busybox", "sleep", "100"]),
     ("userns-exec",    Trace(0), &["exec", "-u", "nobody", "{name}", "id"]),
     ("userns-exec",    Setup,    &["rm", "-f", "{name}"]),
+    ("demo-isolation", Trace(0), &["demo", "isolation"]),
+    ("demo-breakout",  Trace(0), &["-v", "demo", "breakout"]),
     ("net-bridge",     Trace(0), &["all", "--rm", "--name", "{name}", "--network", "bridge", "--", "ip", "addr"]),
     ("net-bridge-two", Setup,    &["run", "-d", "--name", "{name}", "--network", "bridge", "localhost/stepctr-busybox", "sleep", "100"]),
     ("net-bridge-two", Trace(0), &["-v", "all", "--rm", "--name", "{name}-b", "--network", "bridge", "--", "ping", "-c", "1", "-W", "5", "10.88.0.1"]),

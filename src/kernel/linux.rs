@@ -346,6 +346,10 @@ impl Kernel for Linux {
                 Sys::Sethostname { name } => {
                     check(libc::sethostname(name.as_ptr().cast(), name.len()))
                 }
+                Sys::Chroot { path } => {
+                    let p = cstr(path)?;
+                    check(libc::chroot(p.as_ptr()))
+                }
                 Sys::Chdir { path } => {
                     let p = cstr(path)?;
                     check(libc::chdir(p.as_ptr()))

@@ -12,6 +12,7 @@
 pub mod host;
 pub mod linux;
 pub mod narrate;
+pub mod pace;
 pub mod record;
 pub mod relay;
 pub mod render;
@@ -85,6 +86,10 @@ pub enum Sys {
         name: String,
     },
     Chdir {
+        path: PathBuf,
+    },
+    /// chroot(2): change the root directory of the caller (not its working directory).
+    Chroot {
         path: PathBuf,
     },
     PivotRoot {
@@ -489,6 +494,7 @@ impl Sys {
             Sys::Setns { .. } => "setns",
             Sys::Sethostname { .. } => "sethostname",
             Sys::Chdir { .. } => "chdir",
+            Sys::Chroot { .. } => "chroot",
             Sys::PivotRoot { .. } => "pivot_root",
             Sys::Prctl { .. } => "prctl",
             Sys::Kill { .. } => "kill",
@@ -875,6 +881,13 @@ pub trait Kernel {
     fn sethostname(&self, name: &str, why: &str) -> KResult<()> {
         let c = Sys::Sethostname {
             name: name.to_string(),
+        };
+        self.call(c, why).map(|_| ())
+    }
+
+    fn chroot(&self, path: &Path, why: &str) -> KResult<()> {
+        let c = Sys::Chroot {
+            path: path.to_path_buf(),
         };
         self.call(c, why).map(|_| ())
     }

@@ -8,6 +8,8 @@
 //! Narration goes to stderr or to a trace file, one `write` per line (so lines from parent and
 //! child processes never interleave mid-line), and never to the container's stdout.
 
+use super::pace;
+
 use super::render::{self, Detail};
 use super::{Child, ChildBody, Errno, KResult, Kernel, Ret, Sys};
 use colored::Colorize;
@@ -36,6 +38,8 @@ pub struct Narrate<K: Kernel> {
     me: Cell<Option<(i32, i32)>>,
     /// Inside `bulk_begin`/`bulk_end` at the default level: what, and calls counted by name.
     bulk: RefCell<Option<Bulk>>,
+    /// `--pace step`: pause before each call.
+    pace: pace::Pacer,
 }
 
 struct Bulk {
@@ -57,6 +61,54 @@ impl<K: Kernel> Narrate<K> {
             main_pid,
             me: Cell::new(None),
             bulk: RefCell::new(None),
+            pace: pace::Pacer::new(false),
+        }
+    }
+
+    /// `--pace step`: before each narrated call, show it on the terminal and wait for Enter
+    /// (not at the quiet level: nothing is shown there).
+    pub fn paced(mut self) -> Self {
+        self.pace = pace::Pacer::new(self.level != Level::Quiet);
+        self
+    }
+
+    /// With `--pace step`: show the call about to be made and wait for Enter.
+    fn pause_before(&self, call: &Sys, pid: i32) {
+        if !self.pace.active() {
+            return;
+        }
+        // close is shown only with -v: no pause for what is not shown. wait4 only waits (for a
+        // process that may be reading the terminal itself): its line shows when it returns.
+        if matches!(call, Sys::Wait4 { .. })
+            || matches!(call, Sys::Close { .. }) && self.level < Level::Verbose
+        {
+            return;
+        }
+        let text = render::call_with(call, self.detail(), &fd_name, None);
+        self.pause(pid, &text);
+    }
+
+    fn pause(&self, pid: i32, what: &str) {
+        let next = if self.color {
+            "next:".bold().to_string()
+        } else {
+            "next:".to_string()
+        };
+        let prompt = format!("{}{next} {what}  [Enter] ", self.prefix(pid));
+        match self.pace.pause(&prompt) {
+            pace::Paused::Go => {}
+            pace::Paused::Off(why) => self.note(&why),
+            // Only stepctr's own process stops (as at Ctrl-C: its children die with it or are
+            // what `stepctr rm` removes); a child's call goes on.
+            pace::Paused::Quit if self.me.get().is_none() && pid == self.main_pid => {
+                self.note(
+                    "stopped before this call (q): `stepctr rm NAME` removes what was made so far",
+                );
+                std::process::exit(1);
+            }
+            pace::Paused::Quit => {
+                self.note("q stops stepctr's own process only, not this child: going on");
+            }
         }
     }
 
@@ -194,6 +246,7 @@ impl<K: Kernel> Narrate<K> {
     /// `spawn` or `spawn_into` (`call` says which), narrated.
     fn forked(&self, call: &Sys, why: &str, body: &mut ChildBody<'_>) -> KResult<Child> {
         let parent = self.inner.getpid();
+        self.pause_before(call, parent);
         let start = Instant::now();
         // The child announces the fork itself, before anything else it does, so the clone line
         // always comes before the child's own calls in the narration. For that to hold, the
@@ -333,6 +386,7 @@ impl<K: Kernel> Kernel for Narrate<K> {
             Sys::Close { fd } | Sys::Dup3 { newfd: fd, .. } => fd_name(*fd),
             _ => None,
         };
+        self.pause_before(call, pid);
         // A dup3 onto the narration fd itself (a detached PID 1 puts its log on stderr): the
         // line about it goes where narration went before the call, on a copy of that fd.
         let saved = match call {
@@ -348,6 +402,9 @@ impl<K: Kernel> Kernel for Narrate<K> {
         let took = start.elapsed();
         self.emit_fd.set(saved);
         let res = self.narrated(call, why, res, took, pid, before);
+        if matches!(call, Sys::Setsid) && res.is_ok() {
+            self.pace.left_session();
+        }
         if let Some(fd) = saved {
             self.emit_fd.set(None);
             // SAFETY: our own copy, made above.
@@ -422,6 +479,13 @@ impl<K: Kernel> Kernel for Narrate<K> {
     }
 
     fn bulk_begin(&self, what: &str) {
+        if self.pace.active() {
+            self.pause(
+                self.inner.getpid(),
+                &format!("{what} (many calls, one pause)"),
+            );
+            self.pace.bulk(true);
+        }
         if self.level == Level::Normal {
             *self.bulk.borrow_mut() = Some(Bulk {
                 what: what.to_string(),
@@ -432,6 +496,7 @@ impl<K: Kernel> Kernel for Narrate<K> {
     }
 
     fn bulk_end(&self) {
+        self.pace.bulk(false);
         let Some(bulk) = self.bulk.borrow_mut().take() else {
             return;
         };

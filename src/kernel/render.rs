@@ -542,7 +542,7 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             )
         }
         Sys::Sethostname { name } => format!("{}, {}", qstr(name, d), name.len()),
-        Sys::Chdir { path } => qpath(path, d),
+        Sys::Chdir { path } | Sys::Chroot { path } => qpath(path, d),
         Sys::PivotRoot { new_root, put_old } => {
             format!("{}, {}", qpath(new_root, d), qpath(put_old, d))
         }

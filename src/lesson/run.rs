@@ -69,6 +69,8 @@ pub struct Options {
     pub yes: bool,
     /// `--restart`: run the lesson's cleanup and forget its progress first.
     pub restart: bool,
+    /// `--pace step`: each step's stepctr pauses before every kernel call (STEPCTR_PACE).
+    pub pace: bool,
 }
 
 /// The title of a lesson: its first `# ` heading.
@@ -155,7 +157,7 @@ struct Ran {
     stderr: String,
 }
 
-fn run_command(line: &str, vars: &Vars) -> Result<Ran> {
+fn run_command(line: &str, vars: &Vars, pace: bool) -> Result<Ran> {
     let line = vars.fill(line);
     let words = shlex::split(&line).with_context(|| format!("cannot split {line:?} into words"))?;
     let Some((prog, args)) = words.split_first() else {
@@ -169,10 +171,15 @@ fn run_command(line: &str, vars: &Vars) -> Result<Ran> {
     };
     // Both outputs are kept for the expect blocks, and shown once the command has ended
     // (the narration, on stderr, as it would have been on the terminal).
-    let out = Command::new(prog)
-        .args(args)
-        .output()
-        .with_context(|| format!("run {line}"))?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    // --pace step: every stepctr of the step (through sh too) pauses on the terminal.
+    if pace {
+        cmd.env("STEPCTR_PACE", "step");
+    } else {
+        cmd.env_remove("STEPCTR_PACE");
+    }
+    let out = cmd.output().with_context(|| format!("run {line}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     print!("{stdout}");
@@ -229,7 +236,7 @@ pub fn run(n: u32, o: &Options) -> Result<i32> {
                 }
                 for c in &s.commands {
                     println!("$ {}", vars.fill(c));
-                    last = Some(run_command(c, &vars)?);
+                    last = Some(run_command(c, &vars, o.pace)?);
                 }
                 done.steps_run += 1;
             }
@@ -355,7 +362,10 @@ fn quiet_cleanup(cleanup: &[String], vars: &Vars) {
                 } else {
                     prog
                 };
-                let _ = Command::new(prog).args(args).output();
+                let _ = Command::new(prog)
+                    .args(args)
+                    .env_remove("STEPCTR_PACE")
+                    .output();
             }
         }
     }

@@ -64,33 +64,10 @@ exec 9>"$cache/.lock"
 flock 9 # one build at a time; parallel runs then share the cache
 
 # --- the kernel -------------------------------------------------------------------------------
-pkg=${STEPCTR_VM_KERNEL_PKG:-}
-if [[ -z $pkg ]] && command -v apt-cache >/dev/null; then
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1) || true
-fi
-if [[ -z $pkg ]]; then
-    # No package index: use the newest kernel already in the cache, if there is one.
-    pkg=$(find "$cache" -maxdepth 1 -type d -name 'linux-image-*' -printf '%f\n' 2>/dev/null |
-        sort -V | tail -n1)
-    [[ -n $pkg ]] || die "cannot find Debian's kernel package: \`apt-cache depends linux-image-amd64\` names none (run apt-get update) and $cache holds none"
-fi
-kdir=$cache/$pkg
-if [[ ! -f $kdir/.complete ]]; then
-    echo "cgroup-v2.sh: fetching $pkg with apt-get download" >&2
-    rm -rf "$kdir" "$cache/dl"
-    mkdir -p "$cache/dl"
-    (cd "$cache/dl" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2) ||
-        die "apt-get download $pkg failed (is Debian's package registry reachable? try apt-get update)"
-    deb=$(find "$cache/dl" -name '*.deb' | head -n1)
-    [[ -n $deb ]] || die "apt-get download $pkg left no .deb"
-    dpkg-deb -x "$deb" "$kdir.tmp" || die "dpkg-deb -x $deb failed"
-    rm -rf "$cache/dl"
-    mv "$kdir.tmp" "$kdir"
-    touch "$kdir/.complete"
-fi
-vmlinuz=$(find "$kdir/boot" -name 'vmlinuz-*' | head -n1)
-[[ -n $vmlinuz ]] || die "$pkg has no boot/vmlinuz-*"
+# tests/vm/kernel.sh prints its vmlinuz (fetching Debian's package into the cache when missing).
+vmlinuz=$(STEPCTR_VM_CACHE=$cache "$here/kernel.sh") || die "no kernel to boot (tests/vm/kernel.sh failed)"
+kdir=$(cd "$(dirname "$vmlinuz")/.." && pwd)
+pkg=${kdir##*/}
 kver=${vmlinuz##*/vmlinuz-}
 moddir=$(find "$kdir" -maxdepth 3 -type d -path "*/modules/$kver" | head -n1)
 [[ -n $moddir ]] || die "$pkg has no modules/$kver"
@@ -237,7 +214,7 @@ expect doctor_exit $? 0
 doctor_line() { sed -n "s/^\([a-z]*\)  *$1  *\(.*\)/\1 \2/p" /tmp/doctor.out | head -n1; }
 expect doctor_cgroup_mode "$(doctor_line cgroup_mode | cut -c1-10)" "ok pure v2"
 expect doctor_controllers "$(doctor_line cgroup_controllers | sed 's/ usable.*//')" "ok memory, cpu, pids"
-expect doctor_json "$(stepctr doctor --json | grep -c '"check": ')" 12
+expect doctor_json "$(stepctr doctor --json | grep -c '"check": ')" 13
 [ "$FAILED" = 0 ] || { show /tmp/doctor.out; show /tmp/doctor.err; }
 
 # (1) all, with limits; look at it from the VM's side while it runs.
