@@ -106,6 +106,9 @@ pub fn command(
     image: Option<&str>,
 ) -> Result<i32> {
     super::need_root("demo isolation")?;
+    // The probes rename the machine (and stepctr puts the name back): two demos at once would
+    // each take the other's probe name for the host's. One at a time on this machine.
+    let _one_at_a_time = crate::state::lock_file(Path::new("/run/lock/stepctr-demo-isolation"))?;
     let mut rows: Vec<Row> = ROWS
         .iter()
         .map(|&(probe, question)| Row {
