@@ -2,6 +2,7 @@
 //!
 //! The library holds everything; `main.rs` only parses arguments and maps errors to exit codes.
 
+pub mod book;
 pub mod cli;
 pub mod demo;
 pub mod doctor;

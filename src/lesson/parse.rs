@@ -85,6 +85,78 @@ pub const CHECK_KINDS: &[&str] = &[
     "whiteout",
 ];
 
+/// A ```text block the book draws as a picture (`book/src/img/NAME.svg`), its ASCII kept as the
+/// text alternative: info string `text figure=NAME`, optionally `caption="..."` (the picture's
+/// alt text and caption; else its first line of ASCII). The terminal shows the ASCII as before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Figure {
+    pub name: String,
+    pub caption: Option<String>,
+}
+
+/// The figure a fence line (```` ```text figure=NAME ````) opens: Ok(None) for any other line, an
+/// error for a bad name or an unknown attribute of a figure.
+pub fn figure(fence: &str) -> Result<Option<Figure>, String> {
+    let Some(info) = fence.strip_prefix("```") else {
+        return Ok(None);
+    };
+    let Some(attrs) = info.strip_prefix("text ") else {
+        return Ok(None);
+    };
+    if !attrs.contains("figure=") {
+        return Ok(None);
+    }
+    let (mut name, mut caption) = (None, None);
+    let mut rest = attrs.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once('=')
+            .ok_or_else(|| format!("{rest:?}: expected figure=NAME or caption=\"...\""))?;
+        let (value, after) = match after.strip_prefix('"') {
+            Some(q) => q
+                .split_once('"')
+                .ok_or_else(|| format!("{key}=: the quote is never closed"))?,
+            None => after.split_once(' ').unwrap_or((after, "")),
+        };
+        match key {
+            "figure" => name = Some(value.to_string()),
+            "caption" => caption = Some(value.to_string()),
+            _ => {
+                return Err(format!(
+                    "unknown attribute {key:?} (figure=NAME, caption=\"...\")"
+                ))
+            }
+        }
+        rest = after.trim_start();
+    }
+    let name = name.unwrap_or_default();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "figure={name:?}: a figure's name is letters, digits, - and _ (book/src/img/NAME.svg)"
+        ));
+    }
+    Ok(Some(Figure { name, caption }))
+}
+
+/// Prose as the terminal shows it: a figure's fence loses its attributes (```` ```text ````),
+/// the ASCII picture stays.
+pub fn for_terminal(prose: &str) -> String {
+    let mut out = String::with_capacity(prose.len());
+    for line in prose.split_inclusive('\n') {
+        if matches!(figure(line.trim_end()), Ok(Some(_))) {
+            out.push_str("```text");
+            out.push_str(&line[line.trim_end().len()..]);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 /// Split a lesson into its parts. Errors name the line.
 pub fn parse(text: &str) -> Result<Vec<Part>> {
     let mut parts = Vec::new();
@@ -102,6 +174,8 @@ pub fn parse(text: &str) -> Result<Vec<Part>> {
             role,
             "step" | "expect" | "check" | "quiz" | "task" | "cleanup"
         ) {
+            // A ```text figure=NAME block is a picture in the book: its attributes must be good.
+            figure(line).map_err(|e| anyhow::anyhow!("line {}: ```{role} block: {e}", n + 1))?;
             // Another fence (text, sh...): prose, up to and with its closing fence.
             prose.push_str(line);
             prose.push('\n');
@@ -288,6 +362,38 @@ mod tests {
         );
         assert!(matches!(&parts[5], Part::Step(s) if s.fails));
         assert_eq!(parts[6], Part::Cleanup(vec!["stepctr rm -f {c}".into()]));
+    }
+
+    #[test]
+    fn a_figure_is_prose_with_a_name_and_shows_as_text_in_the_terminal() {
+        let text =
+            "Look:\n\n```text figure=pipeline caption=\"The six stages\"\npull -> load\n```\n";
+        let parts = parse(text).unwrap();
+        assert_eq!(parts, vec![Part::Prose(text.into())]);
+        assert_eq!(
+            figure("```text figure=pipeline caption=\"The six stages\""),
+            Ok(Some(Figure {
+                name: "pipeline".into(),
+                caption: Some("The six stages".into()),
+            }))
+        );
+        assert_eq!(
+            figure("```text figure=ns"),
+            Ok(Some(Figure {
+                name: "ns".into(),
+                caption: None,
+            }))
+        );
+        assert_eq!(figure("```text"), Ok(None));
+        assert_eq!(figure("```sh"), Ok(None));
+        assert_eq!(for_terminal(text), "Look:\n\n```text\npull -> load\n```\n");
+        for bad in [
+            "```text figure=../x\n```\n",
+            "```text figure=a size=2\n```\n",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("line 1: ```text block"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

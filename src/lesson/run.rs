@@ -219,7 +219,7 @@ pub fn run(n: u32, o: &Options) -> Result<i32> {
     println!("== lesson {n}: {} (lessons/{file})", title_of(&parts));
     for part in &parts {
         match part {
-            Part::Prose(p) => print!("{}", vars.fill(p)),
+            Part::Prose(p) => print!("{}", vars.fill(&parse::for_terminal(p))),
             Part::Step(s) => {
                 if let Some(why) = cannot_show(&s.needs, &mut host) {
                     println!("# this host cannot show the next step, so it is skipped: {why}");
