@@ -23,6 +23,7 @@ fn main() {
             exec_it_gets_a_tty,
             tty_without_a_terminal,
             detached_tty_and_attach,
+            narration_stays_out_of_the_container,
         ],
         true,
     );
@@ -280,4 +281,52 @@ fn detached_tty_and_attach() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
     env.ok(&["-q", "rm", "-f", &name]);
     assert_no_leaks_with(&env, &name, &[]);
+}
+
+/// The narration of PID 1 after it has put its terminal or its log on stderr still goes to
+/// stepctr's stderr: never into the container's terminal (where, with nobody reading it before
+/// PID 1 runs, `-v run -dt` once blocked on a full terminal buffer) nor into its log.
+fn narration_stays_out_of_the_container() {
+    let env = Env::new();
+    let (t, d) = (common::unique("narr-t"), common::unique("narr-d"));
+    let mut child = env
+        .cmd(&["-v", "run", "-dt", "--name", &t, "localhost/stepctr-busybox", "sleep", "100"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run -dt");
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = env.run(&["rm", "-f", &t]);
+            panic!("`-v run -dt` did not return in 20 s (its PID 1 blocked on narration?)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(child.wait().unwrap().success());
+    let err = reader.join().unwrap();
+    assert!(err.contains("inside] execve(") || err.contains("inside] close_range("), "{err}");
+    let out = env.ok(&["-v", "run", "-d", "--name", &d, "localhost/stepctr-busybox", "sh", "-c", "echo out"]);
+    let err = common::stderr(&out);
+    assert!(err.contains("dup3("), "{err}");
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = common::stdout(&env.ok(&["logs", &d]));
+        if !logs.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(logs, "out\n", "the log holds the container's output only");
+    env.ok(&["rm", "-f", &t, &d]);
+    common::assert_no_leaks(&env, &t);
+    common::assert_no_leaks(&env, &d);
 }

@@ -26,6 +26,18 @@ pub enum Level {
     Verbose,
 }
 
+/// Where the copy of the narration fd goes when a dup3 replaces it (see `sys`).
+const SAVED_FD_MIN: i32 = 300;
+
+/// Is `fd` open on /dev/null (character device 1:3)?
+fn is_dev_null(fd: i32) -> bool {
+    // SAFETY: fstat into a zeroed struct we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    ok && st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && st.st_rdev == libc::makedev(1, 3)
+}
+
 pub struct Narrate<K: Kernel> {
     inner: K,
     level: Level,
@@ -387,12 +399,18 @@ impl<K: Kernel> Kernel for Narrate<K> {
             _ => None,
         };
         self.pause_before(call, pid);
-        // A dup3 onto the narration fd itself (a detached PID 1 puts its log on stderr): the
-        // line about it goes where narration went before the call, on a copy of that fd.
+        // A dup3 onto the narration fd itself (PID 1 puts its log or its terminal on stderr,
+        // a detached shim /dev/null): the line about it, and what the process narrates after
+        // it, go where narration went before the call, on a copy of that fd (close-on-exec:
+        // PID 1's execve drops it). Narration written into a container's terminal would show
+        // in its screen, and block once the terminal's buffer is full, as nobody reads it
+        // before PID 1 runs; written into its log, it would read as the container's output.
+        // Only /dev/null (the shim, which must let go of our stderr) ends the narration.
         let saved = match call {
-            Sys::Dup3 { newfd, .. } if *newfd == self.out_fd => {
-                // SAFETY: fcntl F_DUPFD_CLOEXEC of the narration fd; the copy is closed below.
-                Some(unsafe { libc::fcntl(self.out_fd, libc::F_DUPFD_CLOEXEC, 3) })
+            Sys::Dup3 { newfd, .. } if *newfd == self.out_fd && self.emit_fd.get().is_none() => {
+                // SAFETY: fcntl F_DUPFD_CLOEXEC of the narration fd, to a number no code of
+                // stepctr dup3s onto or closes by number.
+                Some(unsafe { libc::fcntl(self.out_fd, libc::F_DUPFD_CLOEXEC, SAVED_FD_MIN) })
                     .filter(|fd| *fd >= 0)
             }
             _ => None,
@@ -400,15 +418,19 @@ impl<K: Kernel> Kernel for Narrate<K> {
         let start = Instant::now();
         let res = self.inner.sys(call, why);
         let took = start.elapsed();
-        self.emit_fd.set(saved);
+        if saved.is_some() {
+            self.emit_fd.set(saved);
+        }
         let res = self.narrated(call, why, res, took, pid, before);
         if matches!(call, Sys::Setsid) && res.is_ok() {
             self.pace.left_session();
         }
         if let Some(fd) = saved {
-            self.emit_fd.set(None);
-            // SAFETY: our own copy, made above.
-            unsafe { libc::close(fd) };
+            if res.is_err() || is_dev_null(self.out_fd) {
+                self.emit_fd.set(None);
+                // SAFETY: our own copy, made above.
+                unsafe { libc::close(fd) };
+            }
         }
         res
     }
