@@ -290,7 +290,16 @@ fn narration_stays_out_of_the_container() {
     let env = Env::new();
     let (t, d) = (common::unique("narr-t"), common::unique("narr-d"));
     let mut child = env
-        .cmd(&["-v", "run", "-dt", "--name", &t, "localhost/stepctr-busybox", "sleep", "100"])
+        .cmd(&[
+            "-v",
+            "run",
+            "-dt",
+            "--name",
+            &t,
+            "localhost/stepctr-busybox",
+            "sleep",
+            "100",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -313,8 +322,21 @@ fn narration_stays_out_of_the_container() {
     }
     assert!(child.wait().unwrap().success());
     let err = reader.join().unwrap();
-    assert!(err.contains("inside] execve(") || err.contains("inside] close_range("), "{err}");
-    let out = env.ok(&["-v", "run", "-d", "--name", &d, "localhost/stepctr-busybox", "sh", "-c", "echo out"]);
+    assert!(
+        err.contains("inside] execve(") || err.contains("inside] close_range("),
+        "{err}"
+    );
+    let out = env.ok(&[
+        "-v",
+        "run",
+        "-d",
+        "--name",
+        &d,
+        "localhost/stepctr-busybox",
+        "sh",
+        "-c",
+        "echo out",
+    ]);
     let err = common::stderr(&out);
     assert!(err.contains("dup3("), "{err}");
     let mut logs = String::new();

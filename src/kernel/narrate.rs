@@ -34,8 +34,7 @@ fn is_dev_null(fd: i32) -> bool {
     // SAFETY: fstat into a zeroed struct we own.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-    ok && st.st_mode & libc::S_IFMT == libc::S_IFCHR
-        && st.st_rdev == libc::makedev(1, 3)
+    ok && st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
 }
 
 pub struct Narrate<K: Kernel> {
