@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod lesson;
 pub mod lifecycle;
 pub mod net;
+pub mod oci;
 pub mod pipeline;
 pub mod ps;
 pub mod remove;
