@@ -38,6 +38,29 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "MODE", env = "STEPCTR_PACE")]
     pub pace: Option<Pace>,
 
+    /// OCI runtime: where container state lives (the run directory, instead of $STEPCTR_RUN);
+    /// podman and containerd pass it to runc the same way
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// OCI runtime: also write errors to FILE (conmon reads it to report a failed create)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// OCI runtime: the format of --log: text, or json (one object per line:
+    /// {"level":"error","msg":...,"time":...})
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+
+    /// OCI runtime: cgroupsPath is systemd's `slice:prefix:name` (stepctr has no systemd
+    /// driver: it becomes the cgroupfs path slice/prefix-name.scope)
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+
+    /// OCI runtime: accepted for runc's sake (use -v or --trace-file to see every call)
+    #[arg(long, global = true)]
+    pub debug: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -113,7 +136,8 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         #[arg(long, value_name = "IP")]
         dns: Vec<std::net::Ipv4Addr>,
     },
-    /// Stage 6: run the command as PID 1 of the container and wait for it
+    /// Stage 6: run the command as PID 1 of the container and wait for it (an OCI container
+    /// made by `stepctr create`: let its waiting PID 1 exec)
     Start {
         /// The container
         name: String,
@@ -290,12 +314,83 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         cmd: Vec<String>,
     },
     /// Send a signal to a running container's PID 1
+    #[command(
+        long_about = "Send a signal to a container's PID 1. A stage-built container gets SIGKILL \
+by default (as `docker kill`); an OCI container (`stepctr create`) gets SIGTERM, as `runc kill ID` \
+does. The signal may also come after the name, as the OCI runtime command line has it: \
+`stepctr kill ID KILL`.\n\nPID 1 is special: the kernel drops a signal to the init of a PID \
+namespace unless PID 1 handles it (SIGKILL from outside excepted)."
+    )]
     Kill {
         /// The container
         name: String,
-        /// The signal: a name (KILL, SIGTERM, usr1) or a number
-        #[arg(short, long, default_value = "KILL")]
-        signal: String,
+        /// The signal: a name (KILL, SIGTERM, usr1) or a number (as `runc kill ID SIGNAL`)
+        #[arg(value_name = "SIGNAL", conflicts_with = "signal")]
+        sig: Option<String>,
+        /// The signal: a name (KILL, SIGTERM, usr1) or a number [default: KILL; TERM for an
+        /// OCI container]
+        #[arg(short, long)]
+        signal: Option<String>,
+        /// OCI container: signal every process in the container's cgroup, not only PID 1 (as
+        /// `runc kill --all`)
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+    /// OCI runtime: make a container from a bundle; its PID 1 waits for `start`
+    #[command(
+        long_about = "The OCI runtime's `create`, as podman, containerd and conmon call runc: \
+the chain is docker → containerd → containerd-shim → runc → the container's process, and with \
+podman: podman → conmon → runc. stepctr takes runc's place.\n\nThe bundle (a directory with \
+config.json and the root filesystem it names) goes through the stages: load (the state \
+directory; the rootfs is the bundle's), cgroup (linux.resources at linux.cgroupsPath), then \
+PID 1 is forked into its new PID namespace and does the rest: it joins or makes the \
+namespaces, mounts config.json's mounts inside the rootfs, makes the devices, pivot_roots, sets \
+sysctls, masks paths, sets its rlimits, user and capabilities, and then blocks reading an exec \
+fifo. create writes --pid-file and exits: PID 1 is reparented to the caller's subreaper (conmon \
+or containerd-shim, which wait for it and keep its stdio: stepctr's own shim stays out of OCI \
+mode). PID 1's stdio is create's, untouched. Quiet unless -v or --trace-file.",
+        after_help = "Example:\n  stepctr bundle localhost/stepctr-busybox /tmp/b\n  stepctr create -b /tmp/b demo\n  stepctr state demo         (status: created)\n  stepctr start demo         (PID 1 execs)\n  stepctr kill demo KILL; stepctr delete demo"
+    )]
+    Create {
+        /// The bundle directory (holding config.json)
+        #[arg(short = 'b', long = "bundle", value_name = "DIR", default_value = ".")]
+        bundle: PathBuf,
+        /// Write PID 1's host pid to this file
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// With process.terminal: send the pty's master over this unix socket (SCM_RIGHTS)
+        #[arg(long, value_name = "SOCKET")]
+        console_socket: Option<PathBuf>,
+        /// Accepted for runc's sake: stepctr always uses pivot_root
+        #[arg(long)]
+        no_pivot: bool,
+        /// Accepted for runc's sake: no session keyring is made
+        #[arg(long)]
+        no_new_keyring: bool,
+        /// Pass N more fds (3, 4, ...) on to the container's process
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        preserve_fds: u32,
+        /// The container's id
+        id: String,
+    },
+    /// OCI runtime: print a container's state as the runtime spec's JSON
+    #[command(
+        long_about = "Print a container's state as the OCI runtime spec's JSON: ociVersion, id, \
+status (creating, created: PID 1 waits on the exec fifo; running: it exec'd; stopped: it \
+ended), pid (PID 1's host pid), bundle, annotations. The status is read from the kernel each \
+time (is PID 1 alive, is it still the same process), as runc does."
+    )]
+    State {
+        /// The container's id
+        id: String,
+    },
+    /// OCI runtime: remove a created or stopped container (--force: a running one too)
+    Delete {
+        /// Kill a running container first (SIGKILL)
+        #[arg(short, long)]
+        force: bool,
+        /// The container's id
+        id: String,
     },
     /// Stop a running container: SIGTERM to PID 1, then SIGKILL after a timeout
     Stop {
@@ -424,6 +519,58 @@ the layers were made). --json prints the manifest and config as stored."
         #[arg(long)]
         json: bool,
     },
+    /// Write a default config.json into a bundle directory, as `runc spec` does
+    #[command(
+        long_about = "Write a default config.json, as `runc spec` does (only the hostname \
+differs). A bundle is what an OCI runtime runs: a directory holding config.json (the runtime \
+spec: the process, its user, capabilities and rlimits, the namespaces, mounts, cgroup limits, \
+masked paths, seccomp) and the root filesystem it names (root.path, here `rootfs`). containerd \
+and podman make one from an image, then call `runc create --bundle DIR ID`.\n\nThe default: \
+`sh` on a terminal as root, three capabilities (AUDIT_WRITE, KILL, NET_BIND_SERVICE), no new \
+privileges, 1024 open files, a read-only root, new pid, network, ipc, uts and mount \
+namespaces. An existing config.json is never overwritten.",
+        after_help = "Example:\n  mkdir -p b/rootfs && tar -C b/rootfs -xf rootfs.tar\n  stepctr spec -b b\n  runc run -b b demo      (or: stepctr create -b b demo; stepctr start demo)\n  stepctr bundle localhost/stepctr-busybox b2   (rootfs and config.json from an image)"
+    )]
+    Spec {
+        /// The bundle directory to write config.json into
+        #[arg(short = 'b', long = "bundle", value_name = "DIR", default_value = ".")]
+        bundle: PathBuf,
+        /// A spec for a user without root, as `runc spec --rootless`: a user namespace mapping
+        /// your uid and gid to root, no network namespace, no cgroup limits
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Make an OCI runtime bundle from an image: DIR/rootfs and DIR/config.json
+    #[command(
+        long_about = "Make an OCI runtime bundle from an image, as containerd and podman do before \
+they call the runtime: a runtime knows nothing of images. DIR/rootfs gets the image's layers \
+applied in order (whiteouts deleting, every path resolved inside the tree, as `load --flatten`), \
+DIR/config.json the default spec (`stepctr spec`) with the image's config in it: args = \
+entrypoint + cmd, env, cwd = the working directory, the user (names looked up in the rootfs's \
+/etc/passwd and /etc/group), a hostname from the image's name, labels and facts as \
+org.opencontainers.image.* annotations; and docker's capabilities and masked paths, as \
+`stepctr run` gives. No terminal. IMAGE is pulled first if the store lacks it. DIR must not \
+exist or be empty.",
+        after_help = "Example:\n  stepctr bundle localhost/stepctr-busybox /tmp/b\n  runc run -b /tmp/b demo\n  stepctr create -b /tmp/b demo && stepctr start demo"
+    )]
+    Bundle {
+        /// The image (as `stepctr images` shows it, or a reference to pull)
+        image: String,
+        /// The bundle directory (new, or empty)
+        dir: PathBuf,
+        #[command(flatten)]
+        registry: PullArgs,
+    },
+    /// Print what stepctr supports of the OCI runtime spec, as JSON (runtime-spec features.md)
+    #[command(
+        long_about = "Print what stepctr supports of the OCI runtime spec, as the JSON that the \
+spec's features.md describes and `runc features` prints: the spec versions it reads, hooks \
+(none), the mount options, namespaces, capabilities, cgroup versions, seccomp actions, \
+operators and architectures, AppArmor and SELinux (not supported). podman and containerd ask \
+a runtime this before relying on a feature; a config.json asking for anything else is refused \
+with an error naming the field, never silently ignored."
+    )]
+    Features,
 }
 
 /// `stepctr demo ...`: the same probes in different setups, side by side.

@@ -20,18 +20,43 @@ fn main() {
     // `--timings`: stepctr's own start counts from here (see `pipeline::Timings`).
     let started = std::time::Instant::now();
     let cli = Cli::parse();
+    let log = cli
+        .log
+        .clone()
+        .map(|f| (f, cli.log_format.as_deref() == Some("json")));
     match run(cli, started) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
+            if let Some((file, json)) = &log {
+                stepctr::oci::lifecycle::log_error(file, *json, &format!("{e:#}"));
+            }
             eprintln!("stepctr: error: {e:#}");
             std::process::exit(1);
         }
     }
 }
 
+/// The two roots; `--root DIR` (an OCI runtime's state directory) is the run directory.
+fn paths_of(cli: &Cli) -> Paths {
+    let mut paths = Paths::from_env();
+    if let Some(root) = &cli.root {
+        paths.run = root.clone();
+    }
+    paths
+}
+
 fn narrator(cli: &Cli) -> Result<Narrate<Linux>> {
-    // `run` and `exec` are quiet like docker's, unless narration is asked for.
-    let quiet_run = matches!(cli.command, Command::Run { .. } | Command::Exec { .. })
+    // `run` and `exec` are quiet like docker's, unless narration is asked for; so is the OCI
+    // runtime's command line (podman and containerd read its stdout and stderr).
+    let oci = |name: &str| stepctr::oci::lifecycle::is_oci(&paths_of(cli), name);
+    let quiet_run = (matches!(
+        cli.command,
+        Command::Run { .. }
+            | Command::Exec { .. }
+            | Command::Create { .. }
+            | Command::State { .. }
+            | Command::Delete { .. }
+    ) || matches!(&cli.command, Command::Start { name, .. } | Command::Kill { name, .. } if oci(name)))
         && !(cli.verbose || cli.verbose_short || cli.trace_file.is_some());
     let level = if cli.quiet || quiet_run {
         Level::Quiet
@@ -145,6 +170,17 @@ fn attach(k: &dyn Kernel, paths: &Paths, name: &str) -> Result<i32> {
     }
 }
 
+/// `start` and `kill` of a container that does not exist: in both the OCI runtime's wording
+/// and the stages'.
+fn missing(paths: &Paths, name: &str) -> Result<()> {
+    if let Ok(n) = ContainerName::parse(name) {
+        if !paths.container(&n).is_dir() {
+            bail!("container {name} does not exist (no container named {name}: create one with `stepctr load {name}`, or from a bundle with `stepctr create`)");
+        }
+    }
+    Ok(())
+}
+
 fn need_root(what: &str) -> Result<()> {
     if !kernel::host::is_root() {
         bail!("`stepctr {what}` needs root: rootless mode does not cover it yet (it covers pull, load, cgroup, ns, fs, start, all, run, kill, stop, logs, ps, rm): run it with sudo");
@@ -212,7 +248,7 @@ fn fresh_name(paths: &Paths) -> Result<ContainerName> {
 }
 
 fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
-    let paths = Paths::from_env();
+    let paths = paths_of(&cli);
     let k = narrator(&cli)?;
     let k: &dyn Kernel = &k;
     let cgroup_root = Path::new(CGROUP_ROOT);
@@ -265,6 +301,14 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             security,
             publish,
         } => {
+            missing(&paths, name)?;
+            if stepctr::oci::lifecycle::is_oci(&paths, name) {
+                if !cmd.is_empty() {
+                    bail!("container {name} was made by `stepctr create`: its command is config.json's process.args (`stepctr start {name}`, no `--`)");
+                }
+                stepctr::oci::lifecycle::start(k, &paths, name)?;
+                return Ok(0);
+            }
             let mut c = open(name)?;
             let o = stage::start::Options {
                 detach: *detach,
@@ -410,10 +454,51 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             };
             return stepctr::exec::exec(k, &mut open(name)?, cmd, &o);
         }
-        Command::Kill { name, signal } => {
-            let sig = stepctr::lifecycle::parse_signal(signal)?;
-            stepctr::lifecycle::kill(k, &mut open(name)?, sig)?;
+        Command::Kill {
+            name,
+            sig,
+            signal,
+            all,
+        } => {
+            missing(&paths, name)?;
+            let given = sig.as_deref().or(signal.as_deref());
+            if stepctr::oci::lifecycle::is_oci(&paths, name) {
+                let sig = stepctr::lifecycle::parse_signal(given.unwrap_or("TERM"))?;
+                stepctr::oci::lifecycle::kill(k, &paths, name, sig, *all)?;
+            } else {
+                if *all {
+                    bail!("kill --all is for OCI containers (made by `stepctr create`): `stepctr rm -f {name}` kills everything of a stage-built one");
+                }
+                let sig = stepctr::lifecycle::parse_signal(given.unwrap_or("KILL"))?;
+                stepctr::lifecycle::kill(k, &mut open(name)?, sig)?;
+            }
         }
+        Command::Create {
+            bundle,
+            pid_file,
+            console_socket,
+            no_pivot,
+            no_new_keyring,
+            preserve_fds,
+            id,
+        } => {
+            need_root("create")?;
+            let o = stepctr::oci::create::Options {
+                bundle: bundle.clone(),
+                pid_file: pid_file.clone(),
+                console_socket: console_socket.clone(),
+                no_pivot: *no_pivot,
+                no_new_keyring: *no_new_keyring,
+                preserve_fds: *preserve_fds,
+                systemd_cgroup: cli.systemd_cgroup,
+            };
+            stepctr::oci::create::create(k, &paths, id, &o, cgroup_root)?;
+        }
+        Command::State { id } => {
+            let json = stepctr::oci::lifecycle::state(&paths, id)?;
+            let _ = writeln!(std::io::stdout(), "{json}");
+        }
+        Command::Delete { force, id } => stepctr::oci::lifecycle::delete(k, &paths, id, *force)?,
         Command::Stop { name, time } => {
             if !time.is_finite() || *time < 0.0 {
                 bail!("--time must be a number of seconds, 0 or more");
@@ -445,6 +530,16 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             Ok(n) if paths.container(&n).is_dir() => stepctr::ps::inspect(&paths, &n, *json)?,
             _ => image::commands::inspect(&paths, image, *json)?,
         },
+        Command::Spec { bundle, rootless } => stepctr::oci::spec::command(bundle, *rootless)?,
+        Command::Bundle {
+            image,
+            dir,
+            registry,
+        } => {
+            let pull = pull_options(registry, cli.quiet)?;
+            stepctr::oci::bundle::command(k, &paths, image, dir, &pull)?;
+        }
+        Command::Features => stepctr::oci::spec::features_command()?,
         Command::Stats { name, json } => stepctr::stats::command(&open(name)?, *json)?,
         Command::Ps { json } => stepctr::ps::command(&paths, *json)?,
         Command::Doctor { json } => return stepctr::doctor::command(*json),

@@ -301,6 +301,9 @@ pub struct State {
     /// `-p`: the ports published on the host.
     #[serde(default)]
     pub ports: Vec<crate::net::proxy::Publish>,
+    /// An OCI container (`stepctr create`, see `crate::oci`): its bundle, what `state` shows.
+    #[serde(default)]
+    pub oci: Option<crate::oci::lifecycle::OciState>,
     pub journal: Vec<Resource>,
 }
 

@@ -315,6 +315,8 @@ const ENTRIES: &[Entry] = &[
     e("close", "close(2)", "Releases a file descriptor. Shown with `-v` only: bookkeeping, but each fd left open would leak into the container."),
     e("close_range", "close_range(2)", "Marks every file descriptor above stderr close-on-exec at once, so no fd of stepctr's reaches the container's program (runc's CVE-2024-21626 was such a leak)."),
     e("connect", "connect(2)", "Connects a socket to an address. `stepctr attach` connects to the shim's attach socket."),
+    e("prlimit64", "prlimit(2)", "Sets a resource limit of a process (how many files it may open, how many processes it may have...). PID 1 of an OCI container sets the bundle's `process.rlimits` this way before its execve."),
+    e("read", "read(2)", "Reads from a file descriptor. PID 1 of a container made by the OCI `create` waits in a read of its exec fifo until `stepctr start` writes one byte into it; then it execs the bundle's process."),
     e("dup3", "dup3(2)", "Makes one fd a copy of another. The container's PID 1 gets its stdin, stdout and stderr this way (the terminal or the log)."),
     e("execve", "execve(2)", "Replaces the program of the calling process. The last call of every container start: from here on PID 1 is the image's program, not stepctr."),
     only("fchmod", "fchmod(2)", "Sets a file's mode through its fd: the exact mode of a layer's root directory, and again after chown on a setuid or setgid file (chown clears those bits).", "when a layer has an entry for its root directory or setuid/setgid files, and in rootless mode (directories kept writable until the end); the default busybox image has neither"),
@@ -405,6 +407,9 @@ const ORDER: &[&str] = &[
     "exec",
     "kill",
     "demo breakout",
+    "bundle",
+    "create",
+    "delete",
 ];
 
 /// Run `stepctr -v --trace-file T ARGS` in `env`; T, to be read once every run is over (a
@@ -414,16 +419,19 @@ fn narrate(env: &Env, trace_dir: &Path, n: usize, args: &[&str]) -> PathBuf {
     let t = trace.to_string_lossy().into_owned();
     let mut all = vec!["-v", "--trace-file", t.as_str()];
     all.extend_from_slice(args);
-    let out = env
+    // Not `output()`: the stdio of an OCI `create` is its container's, held until PID 1 ends.
+    let errors = trace_dir.join(format!("{n:02}.stderr"));
+    let status = env
         .cmd(&all)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&errors).expect("a file for stderr"))
+        .status()
         .expect("run stepctr");
     assert!(
-        out.status.success(),
-        "stepctr {args:?} failed ({:?}):\n{}",
-        out.status,
-        stderr(&out)
+        status.success(),
+        "stepctr {args:?} failed ({status:?}):\n{}",
+        std::fs::read_to_string(&errors).unwrap_or_default()
     );
     trace
 }
@@ -438,6 +446,18 @@ fn wait_exited(env: &Env, name: &str) {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     panic!("{name} still runs 5 s after stepctr kill");
+}
+
+/// Until the OCI `state` of `id` says stopped.
+fn wait_stopped(env: &Env, id: &str) {
+    for _ in 0..200 {
+        let state = common::stdout(&env.ok(&["state", id]));
+        if state.contains("\"status\":\"stopped\"") || state.contains("\"status\": \"stopped\"") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("{id} still runs 5 s after its start");
 }
 
 fn free_port() -> u16 {
@@ -461,6 +481,8 @@ fn observed() -> BTreeMap<String, BTreeSet<&'static str>> {
     let c = common::unique("book-ref");
     let d = common::unique("book-ref-d");
     let port = format!("127.0.0.1:{}:80", free_port());
+    let o = common::unique("book-ref-oci");
+    let bundle_dir = tmp.path().join("bundle").to_string_lossy().into_owned();
     let image = "localhost/stepctr-busybox";
     let runs: Vec<(&'static str, Vec<&str>)> = vec![
         ("pull", vec!["pull"]),
@@ -501,6 +523,13 @@ fn observed() -> BTreeMap<String, BTreeSet<&'static str>> {
         ("", vec!["wait-exited", &d]),
         ("rm", vec!["rm", "-f", &d]),
         ("demo breakout", vec!["demo", "breakout"]),
+        // The OCI runtime's commands, on a bundle of the default image (its `sh` ends at once:
+        // stdin is /dev/null).
+        ("bundle", vec!["bundle", image, &bundle_dir]),
+        ("create", vec!["create", "--bundle", &bundle_dir, &o]),
+        ("start", vec!["start", &o]),
+        ("", vec!["wait-stopped", &o]),
+        ("delete", vec!["delete", &o]),
     ];
     let mut made = Vec::new();
     for (n, (label, args)) in runs.iter().enumerate() {
@@ -508,10 +537,15 @@ fn observed() -> BTreeMap<String, BTreeSet<&'static str>> {
             wait_exited(&env, args[1]);
             continue;
         }
+        if args[0] == "wait-stopped" {
+            wait_stopped(&env, args[1]);
+            continue;
+        }
         made.push((*label, narrate(&env, &traces, n, args)));
     }
     assert_no_leaks(&env, &c);
     assert_no_leaks(&env, &d);
+    assert_no_leaks(&env, &o);
     let mut by_call: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
     for (label, trace) in made {
         let text = std::fs::read_to_string(&trace).expect("the trace file");

@@ -541,6 +541,34 @@ impl Kernel for Linux {
                     0 as libc::c_ulong,
                     0 as libc::c_ulong,
                 )),
+                Sys::Read { fd, len } => {
+                    let mut buf = vec![0u8; *len];
+                    let n = libc::read(*fd, buf.as_mut_ptr().cast(), *len);
+                    if n < 0 {
+                        Err(Errno::last())
+                    } else {
+                        Ok(Ret {
+                            val: n as i64,
+                            wstatus: 0,
+                        })
+                    }
+                }
+                Sys::Prlimit {
+                    resource,
+                    soft,
+                    hard,
+                } => {
+                    let lim = libc::rlimit64 {
+                        rlim_cur: *soft,
+                        rlim_max: *hard,
+                    };
+                    check(libc::prlimit64(
+                        0,
+                        *resource as libc::__rlimit_resource_t,
+                        &lim,
+                        std::ptr::null_mut(),
+                    ))
+                }
                 Sys::Umask { mask } => Ok(Ret {
                     val: libc::umask(*mask as libc::mode_t) as i64,
                     wstatus: 0,

@@ -176,6 +176,17 @@ pub enum Sys {
     Umask {
         mask: u32,
     },
+    /// read(2) of at most `len` bytes (what was read is not kept: the OCI exec fifo's byte).
+    Read {
+        fd: i32,
+        len: usize,
+    },
+    /// prlimit64(0, resource, {soft, hard}, NULL): a resource limit of our own (setrlimit).
+    Prlimit {
+        resource: u32,
+        soft: u64,
+        hard: u64,
+    },
     /// setgroups(2): the supplementary groups (needs CAP_SETGID, so before setresgid/setresuid).
     Setgroups {
         groups: Vec<u32>,
@@ -511,6 +522,8 @@ impl Sys {
             Sys::CloseRange { .. } => "close_range",
             Sys::Getcwd { .. } => "getcwd",
             Sys::Umask { .. } => "umask",
+            Sys::Read { .. } => "read",
+            Sys::Prlimit { .. } => "prlimit64",
             Sys::Setgroups { .. } => "setgroups",
             Sys::Setresgid { .. } => "setresgid",
             Sys::Setresuid { .. } => "setresuid",
@@ -757,6 +770,13 @@ pub trait Kernel {
     fn bulk_begin(&self, _what: &str) {}
 
     fn bulk_end(&self) {}
+
+    /// The fds the narration itself writes to, above stderr (a `--trace-file`, or the copy
+    /// kept when stderr was replaced): a process that closes its fds by range spares them, or
+    /// the rest of its narration is lost. Bookkeeping, not narrated.
+    fn narration_fds(&self) -> Vec<i32> {
+        Vec::new()
+    }
 
     // ---- one typed method per call; each goes through `sys` ----
 
@@ -1455,6 +1475,22 @@ pub trait Kernel {
             bytes.truncate(end);
         }
         Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+    }
+
+    /// read(2) of at most `len` bytes, discarded; returns how many were read (0: end of file).
+    fn read(&self, fd: i32, len: usize, why: &str) -> KResult<usize> {
+        self.call(Sys::Read { fd, len }, why)
+            .map(|r| r.val as usize)
+    }
+
+    /// prlimit64(2) on ourselves: setrlimit(resource, {soft, hard}).
+    fn prlimit(&self, resource: u32, soft: u64, hard: u64, why: &str) -> KResult<()> {
+        let c = Sys::Prlimit {
+            resource,
+            soft,
+            hard,
+        };
+        self.call(c, why).map(|_| ())
     }
 
     /// execve(2). Returns only on failure (the recording kernel returns Ok).

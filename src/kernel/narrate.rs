@@ -516,6 +516,17 @@ impl<K: Kernel> Kernel for Narrate<K> {
         }
     }
 
+    fn narration_fds(&self) -> Vec<i32> {
+        let mut fds = self.inner.narration_fds();
+        fds.extend(
+            [Some(self.out_fd), self.emit_fd.get()]
+                .into_iter()
+                .flatten()
+                .filter(|fd| *fd > 2),
+        );
+        fds
+    }
+
     fn bulk_end(&self) {
         self.pace.bulk(false);
         let Some(bulk) = self.bulk.borrow_mut().take() else {

@@ -775,6 +775,26 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
             format!("{dir}, {}", libc::PATH_MAX)
         }
         Sys::Umask { mask } => umask_octal(*mask as i64),
+        Sys::Read { fd: f, len } => format!("{}, ..., {len}", fd(*f, names)),
+        Sys::Prlimit {
+            resource,
+            soft,
+            hard,
+        } => {
+            let lim = |v: u64| {
+                if v == u64::MAX {
+                    "RLIM64_INFINITY".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            format!(
+                "0, {}, {{rlim_cur={}, rlim_max={}}}, NULL",
+                rlimit_name(*resource),
+                lim(*soft),
+                lim(*hard)
+            )
+        }
         Sys::Setgroups { groups } => {
             let list: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
             format!("{}, [{}]", groups.len(), list.join(", "))
@@ -2145,4 +2165,29 @@ mod seccomp_tests {
             "seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, {len=1, filter=["
         ));
     }
+}
+
+/// RLIMIT_NOFILE... as strace names them.
+fn rlimit_name(r: u32) -> String {
+    const NAMES: [&str; 16] = [
+        "RLIMIT_CPU",
+        "RLIMIT_FSIZE",
+        "RLIMIT_DATA",
+        "RLIMIT_STACK",
+        "RLIMIT_CORE",
+        "RLIMIT_RSS",
+        "RLIMIT_NPROC",
+        "RLIMIT_NOFILE",
+        "RLIMIT_MEMLOCK",
+        "RLIMIT_AS",
+        "RLIMIT_LOCKS",
+        "RLIMIT_SIGPENDING",
+        "RLIMIT_MSGQUEUE",
+        "RLIMIT_NICE",
+        "RLIMIT_RTPRIO",
+        "RLIMIT_RTTIME",
+    ];
+    NAMES
+        .get(r as usize)
+        .map_or_else(|| r.to_string(), |n| n.to_string())
 }

@@ -4,3 +4,10 @@
 //!
 //! A bundle is one more source for the six stages: `create` runs load, cgroup, ns and fs from
 //! config.json and starts PID 1, which waits before its execve; `start` lets it exec.
+
+pub mod bundle;
+pub mod config;
+pub mod create;
+pub mod lifecycle;
+pub mod seccomp;
+pub mod spec;

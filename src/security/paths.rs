@@ -99,7 +99,7 @@ fn via(fd: i32) -> PathBuf {
 }
 
 /// Hide `path`: /dev/null over a file, an empty read-only tmpfs over a directory.
-fn mask(k: &dyn Kernel, root: i32, path: &str) -> Result<()> {
+pub(crate) fn mask(k: &dyn Kernel, root: i32, path: &str) -> Result<()> {
     let Some(fd) = open(
         k,
         root,
@@ -144,7 +144,7 @@ fn mask(k: &dyn Kernel, root: i32, path: &str) -> Result<()> {
 }
 
 /// Bind `path` onto itself, then remount that bind mount read-only.
-fn read_only(k: &dyn Kernel, root: i32, path: &str) -> Result<()> {
+pub(crate) fn read_only(k: &dyn Kernel, root: i32, path: &str) -> Result<()> {
     let Some(fd) = open(
         k,
         root,

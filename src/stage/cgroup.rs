@@ -105,7 +105,9 @@ pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Re
     for d in &dirs {
         k.note(&format!("look: ls {}", d.display()));
     }
-    k.note(&format!("next: `stepctr ns {}`", c.name));
+    if c.state.oci.is_none() {
+        k.note(&format!("next: `stepctr ns {}`", c.name));
+    }
     Ok(())
 }
 
@@ -269,7 +271,8 @@ fn create_v2(
         .map(|w| format!("+{w}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let parent = root.join(PARENT);
+    let (parent_rel, dir_rel) = placement(c)?;
+    let parent = root.join(parent_rel);
     if !enable.is_empty() {
         k.write_file(
             &root.join("cgroup.subtree_control"),
@@ -277,7 +280,7 @@ fn create_v2(
             "let the root's children use these controllers",
         )?;
     }
-    let dir = parent.join(c.name.as_str());
+    let dir = root.join(dir_rel);
     journal_ahead(c, &[(parent.clone(), dir.clone())])?;
     make_cgroup(k, c, &parent, &dir, |k| {
         if !enable.is_empty() {
@@ -352,9 +355,10 @@ fn create_v1(
         seen.push(real);
         todo.push((ctl, hierarchy));
     }
+    let (parent_rel, dir_rel) = placement(c)?;
     let pairs: Vec<(PathBuf, PathBuf)> = todo
         .iter()
-        .map(|(_, h)| (h.join(PARENT), h.join(PARENT).join(c.name.as_str())))
+        .map(|(_, h)| (h.join(&parent_rel), h.join(&dir_rel)))
         .collect();
     journal_ahead(c, &pairs)?;
     for ((ctl, _), (parent, dir)) in todo.into_iter().zip(pairs) {
@@ -383,6 +387,23 @@ fn create_v1(
         dirs.push(dir);
     }
     Ok(dirs)
+}
+
+/// Where the container's cgroup goes below each controller's root, and its parent (made if
+/// missing, removed by the last container that used it): `stepctr/NAME`, or an OCI
+/// container's linux.cgroupsPath (`podman/ctr-1`: the parent is `podman`).
+fn placement(c: &Container) -> Result<(PathBuf, PathBuf)> {
+    match c.state.oci.as_ref().and_then(|o| o.cgroups_path.clone()) {
+        Some(p) => match p.parent().filter(|q| !q.as_os_str().is_empty()) {
+            Some(parent) => Ok((parent.to_path_buf(), p.clone())),
+            None => bail!(
+                "linux.cgroupsPath {:?}: give a parent too (like stepctr/{}): stepctr makes the container's cgroup below a parent it may remove once unused",
+                p,
+                c.name
+            ),
+        },
+        None => Ok((PathBuf::from(PARENT), Path::new(PARENT).join(c.name.as_str()))),
+    }
 }
 
 /// The file a freshly forked, single-threaded process writes `0` to, to move itself into the

@@ -685,7 +685,7 @@ fn unescape_mountinfo(s: &str) -> PathBuf {
 
 /// The MS_* flags a bind remount must repeat to keep a mount's per-mount options (from
 /// mountinfo's sixth field, `rw,nosuid,nodev,relatime`): everything but read-only/read-write.
-fn kept_flags(options: &str) -> u64 {
+pub(crate) fn kept_flags(options: &str) -> u64 {
     let mut flags = 0;
     let mut atime = libc::MS_STRICTATIME;
     for o in options.split(',') {

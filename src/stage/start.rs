@@ -516,7 +516,7 @@ fn mount_pseudo_filesystems(k: &dyn Kernel, rootfs: &Path) -> Result<()> {
 }
 
 /// Find the program the way execvp does, but in the container's root and with its PATH.
-fn resolve_command(arg0: &str, env: &[String]) -> Result<PathBuf> {
+pub(crate) fn resolve_command(arg0: &str, env: &[String]) -> Result<PathBuf> {
     if arg0.contains('/') {
         return Ok(PathBuf::from(arg0));
     }

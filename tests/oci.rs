@@ -1,0 +1,711 @@
+//! Issue 9: stepctr as an OCI runtime. The lifecycle (create → created → start → running →
+//! kill → stopped → delete) and its errors, in the runtime spec's wording; the same bundle
+//! under `runc run` and under `stepctr create` + `start`, one probe printing what the
+//! container sees, outputs equal; refused fields; `rm` and `reset` clean OCI containers too.
+//!
+//! Bundles are made here: the rootfs is a copy of the default image flattened
+//! (`stepctr load --flatten`), config.json is `runc spec`'s, edited with serde_json.
+
+mod common;
+
+use common::{assert_no_leaks, assert_no_leaks_with, stderr, stdout, unique, Env};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn main() {
+    common::run_tests(
+        tests![
+            lifecycle_of_a_bundle,
+            errors_name_the_container_and_its_state,
+            delete_force_and_rm_and_reset_clean_up,
+            same_probe_output_as_runc,
+            unsupported_fields_are_refused,
+            terminal_over_console_socket,
+            kill_all_signals_every_process,
+            user_namespace_same_as_runc,
+        ],
+        true,
+    );
+}
+
+/// The flattened default image, made once per test binary (removed at exit).
+fn template_rootfs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let env = Env::new();
+        let name = unique("ocitpl");
+        env.ok(&["-q", "load", "--flatten", &name]);
+        let layer = env.state(&name)["layers"][0]
+            .as_str()
+            .expect("a flattened layer")
+            .to_string();
+        let dir = tempfile::Builder::new()
+            .prefix("stepctr-oci-rootfs-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        copy(Path::new(&layer), &dir.join("rootfs"));
+        env.rm_and_check(&name);
+        TEMPLATE.set(dir.clone()).unwrap();
+        // SAFETY: registering a plain function to run at exit (run_tests ends with exit()).
+        unsafe { libc::atexit(remove_template) };
+        dir.join("rootfs")
+    })
+}
+
+static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_template() {
+    if let Some(d) = TEMPLATE.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// A bundle in `dir`: a copy of the rootfs and `runc spec`'s config.json, edited.
+fn bundle(dir: &Path, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    copy(template_rootfs(), &dir.join("rootfs"));
+    let st = Command::new("runc")
+        .args(["spec", "-b"])
+        .arg(dir)
+        .status()
+        .expect("runc spec");
+    assert!(st.success());
+    let file = dir.join("config.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    v["process"]["terminal"] = json!(false);
+    edit(&mut v);
+    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    dir.to_path_buf()
+}
+
+fn args(v: &mut Value, script: &str) {
+    v["process"]["args"] = json!(["sh", "-c", script]);
+}
+
+/// `stepctr state ID` parsed.
+fn state(env: &Env, id: &str) -> Value {
+    let out = env.ok(&["state", id]);
+    serde_json::from_slice(&out.stdout).expect("state prints JSON")
+}
+
+fn wait_status(env: &Env, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = state(env, id);
+        if s["status"] == want || Instant::now() > deadline {
+            assert_eq!(s["status"], want, "{s}");
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `stepctr create` with stdout and stderr into files (PID 1 keeps them: a pipe would keep
+/// `output()` waiting for the container's end).
+fn create(env: &Env, dir: &Path, id: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let out = dir.join("out");
+    let err = dir.join("err");
+    let bundle = dir.to_string_lossy().into_owned();
+    let mut a = vec!["create", "-b", &bundle];
+    a.extend_from_slice(extra);
+    a.push(id);
+    let st = env
+        .cmd(&a)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .expect("stepctr create");
+    assert!(
+        st.success(),
+        "create failed: {}",
+        std::fs::read_to_string(&err).unwrap_or_default()
+    );
+    (out, err)
+}
+
+fn one_error(o: &std::process::Output) -> String {
+    assert!(!o.status.success(), "should have failed: {}", stdout(o));
+    let e = stderr(o);
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+    e
+}
+
+fn lifecycle_of_a_bundle() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let id = unique("oci");
+    let dir = bundle(&tmp.path().join("b"), |v| {
+        args(v, "echo started $$; exec sleep 60");
+        v["annotations"] = json!({"org.example.test": "yes"});
+    });
+    let pid_file = tmp.path().join("pid");
+    let (out, _) = create(
+        &env,
+        &dir,
+        &id,
+        &["--pid-file", &pid_file.to_string_lossy()],
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let s = state(&env, &id);
+    assert_eq!(s["status"], "created", "{s}");
+    assert_eq!(s["id"], id.as_str());
+    assert_eq!(s["pid"], pid);
+    assert_eq!(s["bundle"], dir.to_string_lossy().as_ref());
+    assert_eq!(s["annotations"]["org.example.test"], "yes");
+    assert!(s["ociVersion"].as_str().unwrap().starts_with("1."));
+    // Created: PID 1 waits, the command has not run.
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+    assert!(common::alive(pid));
+    // The new namespaces are pinned in the state directory, as the ns stage pins them.
+    for ns in ["pid", "net", "ipc", "uts", "mnt"] {
+        let file = env.container_dir(&id).join("ns").join(ns);
+        // A mount namespace the kernel numbers older than the caller's cannot be pinned.
+        if ns == "mnt" && !file.exists() {
+            continue;
+        }
+        let pinned = std::fs::metadata(file).unwrap();
+        let live = std::fs::metadata(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(pinned.ino(), live.ino(), "ns/{ns}");
+    }
+    let o = env.ok(&["start", &id]);
+    assert_eq!(stdout(&o) + &stderr(&o), "", "start is quiet");
+    // `stepctr exec` joins a running OCI container as any other.
+    let o = env.ok(&["exec", &id, "hostname"]);
+    assert_eq!(stdout(&o), "runc\n");
+    wait_status(&env, &id, "running");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&out).unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The container's stdout is create's: PID 1 of its PID namespace wrote it.
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "started 1\n");
+    // SIGTERM (kill's default) is dropped by PID 1 without a handler: still running.
+    env.ok(&["kill", &id]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(state(&env, &id)["status"], "running");
+    env.ok(&["kill", &id, "KILL"]);
+    let s = wait_status(&env, &id, "stopped");
+    assert_eq!(s["pid"], 0);
+    env.ok(&["delete", &id]);
+    let e = one_error(&env.run(&["state", &id]));
+    assert!(e.contains(&format!("container {id} does not exist")), "{e}");
+    assert_no_leaks_with(&env, &id, &[pid]);
+}
+
+fn errors_name_the_container_and_its_state() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log.json");
+    let log_s = log.to_string_lossy().into_owned();
+    for cmd in [
+        vec!["state", "nosuch"],
+        vec!["start", "nosuch"],
+        vec!["kill", "nosuch"],
+        vec!["delete", "nosuch"],
+    ] {
+        let mut a = vec!["--log", &log_s, "--log-format", "json"];
+        a.extend(cmd.iter());
+        let e = one_error(&env.run(&a));
+        assert!(
+            e.contains("container nosuch does not exist"),
+            "{cmd:?}: {e}"
+        );
+    }
+    // --log json: one object per line, as conmon reads it.
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for l in &lines {
+        assert_eq!(l["level"], "error");
+        assert!(l["msg"].as_str().unwrap().contains("does not exist"), "{l}");
+        assert!(l["time"].as_str().unwrap().ends_with('Z'), "{l}");
+    }
+    // --root: state lives where the caller says (as podman's --runtime-flag / runc --root).
+    let id = unique("ocierr");
+    let root = tmp.path().join("state");
+    let root_s = root.to_string_lossy().into_owned();
+    let dir = bundle(&tmp.path().join("b"), |v| args(v, "exec sleep 60"));
+    let bundle_s = dir.to_string_lossy().into_owned();
+    let st = env
+        .cmd(&["--root", &root_s, "create", "--bundle", &bundle_s, &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(root.join(&id).join("state.json").is_file());
+    let again = env
+        .cmd(&["--root", &root_s, "create", "--bundle", &bundle_s, &id])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(one_error(&again).contains(&format!("container {id} already exists")));
+    // As runc: --force of a container that does not exist succeeds (podman cleans up so).
+    env.ok(&["--root", &root_s, "delete", "--force", "nosuch"]);
+    env.ok(&["--root", &root_s, "start", &id]);
+    let e = one_error(&env.run(&["--root", &root_s, "start", &id]));
+    assert!(
+        e.contains(&format!("container {id} is not in created state")),
+        "{e}"
+    );
+    let e = one_error(&env.run(&["--root", &root_s, "delete", &id]));
+    assert!(
+        e.contains(&format!(
+            "cannot delete running container {id}: stop it or use --force"
+        )),
+        "{e}"
+    );
+    let pid: i32 = {
+        let o = env.ok(&["--root", &root_s, "state", &id]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["pid"].as_i64().unwrap() as i32
+    };
+    env.ok(&["--root", &root_s, "delete", "-f", &id]);
+    assert!(!root.join(&id).exists());
+    assert!(!common::alive(pid), "PID 1 {pid} survived delete -f");
+    assert!(common::cgroup_dirs_named(&id).is_empty());
+}
+
+fn delete_force_and_rm_and_reset_clean_up() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(&tmp.path().join("b"), |v| args(v, "exec sleep 60"));
+    // delete of a created container (never started) kills its waiting PID 1.
+    let ids: Vec<String> = (0..3).map(|_| unique("ocirm")).collect();
+    let mut pids = Vec::new();
+    for id in &ids {
+        create(&env, &dir, id, &[]);
+        pids.push(state(&env, id)["pid"].as_i64().unwrap() as i32);
+    }
+    env.ok(&["delete", &ids[0]]);
+    assert_no_leaks_with(&env, &ids[0], &pids[..1]);
+    // `stepctr rm -f` of a running OCI container, and `reset` of a created one.
+    env.ok(&["start", &ids[1]]);
+    env.ok(&["-q", "rm", "-f", &ids[1]]);
+    assert_no_leaks_with(&env, &ids[1], &pids[1..2]);
+    env.ok(&["-q", "reset"]);
+    assert_no_leaks_with(&env, &ids[2], &pids[2..]);
+}
+
+/// What the container sees, printed by one shell script (stderr folded into stdout).
+const PROBE: &str = r#"exec 2>&1; echo "args: $0 $*"; env | sort; echo "pwd: $(pwd)"; id; echo "hostname: $(hostname)"
+echo mounts:; cut -d" " -f5 /proc/self/mountinfo
+grep -E "^Cap(Eff|Bnd|Prm|Inh|Amb)" /proc/self/status
+echo "nofile: $(ulimit -n) umask: $(umask)"
+echo "kcore: $(wc -c < /proc/kcore)"; ls /proc/acpi /proc/scsi
+if (echo 1 > /proc/sys/kernel/ns_last_pid) 2>/dev/null; then echo "proc/sys: rw"; else echo "proc/sys: ro"; fi
+touch /rootfs-is-writable
+echo "memory: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) pids: $(cat /sys/fs/cgroup/pids/pids.max)"
+cd /sys/fs/cgroup; echo "soft: $(cat memory/memory.soft_limit_in_bytes) memsw: $(cat memory/memory.memsw.limit_in_bytes) cpu: $(cat cpu/cpu.shares) $(cat cpu/cpu.cfs_quota_us) $(cat cpu/cpu.cfs_period_us)"; cd /tmp
+cut -d: -f1,2 /proc/self/cgroup
+echo "net: $(readlink /proc/self/ns/net) uts: $(readlink /proc/self/ns/uts)"
+for f in /dev/* /dev/pts/ptmx; do stat -c "%n %F %a %u:%g %t,%T" $f; done
+echo "secret: $(cat /etc/secret | wc -c)"; touch /srv/x; touch /home/x
+mkdir /home/d; echo "mkdir: $?"; echo "msgmax: $(cat /proc/sys/kernel/msgmax) oom: $(cat /proc/self/oom_score_adj)"
+echo "data: $(cat /mnt/data/f)"; touch /mnt/data/g; stat -c "run: %a %u" /run; grep -E " /(run|mnt/data) " /proc/self/mountinfo | cut -d" " -f5,6"#;
+
+fn same_probe_output_as_runc() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    // A network namespace to join by path, held by a process of ours.
+    let mut holder = Command::new("unshare")
+        .args(["--net", "sleep", "60"])
+        .spawn()
+        .expect("unshare --net sleep");
+    let netns = format!("/proc/{}/ns/net", holder.id());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(&netns).ok() == std::fs::read_link("/proc/self/ns/net").ok()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let joined = std::fs::read_link(&netns)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let host_uts = std::fs::read_link("/proc/self/ns/uts")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), "from the host").unwrap();
+    let data = data.to_string_lossy().into_owned();
+    let make = |name: &str, cg: &str| {
+        bundle(&tmp.path().join(name), |v| {
+            v["process"]["args"] = json!(["sh", "-c", PROBE, "probe", "a b", "c"]);
+            v["process"]["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("FOO=bar baz"));
+            v["process"]["cwd"] = json!("/tmp");
+            v["process"]["user"] =
+                json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20], "umask": 23});
+            v["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]);
+            v["process"]["capabilities"]["bounding"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_CHOWN"));
+            v["hostname"] = json!("probe");
+            v["linux"]["cgroupsPath"] = json!(cg);
+            v["linux"]["resources"] = json!({
+                "memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728},
+                "pids": {"limit": 32},
+                "cpu": {"shares": 512, "quota": 50000, "period": 100000}
+            });
+            let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "network");
+            ns.push(json!({"type": "network", "path": netns}));
+            v["linux"]["maskedPaths"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("/etc/secret"));
+            v["linux"]["readonlyPaths"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("/srv"));
+            v["root"]["readonly"] = json!(false);
+            v["process"]["oomScoreAdj"] = json!(123);
+            v["linux"]["sysctl"] = json!({"kernel.msgmax": "4242"});
+            v["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]});
+            v["linux"]["devices"] = json!([{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3, "fileMode": 416, "uid": 0, "gid": 1000}]);
+            v["mounts"].as_array_mut().unwrap().extend([
+                json!({"destination": "/mnt/data", "type": "bind", "source": data, "options": ["rbind", "ro", "nosuid"]}),
+                json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755", "size=1m"]}),
+            ]);
+        });
+        let rootfs = tmp.path().join(name).join("rootfs");
+        std::fs::write(rootfs.join("etc/secret"), "secret").unwrap();
+        for d in ["srv", "home"] {
+            let d = rootfs.join(d);
+            std::fs::create_dir_all(&d).unwrap();
+            std::os::unix::fs::chown(&d, Some(1000), Some(1000)).unwrap();
+        }
+        tmp.path().join(name)
+    };
+    // runc.
+    let parent = unique("ocicg");
+    let runc_id = unique("ocirunc");
+    let rb = make("runc", &format!("/{parent}/{runc_id}"));
+    let runc_root = tmp.path().join("runc-state");
+    let runc = Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["run", "-b"])
+        .arg(&rb)
+        .arg(&runc_id)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runc run");
+    assert!(runc.status.success(), "runc: {}", stderr(&runc));
+    // stepctr.
+    let id = unique("ociprobe");
+    let sb = make("stepctr", &format!("/{parent}/{id}"));
+    let (out, err) = create(&env, &sb, &id, &[]);
+    let pid = state(&env, &id)["pid"].as_i64().unwrap() as i32;
+    env.ok(&["start", &id]);
+    wait_status(&env, &id, "stopped");
+    env.ok(&["delete", &id]);
+    assert_no_leaks_with(&env, &id, &[pid]);
+    for ctl in ["memory", "pids", "cpu"] {
+        let ours = Path::new("/sys/fs/cgroup")
+            .join(ctl)
+            .join(&parent)
+            .join(&id);
+        assert!(!ours.exists(), "{} left", ours.display());
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let _ = std::fs::remove_dir_all(&runc_root);
+    // runc leaves the parent of its cgroup in every hierarchy; stepctr removed its own.
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join(&parent));
+        assert!(!h.path().join(&parent).exists(), "cgroup {parent} left");
+    }
+    assert_eq!(std::fs::read_to_string(&err).unwrap(), "");
+    let ours = std::fs::read_to_string(&out).unwrap();
+    let theirs = stdout(&runc);
+    let normal = |s: &str| {
+        let s = s.replace(&joined, "JOINED").replace(&host_uts, "HOST");
+        // A new namespace's inode number is the kernel's choice.
+        regex::Regex::new(r"uts:\[\d+\]")
+            .unwrap()
+            .replace_all(&s, "uts:NEW")
+            .into_owned()
+    };
+    assert_eq!(
+        normal(&ours),
+        normal(&theirs),
+        "stepctr (left) and runc (right) differ"
+    );
+    // The probe saw what it should (so an equal but empty output cannot pass).
+    for want in [
+        "args: probe a b c",
+        "FOO=bar baz",
+        "HOME=/",
+        "pwd: /tmp",
+        "uid=1000 gid=1000 groups=10,20",
+        "hostname: probe",
+        "/sys/fs/cgroup/memory",
+        "CapBnd:\t0000000020000421",
+        "CapEff:\t0000000000000000",
+        "nofile: 256 umask: 0027",
+        "kcore: \n",
+        "proc/sys: ro",
+        "touch: /srv/x: Read-only file system",
+        "memory: 67108864 pids: 32",
+        "soft: 33554432 memsw: 134217728 cpu: 512 50000 100000",
+        "net: JOINED",
+        "secret: 0",
+        "mkdir: can't create directory '/home/d': Operation not permitted",
+        "msgmax: 4242 oom: 123",
+        "data: from the host",
+        "touch: /mnt/data/g: Read-only file system",
+        "run: 755 0",
+        "/dev/mydev character special file 640 0:1000 1,3",
+        "uts: uts:NEW",
+    ] {
+        assert!(normal(&ours).contains(want), "{want:?} not in:\n{ours}");
+    }
+    assert!(!normal(&ours).contains("touch: /home/x"), "{ours}");
+}
+
+fn unsupported_fields_are_refused() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, (edit, field)) in [
+        (
+            (|v: &mut Value| v["hooks"] = json!({"prestart": [{"path": "/bin/true"}]}))
+                as fn(&mut Value),
+            "hooks",
+        ),
+        (
+            |v: &mut Value| v["linux"]["intelRdt"] = json!({"closID": "x"}),
+            "linux.intelRdt",
+        ),
+        (
+            |v: &mut Value| v["process"]["apparmorProfile"] = json!("docker-default"),
+            "process.apparmorProfile",
+        ),
+        (
+            |v: &mut Value| v["linux"]["resources"]["blockIO"] = json!({"weight": 10}),
+            "linux.resources.blockIO",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = bundle(&tmp.path().join(format!("b{i}")), edit);
+        let id = unique("ocibad");
+        let o = env
+            .cmd(&["create", "-b", &dir.to_string_lossy(), &id])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        let e = one_error(&o);
+        assert!(
+            e.contains(&format!("config.json: {field} is not supported by stepctr")),
+            "{e}"
+        );
+        assert_no_leaks(&env, &id);
+    }
+}
+
+/// process.terminal: the pty's master arrives over --console-socket before create returns
+/// (as conmon expects it); the container's stdio is the pty's slave, in its own devpts.
+fn terminal_over_console_socket() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use stepctr::kernel::Kernel;
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(&tmp.path().join("b"), |v| {
+        args(v, "tty; stty size; echo hi; sleep 0.2");
+        v["process"]["terminal"] = json!(true);
+        v["process"]["consoleSize"] = json!({"height": 33, "width": 101});
+    });
+    let sock = tmp.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let id = unique("ocitty");
+    let got = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let k = stepctr::kernel::linux::Linux;
+        k.recv_fd(conn.as_raw_fd(), "the master").unwrap()
+    });
+    let (out, _) = create(
+        &env,
+        &dir,
+        &id,
+        &["--console-socket", &sock.to_string_lossy()],
+    );
+    let master = got
+        .join()
+        .unwrap()
+        .expect("a pty master over the console socket");
+    env.ok(&["start", &id]);
+    // SAFETY: the fd was just received and is ours alone.
+    let mut f = unsafe { std::fs::File::from_raw_fd(master) };
+    let mut text = Vec::new();
+    let mut buf = [0u8; 256];
+    // The slave's last close ends reads with EIO.
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        "/dev/pts/0\r\n33 101\r\nhi\r\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "",
+        "stdio went to the pty"
+    );
+    wait_status(&env, &id, "stopped");
+    env.ok(&["delete", &id]);
+    assert_no_leaks(&env, &id);
+}
+
+/// `kill --all`: every process of the container's cgroup, not only PID 1 (runc kill --all).
+fn kill_all_signals_every_process() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(&tmp.path().join("b"), |v| {
+        args(v, "sleep 61 & sleep 62 & wait");
+    });
+    let id = unique("ocikill");
+    create(&env, &dir, &id, &[]);
+    env.ok(&["start", &id]);
+    wait_status(&env, &id, "running");
+    let cg = Path::new("/sys/fs/cgroup/pids/stepctr")
+        .join(&id)
+        .join("cgroup.procs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut procs = Vec::new();
+    while procs.len() < 3 && Instant::now() < deadline {
+        procs = std::fs::read_to_string(&cg)
+            .unwrap()
+            .lines()
+            .map(|l| l.parse::<i32>().unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    env.ok(&["kill", "--all", &id, "SIGKILL"]);
+    wait_status(&env, &id, "stopped");
+    let e = one_error(&env.run(&["kill", &id, "KILL"]));
+    assert!(e.contains(&format!("container {id} is not running")), "{e}");
+    env.ok(&["delete", &id]);
+    assert_no_leaks_with(&env, &id, &procs);
+}
+
+/// A user namespace (linux.uidMappings/gidMappings): root inside is uid 100000 outside; the
+/// same bundle under runc and stepctr, the same view from inside.
+fn user_namespace_same_as_runc() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let host_user = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let script = r#"exec 2>&1; id; cat /proc/self/uid_map /proc/self/gid_map
+grep -E "^Cap(Eff|Bnd)" /proc/self/status; hostname; echo "ls: $(stat -c "%u:%g" / /bin/sh /proc)"
+cut -d" " -f5 /proc/self/mountinfo; touch /x; mkdir /tmp/d && echo "tmp: ok"; ls -ln /dev/null | cut -c1-10
+readlink /proc/self/ns/user"#;
+    let make = |name: &str| {
+        let dir = bundle(&tmp.path().join(name), |v| {
+            v["process"]["args"] = json!(["sh", "-c", script]);
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            v["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            v["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            v["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]
+            }));
+        });
+        // Root inside owns the rootfs (uid 100000 outside), as a real user-namespaced bundle.
+        let st = Command::new("chown")
+            .args(["-R", "100000:100000"])
+            .arg(dir.join("rootfs"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        dir
+    };
+    let rb = make("runc");
+    let runc_root = tmp.path().join("runc-state");
+    let runc_id = unique("ociurunc");
+    let runc = Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["run", "-b"])
+        .arg(&rb)
+        .arg(&runc_id)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runc run");
+    let _ = std::fs::remove_dir_all(&runc_root);
+    assert!(
+        runc.status.success(),
+        "runc: {}{}",
+        stdout(&runc),
+        stderr(&runc)
+    );
+    let id = unique("ociuser");
+    let sb = make("stepctr");
+    let (out, err) = create(&env, &sb, &id, &[]);
+    let pid = state(&env, &id)["pid"].as_i64().unwrap() as i32;
+    env.ok(&["start", &id]);
+    wait_status(&env, &id, "stopped");
+    env.ok(&["delete", &id]);
+    assert_no_leaks_with(&env, &id, &[pid]);
+    assert_eq!(std::fs::read_to_string(&err).unwrap(), "");
+    let ours = std::fs::read_to_string(&out).unwrap();
+    let normal = |s: &str| {
+        regex::Regex::new(r"user:\[\d+\]")
+            .unwrap()
+            .replace_all(s, "user:NS")
+            .into_owned()
+    };
+    assert_eq!(
+        normal(&ours),
+        normal(&stdout(&runc)),
+        "stepctr (left) and runc (right) differ"
+    );
+    for want in [
+        "uid=0(root) gid=0(root)",
+        "         0     100000      65536",
+        "ls: 0:0\n0:0\n65534:65534",
+        "tmp: ok",
+        "crw-rw-rw-",
+    ] {
+        assert!(ours.contains(want), "{want:?} not in:\n{ours}");
+    }
+    assert!(
+        !ours.contains(&host_user.to_string_lossy().into_owned()),
+        "{ours}"
+    );
+}
