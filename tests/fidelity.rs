@@ -45,6 +45,10 @@ enum Run {
     /// `kill` or a supervisor would, and the command goes on under strace (which follows
     /// the signal in every process it traces).
     TraceSignal(i32, i32, To),
+    /// `Trace(code)` of an OCI `create`: once the container is created, `stepctr start`
+    /// (untraced) lets its PID 1 exec, and strace follows PID 1 (reparented, but still
+    /// traced) to its end. `code` is create's exit code.
+    TraceCreate(i32),
     /// No command (the line's arguments are empty): wait until the scenario's container's
     /// PID 1 has set what it does on this signal, so a signal sent next finds its `trap`.
     Handles(i32),
@@ -52,7 +56,7 @@ enum Run {
     /// this exit code.
     Exited(i32),
 }
-use Run::{Exited, Handles, Setup, Trace, TraceSignal};
+use Run::{Exited, Handles, Setup, Trace, TraceCreate, TraceSignal};
 
 /// Who gets the signal of a [`Run::TraceSignal`].
 #[derive(Debug, Clone, Copy)]
@@ -181,6 +185,9 @@ const STEPS: &[(&str, Run, &[&str])] = &[
     ("userns-exec",    Setup,    &["rm", "-f", "{name}"]),
     ("demo-isolation", Trace(0), &["demo", "isolation"]),
     ("demo-breakout",  Trace(0), &["-v", "demo", "breakout"]),
+    ("oci",            Setup,    &["bundle", "localhost/stepctr-busybox", "{dir}"]),
+    ("oci",            TraceCreate(0), &["-v", "create", "--bundle", "{dir}", "{name}"]),
+    ("oci",            Trace(0), &["-v", "delete", "{name}"]),
     ("net-bridge",     Trace(0), &["all", "--rm", "--name", "{name}", "--network", "bridge", "--", "ip", "addr"]),
     ("net-bridge-two", Setup,    &["run", "-d", "--name", "{name}", "--network", "bridge", "localhost/stepctr-busybox", "sleep", "100"]),
     ("net-bridge-two", Trace(0), &["-v", "all", "--rm", "--name", "{name}-b", "--network", "bridge", "--", "ping", "-c", "1", "-W", "5", "10.88.0.1"]),
@@ -512,6 +519,26 @@ fn run_scenario(scenario: &str) {
             Trace(code) => {
                 let tag = format!("{scenario}-{i}");
                 (code, traced(&env, dir.path(), &tag, &args), tag)
+            }
+            TraceCreate(code) => {
+                let tag = format!("{scenario}-{i}");
+                let t = traced_with(&env, dir.path(), &tag, &args, &mut || {
+                    await_that(&format!("{name} to be created"), || {
+                        let out = env.run(&["state", &name]);
+                        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+                        (doc["status"] == "created").then_some(())
+                    })?;
+                    let out = env.run(&["-q", "start", &name]);
+                    if out.status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "start {name}: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        ))
+                    }
+                });
+                (code, t, tag)
             }
             TraceSignal(code, sig, to) => {
                 let tag = format!("{scenario}-{i}");

@@ -199,7 +199,7 @@ impl<K: Kernel> Narrate<K> {
             }
         }
         let names = |fd: i32| match call {
-            Sys::Close { .. } => before.clone(),
+            Sys::Close { .. } | Sys::Read { .. } => before.clone(),
             Sys::Dup3 { newfd, .. } if fd == *newfd => before.clone(),
             _ => fd_name(fd),
         };
@@ -392,9 +392,10 @@ impl<K: Kernel> Kernel for Narrate<K> {
         }
         let pid = self.inner.getpid();
         // An fd argument must be named before a close takes it away (or a dup3 replaces it:
-        // strace names dup3's newfd as it was on entry).
+        // strace names dup3's newfd as it was on entry; a read that blocks, as PID 1's on the
+        // exec fifo, may outlive the file's name).
         let before = match call {
-            Sys::Close { fd } | Sys::Dup3 { newfd: fd, .. } => fd_name(*fd),
+            Sys::Close { fd } | Sys::Dup3 { newfd: fd, .. } | Sys::Read { fd, .. } => fd_name(*fd),
             _ => None,
         };
         self.pause_before(call, pid);

@@ -442,7 +442,12 @@ fn wait_status(raw: i32) -> String {
 
 fn fd(fd: i32, names: &FdName<'_>) -> String {
     match names(fd) {
-        Some(n) => format!("{fd}<{}>", fd_path(&n)),
+        // A file removed while open: the kernel's link says `PATH (deleted)`, which strace
+        // shows as `<PATH>(deleted)`.
+        Some(n) => match n.strip_suffix(b" (deleted)") {
+            Some(path) => format!("{fd}<{}>(deleted)", fd_path(path)),
+            None => format!("{fd}<{}>", fd_path(&n)),
+        },
         None => fd.to_string(),
     }
 }
@@ -502,11 +507,21 @@ pub fn call_with(call: &Sys, detail: Detail, names: &FdName<'_>, ret: Option<&Re
                 libc::S_IFIFO => "S_IFIFO",
                 _ => "S_IFREG",
             };
-            format!(
-                "AT_FDCWD, {}, {kind}|{}, makedev({major:#x}, {minor:#x})",
-                qpath(path, d),
-                self::mode(mode & 0o7777)
-            )
+            let ty = mode & libc::S_IFMT;
+            if ty == libc::S_IFCHR || ty == libc::S_IFBLK {
+                format!(
+                    "AT_FDCWD, {}, {kind}|{}, makedev({major:#x}, {minor:#x})",
+                    qpath(path, d),
+                    self::mode(mode & 0o7777)
+                )
+            } else {
+                // strace shows the device number only for device nodes.
+                format!(
+                    "AT_FDCWD, {}, {kind}|{}",
+                    qpath(path, d),
+                    self::mode(mode & 0o7777)
+                )
+            }
         }
         Sys::Statfs { path } => match ret {
             Some(r) => format!("{}, {{f_type={}, ...}}", qpath(path, d), fs_magic(r.val)),
