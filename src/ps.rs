@@ -58,8 +58,9 @@ pub fn read_state(paths: &Paths, name: &ContainerName) -> Result<Option<State>> 
     }
 }
 
-/// The status of a container, from its state and /proc.
-pub fn entry(state: &State, name: &str) -> Entry {
+/// The status of a container, from its state and /proc (and, for one made by the OCI
+/// `create`, its exec fifo in `dir`: while it is there, PID 1 waits for `start`).
+pub fn entry(state: &State, name: &str, dir: &std::path::Path) -> Entry {
     let pid1 = crate::lifecycle::pid1_running(state);
     let shim_running = state
         .shim
@@ -67,6 +68,11 @@ pub fn entry(state: &State, name: &str) -> Entry {
     let status = match (state.exit_code, pid1, state.pid) {
         (Some(code), _, _) if state.oom_killed => format!("OOMKilled ({code})"),
         (Some(code), _, _) => format!("exited ({code})"),
+        (None, Some(_), _)
+            if state.oci.is_some() && dir.join(crate::oci::lifecycle::FIFO).exists() =>
+        {
+            "created".to_string()
+        }
         (None, Some(_), _) => "running".to_string(),
         (None, None, Some(_)) if shim_running => "stopping".to_string(),
         // PID 1 and its shim are gone and nobody wrote down how it ended (the shim was
@@ -117,7 +123,7 @@ pub fn list(paths: &Paths) -> Result<Vec<Entry>> {
     for name in state::list_containers(paths)? {
         // Removed while we looked: not listed.
         if let Some(st) = read_state(paths, &name)? {
-            out.push(entry(&st, name.as_str()));
+            out.push(entry(&st, name.as_str(), &paths.container(&name)));
         }
     }
     Ok(out)
@@ -158,7 +164,7 @@ pub fn inspect(paths: &Paths, name: &ContainerName, json: bool) -> Result<()> {
     let Some(st) = read_state(paths, name)? else {
         bail!("no container named {name}");
     };
-    let e = entry(&st, name.as_str());
+    let e = entry(&st, name.as_str(), &paths.container(name));
     let mut out = std::io::stdout().lock();
     if json {
         let mut v = serde_json::to_value(&e)?;

@@ -283,6 +283,33 @@ fn errors_name_the_container_and_its_state() {
     assert!(!root.join(&id).exists());
     assert!(!common::alive(pid), "PID 1 {pid} survived delete -f");
     assert!(common::cgroup_dirs_named(&id).is_empty());
+    // As runc: a command that is not there fails create (by name or by path), nothing left.
+    for (n, arg0, says) in [
+        (1, "no-such-command", "executable file not found in $PATH"),
+        (
+            2,
+            "/no/such/command",
+            "/no/such/command: No such file or directory",
+        ),
+    ] {
+        let missing = unique("ocimiss");
+        let dir = bundle(&tmp.path().join(format!("m{n}")), |v| {
+            v["process"]["args"] = serde_json::json!([arg0]);
+        });
+        let out = env
+            .cmd(&["create", "--bundle", &dir.to_string_lossy(), &missing])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let e = one_error(&out);
+        assert!(e.contains(says), "{e}");
+        assert!(
+            !env.container_dir(&missing).exists(),
+            "create left {missing} behind"
+        );
+        assert!(common::cgroup_dirs_named(&missing).is_empty());
+    }
 }
 
 fn delete_force_and_rm_and_reset_clean_up() {

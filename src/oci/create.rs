@@ -759,6 +759,10 @@ fn pid1(
         env.push(format!("HOME={}", home_of(plan.uid)));
     }
     let path = crate::stage::start::resolve_command(&plan.args[0], &env)?;
+    // As runc: a command that is not there fails `create`, not `start`.
+    if let Err(e) = std::fs::metadata(&path) {
+        bail!("exec the container's command: {}: {e}", path.display());
+    }
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the capabilities go.
     if let (Some(f), false) = (filter, plan.no_new_privileges) {
         k.seccomp_filter(
