@@ -330,6 +330,9 @@ fn open_pty(k: &dyn Kernel, pid1: i32) -> Result<crate::tty::Pty> {
 /// PID 1's environment as it started (/proc/PID/environ: the image's, `-e`'s, HOSTNAME), the
 /// image's if that cannot be read; then `extra` on top.
 fn environment(c: &Container, pid1: i32, extra: &[String]) -> Vec<String> {
+    // PID 1 of an OCI container waiting for `start` has not exec'd yet: its environ is still
+    // stepctr's, not the bundle's.
+    let waiting = c.state.oci.is_some() && c.dir.join(crate::oci::lifecycle::FIFO).exists();
     let mut env: Vec<String> = std::fs::read(format!("/proc/{pid1}/environ"))
         .ok()
         .map(|b| {
@@ -338,7 +341,7 @@ fn environment(c: &Container, pid1: i32, extra: &[String]) -> Vec<String> {
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect()
         })
-        .filter(|v: &Vec<String>| !v.is_empty())
+        .filter(|v: &Vec<String>| !v.is_empty() && !waiting)
         .unwrap_or_else(|| {
             let mut env = c.state.config.env.clone();
             if !env.iter().any(|e| e.starts_with("PATH=")) {

@@ -183,6 +183,11 @@ fn lifecycle_of_a_bundle() {
         use std::os::unix::fs::MetadataExt;
         assert_eq!(pinned.ino(), live.ino(), "ns/{ns}");
     }
+    // Before start, `exec` gets the bundle's environment, not stepctr's (PID 1 has not
+    // exec'd: its own environ is still the one create was given).
+    let o = env.ok(&["exec", &id, "env"]);
+    assert!(stdout(&o).contains("PATH="), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("STEPCTR_"), "{}", stdout(&o));
     let o = env.ok(&["start", &id]);
     assert_eq!(stdout(&o) + &stderr(&o), "", "start is quiet");
     // `stepctr exec` joins a running OCI container as any other.

@@ -91,6 +91,14 @@ pub fn create(
         name: name.to_string(),
         image: format!("bundle:{}", bundle.display()),
         rootfs: Some(plan.rootfs.clone()),
+        // The bundle's process, as an image's config would give it (`exec` and `inspect`
+        // read it from here).
+        config: crate::state::RunConfig {
+            entrypoint: Vec::new(),
+            cmd: plan.args.clone(),
+            env: plan.env.clone(),
+            workdir: plan.cwd.to_string_lossy().into_owned(),
+        },
         oci: Some(OciState {
             bundle: bundle.clone(),
             annotations: plan.annotations.clone(),
