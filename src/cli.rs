@@ -295,7 +295,12 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         #[arg(short = 'e', long = "env", value_name = "KEY=VAL")]
         env: Vec<String>,
         /// Working directory inside the container (default: the image's)
-        #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+        #[arg(
+            short = 'w',
+            long = "workdir",
+            visible_alias = "cwd",
+            value_name = "DIR"
+        )]
         workdir: Option<String>,
         /// Run the command as USER[:GROUP] (names or ids, looked up in the container's
         /// /etc/passwd and /etc/group), instead of root
@@ -307,10 +312,29 @@ oci:DIR[:TAG] copies from an OCI image layout, docker-archive:FILE from a `docke
         /// Give the container a pseudo-terminal (`-it` for an interactive shell)
         #[arg(short = 't', long)]
         tty: bool,
+        /// OCI runtime: the process to run, an OCI process JSON (args, env, cwd, user,
+        /// capabilities, rlimits, terminal), as conmon passes it for `podman exec` (with it,
+        /// --tty is ignored as runc ignores it: process.terminal decides)
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["env", "workdir", "user"])]
+        process: Option<PathBuf>,
+        /// OCI runtime: write the command's host pid there (decimal, no newline)
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// OCI runtime: return once the command runs; it is reparented to our caller's
+        /// subreaper (conmon), which waits for it
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// OCI runtime: with a terminal, send the pty's master over this unix socket
+        #[arg(long, value_name = "SOCKET")]
+        console_socket: Option<PathBuf>,
         /// The running container
         name: String,
-        /// The command and its arguments
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        /// The command and its arguments (none with --process)
+        #[arg(
+            required_unless_present = "process",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
         cmd: Vec<String>,
     },
     /// Send a signal to a running container's PID 1

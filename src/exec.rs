@@ -19,6 +19,14 @@
 //! looked up in the container's own /etc/passwd and /etc/group (opened from inside it, so its
 //! symlinks cannot point at the host's files), then setgroups → setresgid → setresuid, in that
 //! order: after setresuid to a non-root uid the capability to change groups is gone.
+//!
+//! The OCI runtime's `exec`, as conmon calls it for `podman exec`
+//! (`stepctr exec --process P.json --detach --pid-file F ID`), is this same path: the process
+//! JSON (`crate::oci::config::load_process`) gives the command, environment, cwd, user,
+//! capabilities and rlimits instead of the flags, the container's seccomp filter is the
+//! bundle's, `--console-socket` gets the pty's master as `stepctr create` sends it, and with
+//! `--detach` stepctr writes the pid file and exits at once: the command is reparented to the
+//! caller (conmon is a subreaper), which waits for it.
 
 use crate::kernel::{Kernel, Sys};
 use crate::state::Container;
@@ -51,12 +59,41 @@ pub struct Options {
     pub tty: bool,
     /// `-i`: relay our stdin (with `-t`: raw mode).
     pub interactive: bool,
+    /// OCI `--process FILE`, translated: the whole process instead of the flags above.
+    pub process: Option<crate::oci::config::Plan>,
+    /// OCI `--detach`: write the pid file and return once the command runs.
+    pub detach: bool,
+    /// OCI `--pid-file`: the command's host pid (decimal, no newline, as runc).
+    pub pid_file: Option<PathBuf>,
+    /// OCI `--console-socket`: with a terminal, the pty's master goes there.
+    pub console_socket: Option<PathBuf>,
+}
+
+impl Options {
+    /// Does the command get a terminal: process.terminal with `--process`, else `-t`.
+    fn terminal(&self) -> bool {
+        match &self.process {
+            Some(p) => p.terminal,
+            None => self.tty,
+        }
+    }
 }
 
 /// Run `cmd` inside the running container `c`; returns its exit code.
 pub fn exec(k: &dyn Kernel, c: &mut Container, cmd: &[String], o: &Options) -> Result<i32> {
+    let cmd: &[String] = match &o.process {
+        Some(p) if !cmd.is_empty() => bail!(
+            "give the command either in --process's args or after the name, not both: {}",
+            p.args.join(" ")
+        ),
+        Some(p) => &p.args,
+        None => cmd,
+    };
     if cmd.is_empty() {
         bail!("give the command to run: `stepctr exec {} CMD...`", c.name);
+    }
+    if o.terminal() && o.detach && o.console_socket.is_none() {
+        bail!("a terminal with --detach needs --console-socket SOCKET (the pty's master is sent there, as runc does)");
     }
     let Some(pid1) = crate::lifecycle::running_pid1(c) else {
         bail!(
@@ -84,6 +121,9 @@ fn in_userns(
     cmd: &[String],
     o: &Options,
 ) -> Result<i32> {
+    if o.process.is_some() || o.detach || o.console_socket.is_some() {
+        bail!("exec in {}: --process, --detach and --console-socket are not supported for a container in a user namespace", c.name);
+    }
     if c.state.userns.as_ref().is_some_and(|u| u.rootless) {
         crate::userns::check_options(o.user.as_deref(), o.tty)?;
     }
@@ -222,14 +262,43 @@ impl<'c> Joining<'c> {
 fn joined(k: &dyn Kernel, c: &Container, pid1: i32, cmd: &[String], o: &Options) -> Result<i32> {
     // The container's hardening, chosen at `start`, for this process too.
     let security = c.state.security.clone();
+    // An OCI process gets the container's seccomp filter, as runc gives it: the bundle's.
+    let filter = match (&o.process, &c.state.oci) {
+        (Some(_), Some(oci)) => match crate::oci::config::load(&oci.bundle)?.seccomp {
+            Some(s) => Some(std::sync::Arc::new(
+                crate::oci::seccomp::compile(&s).context("the bundle's linux.seccomp")?,
+            )),
+            None => None,
+        },
+        _ => None,
+    };
     let join = Joining::open(k, c, pid1)?;
-    let env = environment(c, pid1, &o.env);
-    let workdir = PathBuf::from(match &o.workdir {
-        Some(w) => w.as_str(),
-        None if c.state.config.workdir.is_empty() => "/",
-        None => c.state.config.workdir.as_str(),
-    });
-    let pty = if o.tty {
+    let mut env = match &o.process {
+        Some(p) => p.env.clone(),
+        None => environment(c, pid1, &o.env),
+    };
+    let workdir = match (&o.process, &o.workdir) {
+        (Some(p), _) => p.cwd.clone(),
+        (None, Some(w)) => PathBuf::from(w),
+        (None, None) if c.state.config.workdir.is_empty() => PathBuf::from("/"),
+        (None, None) => PathBuf::from(&c.state.config.workdir),
+    };
+    let console = match (&o.console_socket, o.terminal()) {
+        (Some(path), true) => match crate::oci::create::console_socket(k, path) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                join.close(k);
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
+    let close_console = || {
+        if let Some(fd) = console {
+            let _ = k.close(fd);
+        }
+    };
+    let pty = if o.terminal() && console.is_none() {
         match open_pty(k, pid1) {
             Ok(p) => Some(p),
             Err(e) => {
@@ -240,6 +309,8 @@ fn joined(k: &dyn Kernel, c: &Container, pid1: i32, cmd: &[String], o: &Options)
     } else {
         None
     };
+    let no_size = crate::oci::config::Plan::default();
+    let home = crate::kernel::host::SharedPath::new();
     let close_pty = || {
         if let Some(p) = pty {
             crate::tty::close(k, p);
@@ -252,14 +323,72 @@ fn joined(k: &dyn Kernel, c: &Container, pid1: i32, cmd: &[String], o: &Options)
         &mut || {
             k.chdir(&workdir, "the container's working directory")?;
             crate::stage::start::check_workdir(k, &workdir)?;
+            let mut env = env.clone();
+            if let Some(p) = &o.process {
+                if let Some(adj) = p.oom_score_adj {
+                    k.write_file(
+                        Path::new("/proc/self/oom_score_adj"),
+                        &adj.to_string(),
+                        "process.oomScoreAdj",
+                    )?;
+                }
+                for (res, soft, hard) in &p.rlimits {
+                    k.prlimit(*res, *soft, *hard, "a resource limit of process.rlimits")?;
+                }
+                if let Some(mask) = p.umask {
+                    k.umask(mask, "process.user.umask")?;
+                }
+                if !env.iter().any(|e| e.starts_with("HOME=")) {
+                    // As runc: HOME from the container's /etc/passwd, else /.
+                    let h = crate::oci::create::home_of(p.uid);
+                    home.set(Path::new(&h));
+                    env.push(format!("HOME={h}"));
+                }
+            }
             let path = resolve_command(&cmd[0], &env)?;
             resolved.set(&path);
             if let Some(p) = pty {
                 crate::tty::take_terminal(k, p)?;
             }
+            if let Some(sock) = console {
+                let root = k.openat(
+                    Path::new("/"),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    0,
+                    "the container's root: its /dev/pts is the container's devpts",
+                )?;
+                let sent =
+                    crate::oci::create::terminal(k, root, sock, o.process.as_ref().unwrap_or(&no_size));
+                k.close(root)?;
+                sent?;
+            }
             crate::stage::start::close_our_fds(k)?;
-            // Capabilities, the `-u` user switch among them, no_new_privs, seccomp: as PID 1.
-            crate::security::before_exec(k, &security, o.user.as_deref())?;
+            match &o.process {
+                // process.user and process.capabilities, seccomp and no_new_privs as
+                // `stepctr create`'s PID 1 does them.
+                Some(p) => {
+                    if let (Some(f), false) = (&filter, p.no_new_privileges) {
+                        k.seccomp_filter(
+                            0,
+                            f,
+                            "linux.seccomp: the container's system call filter (before the capabilities go)",
+                        )?;
+                    }
+                    crate::oci::create::become_user(k, p)?;
+                    if p.no_new_privileges {
+                        crate::security::caps::no_new_privs(k)?;
+                        if let Some(f) = &filter {
+                            k.seccomp_filter(
+                                0,
+                                f,
+                                "linux.seccomp: the container's system call filter, the last step before execve",
+                            )?;
+                        }
+                    }
+                }
+                // Capabilities, the `-u` user switch among them, no_new_privs, seccomp: as PID 1.
+                None => crate::security::before_exec(k, &security, o.user.as_deref())?,
+            }
             k.execve(&path, cmd, &env, "become the command, inside the container")?;
             Ok(())
         },
@@ -269,15 +398,20 @@ fn joined(k: &dyn Kernel, c: &Container, pid1: i32, cmd: &[String], o: &Options)
         Err(e) => {
             join.close(k);
             close_pty();
+            close_console();
             return Err(e.into());
         }
     };
     let failed = k.child_error(&child);
     join.close(k);
+    close_console();
     if let Some(err) = failed {
         close_pty();
         let _ = k.wait4(child.pid, 0, "reap the failed child");
         bail!("exec in {}: {err}", c.name);
+    }
+    if let Some(h) = home.get() {
+        env.push(format!("HOME={}", h.display()));
     }
     let shown = Sys::Execve {
         path: resolved.get().unwrap_or_else(|| PathBuf::from(&cmd[0])),
@@ -290,6 +424,26 @@ fn joined(k: &dyn Kernel, c: &Container, pid1: i32, cmd: &[String], o: &Options)
         &shown,
         "the command runs in the container, beside PID 1",
     );
+    if let Some(f) = &o.pid_file {
+        if let Err(e) = crate::oci::create::write_pid_file(f, child.pid) {
+            close_pty();
+            let _ = k.kill(
+                child.pid,
+                libc::SIGKILL,
+                "the pid file failed: the command goes",
+            );
+            let _ = k.wait4(child.pid, 0, "reap it");
+            return Err(e);
+        }
+    }
+    if o.detach {
+        close_pty();
+        k.note(&format!(
+            "--detach: the command (host pid {}) runs on; when stepctr exits it is reparented to our caller's subreaper (conmon), which waits for it",
+            child.pid
+        ));
+        return Ok(0);
+    }
     let mut attached = Ok(());
     if let Some(p) = pty {
         // Ctrl-C and friends sent to us go on to the command, as with PID 1.

@@ -439,6 +439,10 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
             user,
             interactive,
             tty,
+            process,
+            pid_file,
+            detach,
+            console_socket,
             name,
             cmd,
         } => {
@@ -451,6 +455,13 @@ fn run(cli: Cli, started: std::time::Instant) -> Result<i32> {
                 user: user.clone(),
                 tty: *tty,
                 interactive: *interactive,
+                process: match process {
+                    Some(f) => Some(stepctr::oci::config::load_process(f)?),
+                    None => None,
+                },
+                detach: *detach,
+                pid_file: pid_file.clone(),
+                console_socket: console_socket.clone(),
             };
             return stepctr::exec::exec(k, &mut open(name)?, cmd, &o);
         }

@@ -26,6 +26,7 @@ fn main() {
             terminal_over_console_socket,
             kill_all_signals_every_process,
             user_namespace_same_as_runc,
+            exec_process_detached,
         ],
         true,
     );
@@ -740,4 +741,97 @@ readlink /proc/self/ns/user"#;
         !ours.contains(&host_user.to_string_lossy().into_owned()),
         "{ours}"
     );
+}
+
+/// The OCI `exec` as conmon calls it for `podman exec`: `exec --process P.json --detach
+/// --pid-file F ID`. The process JSON's user, groups, cwd, env, rlimits and capabilities are
+/// the command's (an ambient capability survives execve as uid 1000); stepctr returns at
+/// once, the pid file holds its host pid (no newline).
+fn exec_process_detached() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(&tmp.path().join("b"), |v| args(v, "exec sleep 60"));
+    let id = unique("ociexec");
+    let (_, _) = create(&env, &dir, &id, &[]);
+    let pid1: i32 = state(&env, &id)["pid"].as_i64().unwrap() as i32;
+    env.ok(&["start", &id]);
+    wait_status(&env, &id, "running");
+    let process = tmp.path().join("p.json");
+    let script = "echo out $$ $(id -u):$(id -g) $(id -G) $PWD $FOO $HOME; ulimit -n; grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; sleep 1";
+    std::fs::write(
+        &process,
+        serde_json::to_vec(&json!({
+            "terminal": false,
+            "user": {"uid": 1000, "gid": 1000, "additionalGids": [10]},
+            "args": ["sh", "-c", script],
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "FOO=bar"],
+            "cwd": "/etc",
+            "capabilities": {
+                "bounding": ["CAP_CHOWN"], "effective": ["CAP_CHOWN"],
+                "permitted": ["CAP_CHOWN"], "inheritable": ["CAP_CHOWN"],
+                "ambient": ["CAP_CHOWN"]
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 512}],
+            "noNewPrivileges": true
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let pid_file = tmp.path().join("exec.pid");
+    let out = tmp.path().join("out");
+    let st = env
+        .cmd(&[
+            "exec",
+            "--pid-file",
+            &pid_file.to_string_lossy(),
+            "--process",
+            &process.to_string_lossy(),
+            "--detach",
+            &id,
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(!text.ends_with('\n'), "{text:?}");
+    let pid: i32 = text.parse().unwrap();
+    assert!(
+        common::alive(pid),
+        "--detach returns while the command runs"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "out 2 1000:1000 1000 10 /etc bar /\n512\nCapEff:\t0000000000000001\nNoNewPrivs:\t1\n"
+    );
+    // What stepctr does not implement is refused by name.
+    std::fs::write(
+        &process,
+        r#"{"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "x"}"#,
+    )
+    .unwrap();
+    let e = one_error(&env.run(&["exec", "--process", &process.to_string_lossy(), &id]));
+    assert!(
+        e.contains("process.apparmorProfile is not supported"),
+        "{e}"
+    );
+    // Without --detach: it waits and exits with the command's code.
+    std::fs::write(
+        &process,
+        r#"{"args": ["sh", "-c", "echo waited; exit 7"], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#,
+    )
+    .unwrap();
+    let o = env.run(&["exec", "--process", &process.to_string_lossy(), &id]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "waited\n");
+    env.ok(&["kill", &id, "KILL"]);
+    wait_status(&env, &id, "stopped");
+    env.ok(&["delete", &id]);
+    assert_no_leaks_with(&env, &id, &[pid1, pid]);
 }

@@ -395,6 +395,7 @@ impl Podman {
         assert_eq!(state["id"], id.as_str(), "state: {state}");
         assert_eq!(state["status"], "running", "state: {state}");
         assert_eq!(state["pid"], pid, "state: {state}");
+        self.exec_and_check(&id);
         let out = self.podman(&["stop", "--time", "1", &id]);
         assert!(
             out.status.success(),
@@ -410,6 +411,53 @@ impl Podman {
             stderr(&out)
         );
         self.assert_left_nothing(&id);
+    }
+
+    /// `podman exec` in the running container `id`: conmon calls the runtime's
+    /// `exec --pid-file F --process P.json --detach ID` and waits for the command itself (the
+    /// runtime has returned; the command was reparented to conmon). Its output, its exit code,
+    /// and with `-t` a terminal sent over --console-socket.
+    fn exec_and_check(&self, id: &str) {
+        let out = self.podman(&[
+            "exec",
+            id,
+            "sh",
+            "-c",
+            "echo exec beside $(cat /proc/1/comm) in $PWD; test $$ != 1",
+        ]);
+        assert!(
+            out.status.success(),
+            "podman exec: {:?}\n{}",
+            out.status,
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), "exec beside sleep in /\n");
+        let out = self.podman(&[
+            "exec",
+            "--workdir",
+            "/etc",
+            "--user",
+            "65534",
+            id,
+            "sh",
+            "-c",
+            "echo $PWD $(id -u); exit 5",
+        ]);
+        assert_eq!(
+            (out.status.code(), stdout(&out)),
+            (Some(5), "/etc 65534\n".to_string()),
+            "podman exec ... exit 5: {}",
+            stderr(&out)
+        );
+        let out = self.podman(&["exec", "-t", id, "sh", "-c", "tty; echo on a terminal"]);
+        assert!(
+            out.status.success(),
+            "podman exec -t: {:?}\n{}{}",
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), "/dev/pts/0\r\non a terminal\r\n");
     }
 
     /// `podman run -t`: the runtime gets --console-socket and hands conmon a pty's master.

@@ -291,58 +291,7 @@ pub fn plan(bundle: &Path, raw: &Value, spec: &Spec) -> Result<Plan> {
         .process()
         .as_ref()
         .context("config.json: process is missing (what should the container run?)")?;
-    p.args = process.args().clone().unwrap_or_default();
-    if p.args.is_empty() {
-        bail!("config.json: process.args is empty: give the command to run");
-    }
-    p.env = process.env().clone().unwrap_or_default();
-    p.cwd = process.cwd().clone();
-    if !p.cwd.is_absolute() {
-        bail!(
-            "config.json: process.cwd {:?} must be an absolute path",
-            p.cwd
-        );
-    }
-    let user = process.user();
-    p.uid = user.uid();
-    p.gid = user.gid();
-    p.umask = user.umask();
-    p.additional_gids = user.additional_gids().clone().unwrap_or_default();
-    if let Some(c) = process.capabilities() {
-        let mask = |set: &Option<oci_spec::runtime::Capabilities>| -> Result<u64> {
-            let mut m = 0u64;
-            for cap in set.iter().flatten() {
-                let name = serde_json::to_value(cap)?;
-                let name = name.as_str().unwrap_or_default();
-                let cap: caps::Capability = name
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("config.json: unknown capability {name}"))?;
-                m |= 1u64 << cap.index();
-            }
-            Ok(m)
-        };
-        p.caps = Caps {
-            bounding: mask(c.bounding())?,
-            effective: mask(c.effective())?,
-            inheritable: mask(c.inheritable())?,
-            permitted: mask(c.permitted())?,
-            ambient: mask(c.ambient())?,
-        };
-    }
-    for r in process.rlimits().iter().flatten() {
-        let name = serde_json::to_value(r.typ())?;
-        let name = name.as_str().unwrap_or_default().to_string();
-        let n = rlimit(&name)
-            .with_context(|| format!("config.json: process.rlimits: unknown type {name}"))?;
-        p.rlimits.push((n, r.soft(), r.hard()));
-    }
-    p.no_new_privileges = process.no_new_privileges().unwrap_or(false);
-    p.oom_score_adj = process.oom_score_adj();
-    p.terminal = process.terminal().unwrap_or(false);
-    p.console_size = process
-        .console_size()
-        .as_ref()
-        .map(|b| (b.height() as u16, b.width() as u16));
+    fill_process(&mut p, process)?;
 
     let linux = spec.linux().clone().unwrap_or_default();
     let mut seen = 0;
@@ -463,6 +412,85 @@ pub fn plan(bundle: &Path, raw: &Value, spec: &Spec) -> Result<Plan> {
     if let Some(s) = linux.seccomp() {
         p.seccomp = Some(s.clone());
     }
+    Ok(p)
+}
+
+/// process.*: the command, its environment, user, capabilities and limits (config.json's
+/// process, or the process JSON of `stepctr exec --process`).
+fn fill_process(p: &mut Plan, process: &oci_spec::runtime::Process) -> Result<()> {
+    p.args = process.args().clone().unwrap_or_default();
+    if p.args.is_empty() {
+        bail!("config.json: process.args is empty: give the command to run");
+    }
+    p.env = process.env().clone().unwrap_or_default();
+    p.cwd = process.cwd().clone();
+    if !p.cwd.is_absolute() {
+        bail!(
+            "config.json: process.cwd {:?} must be an absolute path",
+            p.cwd
+        );
+    }
+    let user = process.user();
+    p.uid = user.uid();
+    p.gid = user.gid();
+    p.umask = user.umask();
+    p.additional_gids = user.additional_gids().clone().unwrap_or_default();
+    if let Some(c) = process.capabilities() {
+        let mask = |set: &Option<oci_spec::runtime::Capabilities>| -> Result<u64> {
+            let mut m = 0u64;
+            for cap in set.iter().flatten() {
+                let name = serde_json::to_value(cap)?;
+                let name = name.as_str().unwrap_or_default();
+                let cap: caps::Capability = name
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("config.json: unknown capability {name}"))?;
+                m |= 1u64 << cap.index();
+            }
+            Ok(m)
+        };
+        p.caps = Caps {
+            bounding: mask(c.bounding())?,
+            effective: mask(c.effective())?,
+            inheritable: mask(c.inheritable())?,
+            permitted: mask(c.permitted())?,
+            ambient: mask(c.ambient())?,
+        };
+    }
+    for r in process.rlimits().iter().flatten() {
+        let name = serde_json::to_value(r.typ())?;
+        let name = name.as_str().unwrap_or_default().to_string();
+        let n = rlimit(&name)
+            .with_context(|| format!("config.json: process.rlimits: unknown type {name}"))?;
+        p.rlimits.push((n, r.soft(), r.hard()));
+    }
+    p.no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    p.oom_score_adj = process.oom_score_adj();
+    p.terminal = process.terminal().unwrap_or(false);
+    p.console_size = process
+        .console_size()
+        .as_ref()
+        .map(|b| (b.height() as u16, b.width() as u16));
+    Ok(())
+}
+
+/// `stepctr exec --process FILE`: an OCI process object (what `process` is in config.json),
+/// checked against the same list of supported fields.
+pub fn load_process(file: &Path) -> Result<Plan> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("read {} (--process)", file.display()))?;
+    let raw: Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", file.display()))?;
+    let wrapped = serde_json::json!({ "process": raw });
+    if let Some(bad) = unsupported(&wrapped, "", "") {
+        bail!(
+            "--process {}: {bad} is not supported by stepctr exec",
+            file.display()
+        );
+    }
+    let process: oci_spec::runtime::Process = serde_json::from_value(raw)
+        .with_context(|| format!("{}: not an OCI process", file.display()))?;
+    let mut p = Plan::default();
+    fill_process(&mut p, &process).with_context(|| format!("--process {}", file.display()))?;
     Ok(p)
 }
 

@@ -195,7 +195,7 @@ fn pin_namespaces(k: &dyn Kernel, c: &mut Container, plan: &Plan, pid: i32) -> R
 }
 
 /// `--pid-file`: written atomically, as runc does (conmon reads it as soon as create exits).
-fn write_pid_file(f: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(f: &Path, pid: i32) -> Result<()> {
     let tmp = f.with_extension("stepctr-tmp");
     std::fs::write(&tmp, pid.to_string()).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, f).with_context(|| format!("write {}", f.display()))
@@ -343,22 +343,14 @@ fn spawn(
         "the exec fifo, for PID 1 to inherit and wait on",
     )?;
     let console = match (&o.console_socket, plan.terminal) {
-        (Some(path), true) => {
-            let fd = k.unix_socket(
-                "a connection to --console-socket: PID 1 sends its pty's master there",
-            )?;
-            if let Err(e) = k.connect_unix(
-                fd,
-                path,
-                "the caller (conmon, containerd-shim) listens there for the terminal",
-            ) {
-                let _ = k.close(fd);
+        (Some(path), true) => match console_socket(k, path) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
                 let _ = k.close(fifo);
                 close(&joined);
-                return Err(e.into());
+                return Err(e);
             }
-            Some(fd)
-        }
+        },
         _ => None,
     };
     let result = (|| -> Result<i32> {
@@ -401,6 +393,21 @@ fn spawn(
     }
     let _ = k.close(fifo);
     result
+}
+
+/// A connection to --console-socket (create and exec): the process with the terminal sends
+/// its pty's master there ([`terminal`]).
+pub(crate) fn console_socket(k: &dyn Kernel, path: &Path) -> Result<i32> {
+    let fd = k.unix_socket("a connection to --console-socket: the pty's master is sent there")?;
+    if let Err(e) = k.connect_unix(
+        fd,
+        path,
+        "the caller (conmon, containerd-shim) listens there for the terminal",
+    ) {
+        let _ = k.close(fd);
+        return Err(e.into());
+    }
+    Ok(fd)
 }
 
 /// The PID namespace our next child goes into: a new one (unshare), one joined by path
@@ -833,7 +840,7 @@ fn pid1(
 /// process.terminal: a pty in the container's own devpts; its master goes to the caller over
 /// --console-socket (SCM_RIGHTS, as runc sends it to conmon), its slave becomes our
 /// controlling terminal and stdio.
-fn terminal(k: &dyn Kernel, root: i32, sock: i32, plan: &Plan) -> Result<()> {
+pub(crate) fn terminal(k: &dyn Kernel, root: i32, sock: i32, plan: &Plan) -> Result<()> {
     let pty = crate::tty::open_pty_in(k, Some(root))?;
     if let Some((rows, cols)) = plan.console_size {
         k.tty(
@@ -856,7 +863,7 @@ fn terminal(k: &dyn Kernel, root: i32, sock: i32, plan: &Plan) -> Result<()> {
 }
 
 /// The home directory of `uid` in the container's /etc/passwd (we are in its root now).
-fn home_of(uid: u32) -> String {
+pub(crate) fn home_of(uid: u32) -> String {
     std::fs::read_to_string("/etc/passwd")
         .unwrap_or_default()
         .lines()
@@ -870,7 +877,7 @@ fn home_of(uid: u32) -> String {
 
 /// process.user and process.capabilities: the bounding set shrinks while we are root, the
 /// ids change with PR_SET_KEEPCAPS on, then the three sets and the ambient set.
-fn become_user(k: &dyn Kernel, plan: &Plan) -> Result<()> {
+pub(crate) fn become_user(k: &dyn Kernel, plan: &Plan) -> Result<()> {
     let caps = plan.caps;
     for cap in 0..=40u32 {
         if caps.bounding & (1 << cap) == 0 {
