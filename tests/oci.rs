@@ -27,6 +27,7 @@ fn main() {
             kill_all_signals_every_process,
             user_namespace_same_as_runc,
             exec_process_detached,
+            lifecycle_results_match_runc,
         ],
         true,
     );
@@ -834,4 +835,113 @@ fn exec_process_detached() {
     wait_status(&env, &id, "stopped");
     env.ok(&["delete", &id]);
     assert_no_leaks_with(&env, &id, &[pid1, pid]);
+}
+
+/// The runtime-spec lifecycle, operation by operation, under runc and under stepctr: each
+/// operation must succeed or fail alike, and `state` must report the same status after it
+/// (what a conformance suite checks). The runtimes keep their state in temp roots.
+fn lifecycle_results_match_runc() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(&tmp.path().join("b"), |v| args(v, "exec sleep 60"));
+    let runc_root = tmp.path().join("runc-root");
+    let bundle_s = dir.to_string_lossy().into_owned();
+    let root_s = runc_root.to_string_lossy().into_owned();
+    let id = unique("ocilc");
+    // (operation, arguments after the command); `{id}` is the container.
+    let ops: &[(&str, &[&str])] = &[
+        ("state of an unknown id", &["state", "{id}"]),
+        ("start of an unknown id", &["start", "{id}"]),
+        ("kill of an unknown id", &["kill", "{id}", "KILL"]),
+        ("delete of an unknown id", &["delete", "{id}"]),
+        ("create", &["create", "--bundle", "{bundle}", "{id}"]),
+        (
+            "create again, same id",
+            &["create", "--bundle", "{bundle}", "{id}"],
+        ),
+        ("state when created", &["state", "{id}"]),
+        ("start", &["start", "{id}"]),
+        ("start again", &["start", "{id}"]),
+        ("state when running", &["state", "{id}"]),
+        ("delete while running", &["delete", "{id}"]),
+        (
+            "kill with TERM (no handler in PID 1)",
+            &["kill", "{id}", "TERM"],
+        ),
+        ("kill with SIGKILL", &["kill", "{id}", "SIGKILL"]),
+        ("wait", &[]),
+        ("state when stopped", &["state", "{id}"]),
+        ("kill when stopped", &["kill", "{id}", "KILL"]),
+        ("start when stopped", &["start", "{id}"]),
+        ("delete", &["delete", "{id}"]),
+        ("state after delete", &["state", "{id}"]),
+        (
+            "delete --force of an unknown id",
+            &["delete", "--force", "{id}"],
+        ),
+    ];
+    let run = |runtime: &str, op: &[&str]| -> (bool, Option<String>) {
+        let op: Vec<String> = op
+            .iter()
+            .map(|a| a.replace("{id}", &id).replace("{bundle}", &bundle_s))
+            .collect();
+        let mut cmd = if runtime == "runc" {
+            let mut c = Command::new("runc");
+            c.args(["--root", &root_s]);
+            c
+        } else {
+            env.cmd(&[])
+        };
+        let st = cmd
+            .args(&op)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(tmp.path().join(format!("{runtime}.out"))).unwrap())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let out = std::fs::read_to_string(tmp.path().join(format!("{runtime}.out"))).unwrap();
+        let status = (op[0] == "state")
+            .then(|| serde_json::from_str::<Value>(&out).ok())
+            .flatten()
+            .and_then(|v| v["status"].as_str().map(str::to_string));
+        (st.success(), status)
+    };
+    let mut differences = Vec::new();
+    for (what, op) in ops {
+        if op.is_empty() {
+            for runtime in ["runc", "stepctr"] {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while run(runtime, &["state", "{id}"]).1.as_deref() != Some("stopped")
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            continue;
+        }
+        if *what == "kill with TERM (no handler in PID 1)" {
+            // Both ignore it the same way; give the signal time to (not) act.
+            let (a, b) = (run("runc", op), run("stepctr", op));
+            std::thread::sleep(Duration::from_millis(100));
+            if a != b {
+                differences.push(format!("{what}: runc {a:?}, stepctr {b:?}"));
+            }
+            continue;
+        }
+        let (a, b) = (run("runc", op), run("stepctr", op));
+        if a != b {
+            differences.push(format!("{what}: runc {a:?}, stepctr {b:?}"));
+        }
+    }
+    let _ = Command::new("runc")
+        .args(["--root", &root_s, "delete", "--force", &id])
+        .status();
+    let _ = env.run(&["delete", "--force", &id]);
+    assert!(
+        differences.is_empty(),
+        "stepctr differs from runc:\n{}",
+        differences.join("\n")
+    );
+    assert_no_leaks(&env, &id);
 }
