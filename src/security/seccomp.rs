@@ -483,44 +483,50 @@ fn search(entries: &[(u32, Verdict)], out: &mut Vec<Node>) {
     search(&entries[mid..], out);
 }
 
+/// For unit tests of both filters (this one and `oci::seccomp`'s): what the kernel does with a
+/// call, running the program on its `seccomp_data` (a small classic-BPF interpreter for the
+/// instructions seccompiler and `chain` emit).
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(crate) fn run_bpf(prog: &[BpfInsn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+    let mut data = [0u8; 64];
+    data[0..4].copy_from_slice(&nr.to_ne_bytes());
+    data[4..8].copy_from_slice(&arch.to_ne_bytes());
+    for (i, a) in args.iter().enumerate() {
+        data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+    }
+    let mut acc: u32 = 0;
+    let mut pc = 0usize;
+    loop {
+        let i = prog[pc];
+        pc += 1;
+        match i.code {
+            0x20 => {
+                let at = i.k as usize;
+                acc = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
+            }
+            0x54 => acc &= i.k,
+            0x05 => pc += i.k as usize,
+            0x15 | 0x25 | 0x35 | 0x45 => {
+                let yes = match i.code {
+                    0x15 => acc == i.k,
+                    0x25 => acc > i.k,
+                    0x35 => acc >= i.k,
+                    _ => acc & i.k != 0,
+                };
+                pc += if yes { i.jt } else { i.jf } as usize;
+            }
+            0x06 => return i.k,
+            c => panic!("instruction {c:#x} not expected"),
+        }
+    }
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 
-    /// What the kernel does with a call: run the program on its `seccomp_data` (a small
-    /// classic-BPF interpreter for the instructions seccompiler and `chain` emit).
     fn verdict(prog: &[BpfInsn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-        let mut data = [0u8; 64];
-        data[0..4].copy_from_slice(&nr.to_ne_bytes());
-        data[4..8].copy_from_slice(&arch.to_ne_bytes());
-        for (i, a) in args.iter().enumerate() {
-            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
-        }
-        let mut acc: u32 = 0;
-        let mut pc = 0usize;
-        loop {
-            let i = prog[pc];
-            pc += 1;
-            match i.code {
-                0x20 => {
-                    let at = i.k as usize;
-                    acc = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
-                }
-                0x54 => acc &= i.k,
-                0x05 => pc += i.k as usize,
-                0x15 | 0x25 | 0x35 | 0x45 => {
-                    let yes = match i.code {
-                        0x15 => acc == i.k,
-                        0x25 => acc > i.k,
-                        0x35 => acc >= i.k,
-                        _ => acc & i.k != 0,
-                    };
-                    pc += if yes { i.jt } else { i.jf } as usize;
-                }
-                0x06 => return i.k,
-                c => panic!("instruction {c:#x} not expected"),
-            }
-        }
+        run_bpf(prog, arch, nr, args)
     }
 
     const X86_64: u32 = 0xc000_003e;
