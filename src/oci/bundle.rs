@@ -97,27 +97,8 @@ fn check_dir(dir: &Path) -> Result<bool> {
 /// Apply the layers into `rootfs` (made, empty), then write DIR/config.json.
 fn fill(k: &dyn Kernel, paths: &Paths, info: &ImageInfo, dir: &Path, rootfs: &Path) -> Result<()> {
     let store = Store::open(paths.images())?;
-    let blobs: Vec<PathBuf> = info
-        .layers
-        .iter()
-        .map(|l| store.blob_path(&l.digest))
-        .collect::<Result<_>>()?;
-    let srcs: Vec<unpack::LayerBlob<'_>> = info
-        .layers
-        .iter()
-        .zip(&blobs)
-        .map(|(l, path)| unpack::LayerBlob {
-            path,
-            media_type: &l.media_type,
-            diff_id: &l.diff_id,
-        })
-        .collect();
-    let label = |i: usize| {
-        let d = &info.layers[i].diff_id;
-        format!("apply layer {} ({})", i + 1, d.get(..19).unwrap_or(d))
-    };
     let owners = unpack::Owners::detect();
-    let counts = unpack::flatten(k, &srcs, rootfs, &label, owners).context("flatten the image")?;
+    let counts = crate::stage::load::flatten_into(k, &store, info, rootfs, owners)?;
     k.note(&format!(
         "{} layers applied in order into {} ({counts}); whiteouts deleted what they name",
         info.layers.len(),

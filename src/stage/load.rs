@@ -227,26 +227,7 @@ fn flatten_image(
         0o755,
         "apply the layers in a temporary directory first",
     )?;
-    let blobs: Vec<PathBuf> = info
-        .layers
-        .iter()
-        .map(|l| store.blob_path(&l.digest))
-        .collect::<Result<_>>()?;
-    let srcs: Vec<unpack::LayerBlob<'_>> = info
-        .layers
-        .iter()
-        .zip(&blobs)
-        .map(|(l, path)| unpack::LayerBlob {
-            path,
-            media_type: &l.media_type,
-            diff_id: &l.diff_id,
-        })
-        .collect();
-    let label = |i: usize| {
-        let l = &info.layers[i];
-        format!("apply layer {} ({})", i + 1, short(&l.diff_id))
-    };
-    let counts = unpack::flatten(k, &srcs, &tmp, &label, owners).context("flatten the image")?;
+    let counts = flatten_into(k, store, info, &tmp, owners)?;
     skipped.add(&counts);
     k.note(&format!(
         "{} layers applied in order ({counts}); whiteouts deleted what they name",
@@ -276,4 +257,35 @@ fn publish(k: &dyn Kernel, tmp: &Path, dest: &Path, why: &str) -> Result<()> {
 
 fn short(digest: &str) -> &str {
     digest.get(..19).unwrap_or(digest)
+}
+
+/// Apply every layer of the image, in order, into `dest` (an empty directory): whiteouts
+/// delete for real. What `load --flatten` and `stepctr bundle` share.
+pub(crate) fn flatten_into(
+    k: &dyn Kernel,
+    store: &Store,
+    info: &ImageInfo,
+    dest: &Path,
+    owners: unpack::Owners,
+) -> Result<unpack::Counts> {
+    let blobs: Vec<PathBuf> = info
+        .layers
+        .iter()
+        .map(|l| store.blob_path(&l.digest))
+        .collect::<Result<_>>()?;
+    let srcs: Vec<unpack::LayerBlob<'_>> = info
+        .layers
+        .iter()
+        .zip(&blobs)
+        .map(|(l, path)| unpack::LayerBlob {
+            path,
+            media_type: &l.media_type,
+            diff_id: &l.diff_id,
+        })
+        .collect();
+    let label = |i: usize| {
+        let l = &info.layers[i];
+        format!("apply layer {} ({})", i + 1, short(&l.diff_id))
+    };
+    unpack::flatten(k, &srcs, dest, &label, owners).context("flatten the image")
 }
