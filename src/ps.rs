@@ -217,24 +217,11 @@ pub fn inspect(paths: &Paths, name: &ContainerName, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Epoch seconds as `2026-11-28 20:31:02 UTC` (days to a civil date: Howard Hinnant's method).
+/// Epoch seconds as `2026-11-28 20:31:02 UTC`.
 fn utc(t: u64) -> String {
-    let (days, secs) = ((t / 86_400) as i64, t % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t);
+    let iso = humantime::format_rfc3339_seconds(at).to_string();
+    format!("{} UTC", iso.trim_end_matches('Z').replace('T', " "))
 }
 
 #[cfg(test)]
