@@ -331,20 +331,8 @@ impl Drop for Lock {
     }
 }
 
-/// A lock file (made when missing) held like [`lock_dir`]'s, for what is shared by every
-/// stepctr of the machine rather than one container.
-pub fn lock_file(path: &Path) -> Result<Lock> {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("open {}", path.display()))?;
-    crate::kernel::host::lock_exclusive(&f).with_context(|| format!("lock {}", path.display()))?;
-    crate::kernel::not_for_children(f.as_raw_fd());
-    Ok(Lock(f))
-}
-
+/// flock(LOCK_EX) on a directory (or any file: only its open file matters), held until the
+/// Lock is dropped; child processes close their copy.
 pub fn lock_dir(dir: &Path) -> Result<Lock> {
     let f = fs::File::open(dir).with_context(|| format!("open {}", dir.display()))?;
     crate::kernel::host::lock_exclusive(&f).with_context(|| format!("lock {}", dir.display()))?;

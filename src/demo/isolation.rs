@@ -108,7 +108,9 @@ pub fn command(
     super::need_root("demo isolation")?;
     // The probes rename the machine (and stepctr puts the name back): two demos at once would
     // each take the other's probe name for the host's. One at a time on this machine.
-    let _one_at_a_time = crate::state::lock_file(Path::new("/run/lock/stepctr-demo-isolation"))?;
+    // The lock is on the hostname's own sysctl file (flock works on any open file), so nothing
+    // is left behind for it.
+    let _one_at_a_time = crate::state::lock_dir(Path::new("/proc/sys/kernel/hostname"))?;
     let mut rows: Vec<Row> = ROWS
         .iter()
         .map(|&(probe, question)| Row {
