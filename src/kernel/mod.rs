@@ -9,6 +9,7 @@
 //! Writes to cgroupfs and procfs are system calls too (`openat` + `write`), so they go through
 //! here as well.
 
+pub mod bpf;
 pub mod host;
 pub mod linux;
 pub mod narrate;

@@ -30,6 +30,10 @@
 //! SCMP_ACT_TRACE returns SECCOMP_RET_TRACE with the errno as its data: a tracer (strace
 //! --seccomp-bpf) sees the call, and without one the kernel fails it with ENOSYS.
 
+use crate::kernel::bpf::{
+    jump, stmt, ARCH, AUDIT_ARCH_X86_64, JMP_JA, JMP_JEQ_K, JMP_JGE_K, JMP_JGT_K, LD_W_ABS, NR,
+    RET_K, X32_SYSCALL_BIT,
+};
 use crate::kernel::BpfInsn;
 use anyhow::{bail, Result};
 use oci_spec::runtime::{
@@ -76,33 +80,8 @@ pub fn syscall_nr(name: &str) -> Option<u32> {
         .map(|i| SYSCALLS[i].1 as u32)
 }
 
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 /// The kernel's limit on a program's length (BPF_MAXINSNS).
 const MAX_INSNS: usize = 4096;
-
-const LD_W_ABS: u16 = 0x20;
-const JMP_JA: u16 = 0x05;
-const JMP_JEQ_K: u16 = 0x15;
-const JMP_JGT_K: u16 = 0x25;
-const JMP_JGE_K: u16 = 0x35;
-const RET_K: u16 = 0x06;
-/// Offsets of `nr` and `arch` in `struct seccomp_data`.
-const NR: u32 = 0;
-const ARCH: u32 = 4;
-
-fn stmt(code: u16, k: u32) -> BpfInsn {
-    BpfInsn {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> BpfInsn {
-    BpfInsn { code, jt, jf, k }
-}
 
 fn errno_ret(e: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | e as u32
@@ -778,7 +757,7 @@ mod tests {
     /// What the kernel does with a call (checked first to be a program it would load).
     fn verdict(prog: &[BpfInsn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
         kernel_would_load(prog);
-        crate::security::seccomp::run_bpf(prog, arch, nr, args)
+        crate::kernel::bpf::run_bpf(prog, arch, nr, args)
     }
 
     /// The kernel's checks of a seccomp program (bpf_check_classic, seccomp_check_filter):

@@ -47,6 +47,10 @@
 //! `--security-opt seccomp=unconfined` and `--privileged` install nothing.
 
 use super::Profile;
+use crate::kernel::bpf::{
+    jump, stmt, ARCH, AUDIT_ARCH_X86_64, JMP_JA, JMP_JEQ_K, JMP_JGE_K, LD_W_ABS, NR, RET_K,
+    X32_SYSCALL_BIT,
+};
 use crate::kernel::{BpfInsn, Kernel};
 use anyhow::{Context, Result};
 use std::sync::{Arc, Mutex};
@@ -282,32 +286,6 @@ mod table {
     pub const SOCKET_FAMILY_END: u64 = 46;
 }
 
-/// x32's system call numbers have this bit set (same arch value as x86_64).
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-
-const LD_W_ABS: u16 = 0x20;
-const JMP_JA: u16 = 0x05;
-const JMP_JEQ_K: u16 = 0x15;
-const JMP_JGE_K: u16 = 0x35;
-const RET_K: u16 = 0x06;
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-/// Offset of `nr` and `arch` in `struct seccomp_data`.
-const NR: u32 = 0;
-const ARCH: u32 = 4;
-
-fn stmt(code: u16, k: u32) -> BpfInsn {
-    BpfInsn {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> BpfInsn {
-    BpfInsn { code, jt, jf, k }
-}
-
 /// The program, in four parts:
 /// 1. the ABI: `arch` must be x86_64 (else kill), and `nr` must not be an x32 number (ENOSYS);
 /// 2. the calls refused whatever their arguments: a binary search on the call number (a few
@@ -483,50 +461,12 @@ fn search(entries: &[(u32, Verdict)], out: &mut Vec<Node>) {
     search(&entries[mid..], out);
 }
 
-/// For unit tests of both filters (this one and `oci::seccomp`'s): what the kernel does with a
-/// call, running the program on its `seccomp_data` (a small classic-BPF interpreter for the
-/// instructions seccompiler and `chain` emit).
-#[cfg(all(test, target_arch = "x86_64"))]
-pub(crate) fn run_bpf(prog: &[BpfInsn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-    let mut data = [0u8; 64];
-    data[0..4].copy_from_slice(&nr.to_ne_bytes());
-    data[4..8].copy_from_slice(&arch.to_ne_bytes());
-    for (i, a) in args.iter().enumerate() {
-        data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
-    }
-    let mut acc: u32 = 0;
-    let mut pc = 0usize;
-    loop {
-        let i = prog[pc];
-        pc += 1;
-        match i.code {
-            0x20 => {
-                let at = i.k as usize;
-                acc = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
-            }
-            0x54 => acc &= i.k,
-            0x05 => pc += i.k as usize,
-            0x15 | 0x25 | 0x35 | 0x45 => {
-                let yes = match i.code {
-                    0x15 => acc == i.k,
-                    0x25 => acc > i.k,
-                    0x35 => acc >= i.k,
-                    _ => acc & i.k != 0,
-                };
-                pc += if yes { i.jt } else { i.jf } as usize;
-            }
-            0x06 => return i.k,
-            c => panic!("instruction {c:#x} not expected"),
-        }
-    }
-}
-
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 
     fn verdict(prog: &[BpfInsn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-        run_bpf(prog, arch, nr, args)
+        crate::kernel::bpf::run_bpf(prog, arch, nr, args)
     }
 
     const X86_64: u32 = 0xc000_003e;
