@@ -60,14 +60,7 @@ fn demo(k: &dyn Kernel, scratch: &Scratch) -> Result<i32> {
                 libc::CLONE_NEWNS,
                 "a throwaway mount namespace: what the demo mounts dies with this process",
             )?;
-            k.mount(
-                None,
-                Path::new("/"),
-                None,
-                libc::MS_REC | libc::MS_PRIVATE,
-                None,
-                "and no mount event travels back to the host's namespace",
-            )?;
+            crate::stage::ns::make_private(k)?;
             if mnt_ns("self")? == host_ns {
                 bail!("refusing to break out: not in a mount namespace of the demo's own");
             }

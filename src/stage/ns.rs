@@ -246,7 +246,7 @@ fn open_own(k: &dyn Kernel, file: &str, why: &str) -> Result<i32, crate::kernel:
 }
 
 /// In a new mount namespace: make every mount private.
-fn make_private(k: &dyn Kernel) -> Result<(), crate::kernel::SysError> {
+pub(crate) fn make_private(k: &dyn Kernel) -> Result<(), crate::kernel::SysError> {
     k.mount(
         None,
         Path::new("/"),
