@@ -214,12 +214,7 @@ fn quiz(out: &mut String, q: &Quiz) {
     for (o, _) in &q.options {
         let _ = writeln!(out, "- {o}");
     }
-    let right: Vec<&str> = q
-        .options
-        .iter()
-        .filter(|(_, r)| *r)
-        .map(|(o, _)| o.as_str())
-        .collect();
+    let right = q.right_answers();
     let _ = writeln!(
         out,
         "\n<details><summary>Answer</summary>\n\n**Right:** {}\n\n{}\n\n</details>\n",

@@ -58,6 +58,17 @@ pub struct Quiz {
     pub why: String,
 }
 
+impl Quiz {
+    /// The right options' texts, in order.
+    pub fn right_answers(&self) -> Vec<&str> {
+        self.options
+            .iter()
+            .filter(|(_, r)| *r)
+            .map(|(o, _)| o.as_str())
+            .collect()
+    }
+}
+
 /// The kinds of check the runner knows (each one a function of `checks.rs`).
 pub const CHECK_KINDS: &[&str] = &[
     "veth",

@@ -470,12 +470,7 @@ fn quiz(q: &Quiz, auto: bool) -> Result<bool> {
         for (i, (o, _)) in q.options.iter().enumerate() {
             println!("  {}) {o}", i + 1);
         }
-        let right: Vec<&str> = q
-            .options
-            .iter()
-            .filter(|(_, r)| *r)
-            .map(|(o, _)| o.as_str())
-            .collect();
+        let right = q.right_answers();
         println!("  answer: {}. {}", right.join(" / "), q.why);
         return Ok(false);
     }
@@ -497,12 +492,7 @@ fn quiz(q: &Quiz, auto: bool) -> Result<bool> {
             None => return Ok(false), // Esc: on with the lesson
         }
     }
-    let right: Vec<&str> = q
-        .options
-        .iter()
-        .filter(|(_, r)| *r)
-        .map(|(o, _)| o.as_str())
-        .collect();
+    let right = q.right_answers();
     println!("the answer: {}. {}", right.join(" / "), q.why);
     Ok(false)
 }
