@@ -20,6 +20,19 @@ fn main() {
     );
 }
 
+/// The lock `demo isolation` holds for its whole run (on the hostname's sysctl file): while a
+/// demo runs, the host carries its probe's name and the probe's tmpfs, so a test that reads the
+/// host's name or looks for leftovers takes the lock first and so sees the host between demos.
+fn between_demos() -> stepctr::state::Lock {
+    stepctr::state::lock_dir(std::path::Path::new("/proc/sys/kernel/hostname")).expect("lock")
+}
+
+/// The host's name, read between two demos.
+fn host_name() -> String {
+    let _between = between_demos();
+    hostname()
+}
+
 fn hostname() -> String {
     nix::unistd::gethostname()
         .expect("gethostname")
@@ -30,6 +43,7 @@ fn hostname() -> String {
 /// Nothing the demos made is left: no scratch container (their names start with `demo-`), no
 /// mount under the run directory, no cgroup, no probe mount, no victim, the same hostname.
 fn assert_clean(env: &Env, host_name: &str) {
+    let _between = between_demos();
     let left: Vec<String> = std::fs::read_dir(&env.run)
         .into_iter()
         .flatten()
@@ -103,7 +117,7 @@ fn verdicts(doc: &Value, mode: &str) -> Vec<(String, bool)> {
 /// Both modes: under plain chroot every probe gets through (✘), inside the namespaces none does.
 fn isolation_json_gives_the_expected_verdicts() {
     let env = Env::new();
-    let host_name = hostname();
+    let host_name = host_name();
     let out = env.ok(&["demo", "isolation", "--json"]);
     let doc: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON document");
     let expected = [
@@ -156,11 +170,11 @@ fn isolation_json_gives_the_expected_verdicts() {
 
 fn isolation_one_mode_and_the_table() {
     let env = Env::new();
-    let host_name = hostname();
+    let host_name = host_name();
     let out = env.ok(&["-q", "demo", "isolation", "--mode", "chroot", "--json"]);
     let doc: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert!(doc["probes"][0].get("namespaces").is_none(), "{doc}");
-    assert!(verdicts(&doc, "chroot").iter().all(|(_, i)| !i));
+    assert!(verdicts(&doc, "chroot").iter().all(|(_, i)| !i), "{doc}");
     assert!(stderr(&out).is_empty(), "-q: {}", stderr(&out));
     let out = env.ok(&["-q", "demo", "isolation", "--mode", "namespaces"]);
     let table = stdout(&out);
@@ -181,7 +195,7 @@ fn isolation_one_mode_and_the_table() {
 
 fn breakout_escapes_chroot_but_not_pivot_root() {
     let env = Env::new();
-    let host_name = hostname();
+    let host_name = host_name();
     let out = env.ok(&["demo", "breakout"]);
     let text = stdout(&out);
     let (first, second) = text

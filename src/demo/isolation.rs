@@ -326,8 +326,11 @@ fn in_scratch(
         host.secret.display()
     ));
     let verdicts = f(&host, victim.id() as i32, results);
-    let _ = victim.kill();
-    let _ = victim.wait();
+    // Not reaped yet (finish reaps it when the probe killed it; then waitpid says ECHILD).
+    if let Ok(None) = victim.try_wait() {
+        let _ = victim.kill();
+        let _ = victim.wait();
+    }
     let _ = k.close(results);
     verdicts
 }
@@ -506,12 +509,14 @@ fn finish(
     std::io::Seek::rewind(&mut f)?;
     f.read_to_string(&mut text)?;
     let seen: Seen = serde_json::from_str(&text).context("read what the probe saw")?;
-    let victim_died = !Path::new(&format!("/proc/{victim}")).exists()
-        || std::fs::read_to_string(format!("/proc/{victim}/stat")).is_ok_and(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        });
+    // kill() only queues SIGKILL: the victim dies when it next runs, which on a busy machine
+    // can be after this line. It is stepctr's child, so wait for it (a SIGKILL cannot be
+    // caught, so this returns); a victim the probe could not signal is left alone.
+    let victim_died = seen.kill.is_ok()
+        && matches!(
+            k.wait4(victim, 0, "the host's sleep, killed by the probe: reap it")?,
+            crate::kernel::WaitStatus::Signaled(libc::SIGKILL)
+        );
     let same_ns: Vec<&str> = seen
         .ns
         .iter()
