@@ -28,6 +28,7 @@ fn main() {
             user_namespace_same_as_runc,
             exec_process_detached,
             lifecycle_results_match_runc,
+            cgroups_path_at_any_depth,
         ],
         true,
     );
@@ -944,4 +945,66 @@ fn lifecycle_results_match_runc() {
         differences.join("\n")
     );
     assert_no_leaks(&env, &id);
+}
+
+/// linux.cgroupsPath one level deep (`/TOP`: right below each hierarchy's root, no parent) and
+/// three deep (`A/B/C`, relative: made with its parents, as `mkdir -p`): PID 1 runs in it, the
+/// limit lands there, and delete removes the cgroup and the parents it made.
+fn cgroups_path_at_any_depth() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let top = unique("ocitop");
+    let a = unique("ocia");
+    for (i, path, rel) in [
+        (0, format!("/{top}"), top.clone()),
+        (1, format!("{a}/b/c"), format!("{a}/b/c")),
+    ] {
+        let dir = bundle(&tmp.path().join(format!("b{i}")), |v| {
+            args(v, "cat /proc/self/cgroup");
+            v["linux"]["cgroupsPath"] = json!(path);
+            v["linux"]["resources"] = json!({"pids": {"limit": 7}});
+        });
+        let id = unique("ocicgp");
+        let (out, err) = create(&env, &dir, &id, &[]);
+        let pid = state(&env, &id)["pid"].as_i64().unwrap() as i32;
+        let host_view = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let pids_line = host_view
+            .lines()
+            .find(|l| l.split(':').nth(1) == Some("pids") || l.starts_with("0::"))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            pids_line.ends_with(&format!("/{rel}")),
+            "{path}: PID 1 is in {pids_line}"
+        );
+        let v1 = Path::new("/sys/fs/cgroup/pids").join(&rel);
+        let max = if v1.is_dir() {
+            v1.join("pids.max")
+        } else {
+            Path::new("/sys/fs/cgroup").join(&rel).join("pids.max")
+        };
+        assert_eq!(std::fs::read_to_string(&max).unwrap().trim(), "7", "{path}");
+        env.ok(&["start", &id]);
+        wait_status(&env, &id, "stopped");
+        env.ok(&["delete", &id]);
+        assert_no_leaks_with(&env, &id, &[pid]);
+        assert_eq!(std::fs::read_to_string(&err).unwrap(), "");
+        // Inside its cgroup namespace the container sees its own cgroup as the root.
+        assert!(
+            std::fs::read_to_string(&out)
+                .unwrap()
+                .lines()
+                .any(|l| l.ends_with(":/")),
+            "{path}: {}",
+            std::fs::read_to_string(&out).unwrap()
+        );
+        let first = rel.split('/').next().unwrap();
+        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            assert!(
+                !h.path().join(first).exists(),
+                "cgroup {first} left in {}",
+                h.path().display()
+            );
+        }
+    }
 }

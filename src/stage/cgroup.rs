@@ -209,27 +209,32 @@ fn make_dir(k: &dyn Kernel, c: &mut Container, dir: &Path, parent: bool, why: &s
     }
 }
 
-/// The shared parent (made if missing, then `setup` on it), then the container's own cgroup.
-/// `rm` of the last other container may remove the parent between the two mkdirs: then the
-/// child's mkdir fails with ENOENT and we go round again.
+/// The parents, outermost first (each made if missing, then `setup` on it), then the
+/// container's own cgroup. `rm` of the last other container may remove a parent between the
+/// mkdirs: then the next mkdir fails with ENOENT and we go round again.
 fn make_cgroup(
     k: &dyn Kernel,
     c: &mut Container,
-    parent: &Path,
+    parents: &[PathBuf],
     dir: &Path,
-    setup: impl Fn(&dyn Kernel) -> Result<()>,
+    setup: impl Fn(&dyn Kernel, &Path) -> Result<()>,
 ) -> Result<()> {
     let mut tries = 0;
     loop {
-        make_dir(
-            k,
-            c,
-            parent,
-            true,
-            "a parent cgroup for all stepctr containers",
-        )?;
-        setup(k)?;
-        match make_dir(k, c, dir, false, "the container's own cgroup") {
+        let made = (|| -> Result<()> {
+            for parent in parents {
+                make_dir(
+                    k,
+                    c,
+                    parent,
+                    true,
+                    "a parent cgroup for all stepctr containers",
+                )?;
+                setup(k, parent)?;
+            }
+            make_dir(k, c, dir, false, "the container's own cgroup")
+        })();
+        match made {
             Err(e) if tries < 3 && is_enoent(&e) => tries += 1,
             r => return r,
         }
@@ -271,8 +276,8 @@ fn create_v2(
         .map(|w| format!("+{w}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let (parent_rel, dir_rel) = placement(c)?;
-    let parent = root.join(parent_rel);
+    let (parents_rel, dir_rel) = placement(c)?;
+    let parents: Vec<PathBuf> = parents_rel.iter().map(|p| root.join(p)).collect();
     if !enable.is_empty() {
         k.write_file(
             &root.join("cgroup.subtree_control"),
@@ -281,8 +286,8 @@ fn create_v2(
         )?;
     }
     let dir = root.join(dir_rel);
-    journal_ahead(c, &[(parent.clone(), dir.clone())])?;
-    make_cgroup(k, c, &parent, &dir, |k| {
+    journal_ahead(c, &[(parents.clone(), dir.clone())])?;
+    make_cgroup(k, c, &parents, &dir, |k, parent| {
         if !enable.is_empty() {
             k.write_file(
                 &parent.join("cgroup.subtree_control"),
@@ -355,14 +360,14 @@ fn create_v1(
         seen.push(real);
         todo.push((ctl, hierarchy));
     }
-    let (parent_rel, dir_rel) = placement(c)?;
-    let pairs: Vec<(PathBuf, PathBuf)> = todo
+    let (parents_rel, dir_rel) = placement(c)?;
+    let pairs: Vec<(Vec<PathBuf>, PathBuf)> = todo
         .iter()
-        .map(|(_, h)| (h.join(&parent_rel), h.join(&dir_rel)))
+        .map(|(_, h)| (parents_rel.iter().map(|p| h.join(p)).collect(), h.join(&dir_rel)))
         .collect();
     journal_ahead(c, &pairs)?;
-    for ((ctl, _), (parent, dir)) in todo.into_iter().zip(pairs) {
-        make_cgroup(k, c, &parent, &dir, |_| Ok(()))?;
+    for ((ctl, _), (parents, dir)) in todo.into_iter().zip(pairs) {
+        make_cgroup(k, c, &parents, &dir, |_, _| Ok(()))?;
         match (ctl, limits.memory, limits.pids, limits.cpu_quota) {
             ("memory", Some(m), _, _) => k.write_file(
                 &dir.join("memory.limit_in_bytes"),
@@ -389,20 +394,26 @@ fn create_v1(
     Ok(dirs)
 }
 
-/// Where the container's cgroup goes below each controller's root, and its parent (made if
-/// missing, removed by the last container that used it): `stepctr/NAME`, or an OCI
-/// container's linux.cgroupsPath (`podman/ctr-1`: the parent is `podman`).
-fn placement(c: &Container) -> Result<(PathBuf, PathBuf)> {
+/// Where the container's cgroup goes below each controller's root, and its parents, outermost
+/// first (made if missing, each removed by the last container that used it): `stepctr/NAME`,
+/// or an OCI container's linux.cgroupsPath (`podman/ctr-1`: the parent is `podman`; `a/b/c`:
+/// `a` and `a/b`; `/ctr`: none, the cgroup sits right below the root).
+fn placement(c: &Container) -> Result<(Vec<PathBuf>, PathBuf)> {
     match c.state.oci.as_ref().and_then(|o| o.cgroups_path.clone()) {
-        Some(p) => match p.parent().filter(|q| !q.as_os_str().is_empty()) {
-            Some(parent) => Ok((parent.to_path_buf(), p.clone())),
-            None => bail!(
-                "linux.cgroupsPath {:?}: give a parent too (like stepctr/{}): stepctr makes the container's cgroup below a parent it may remove once unused",
-                p,
-                c.name
-            ),
-        },
-        None => Ok((PathBuf::from(PARENT), Path::new(PARENT).join(c.name.as_str()))),
+        Some(p) => {
+            let mut parents: Vec<PathBuf> = p
+                .ancestors()
+                .skip(1)
+                .filter(|q| !q.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .collect();
+            parents.reverse();
+            Ok((parents, p))
+        }
+        None => Ok((
+            vec![PathBuf::from(PARENT)],
+            Path::new(PARENT).join(c.name.as_str()),
+        )),
     }
 }
 
@@ -513,17 +524,15 @@ impl Entry {
     }
 }
 
-/// Journal every (parent, container) cgroup pair about to be made with one write of
+/// Journal every (parents, container) cgroup chain about to be made with one write of
 /// state.json, in the order `make_cgroup` makes them (so `rm`, going backwards, removes each
 /// container cgroup before its parent). `make_dir` journals them again: a no-op then.
-fn journal_ahead(c: &mut Container, pairs: &[(PathBuf, PathBuf)]) -> Result<()> {
-    c.journal_all(pairs.iter().flat_map(|(parent, dir)| {
-        [
-            Resource::CgroupParent {
-                path: parent.clone(),
-            },
-            Resource::Cgroup { path: dir.clone() },
-        ]
+fn journal_ahead(c: &mut Container, pairs: &[(Vec<PathBuf>, PathBuf)]) -> Result<()> {
+    c.journal_all(pairs.iter().flat_map(|(parents, dir)| {
+        parents
+            .iter()
+            .map(|p| Resource::CgroupParent { path: p.clone() })
+            .chain([Resource::Cgroup { path: dir.clone() }])
     }))
 }
 
