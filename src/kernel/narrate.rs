@@ -353,7 +353,14 @@ fn evidence(call: &Sys) -> Vec<String> {
                 .map(|l| vec![format!("/proc/self/mountinfo: {l}")])
                 .unwrap_or_default()
         }
-        Sys::Write { data, .. } if data == b"0" => own_cgroup(),
+        // `0` (= me) into cgroup.procs or tasks: the cgroup we are in now.
+        Sys::Write { fd, data }
+            if data == b"0"
+                && fd_name(*fd)
+                    .is_some_and(|n| n.ends_with(b"/cgroup.procs") || n.ends_with(b"/tasks")) =>
+        {
+            own_cgroup()
+        }
         // -v: what a netlink message says, decoded (the call line shows its header only).
         Sys::NetlinkSend { msg, .. } => crate::net::netlink::describe(msg),
         Sys::NetlinkRecv { buf, .. } => crate::net::netlink::describe(&buf.bytes()),
