@@ -588,11 +588,12 @@ exist or be empty.",
     /// Print what stepctr supports of the OCI runtime spec, as JSON (runtime-spec features.md)
     #[command(
         long_about = "Print what stepctr supports of the OCI runtime spec, as the JSON that the \
-spec's features.md describes and `runc features` prints: the spec versions it reads, hooks \
-(none), the mount options, namespaces, capabilities, cgroup versions, seccomp actions, \
+spec's features.md describes and `runc features` prints: the spec versions it reads, the \
+hooks it runs, the mount options, namespaces, capabilities, cgroup versions, seccomp actions, \
 operators and architectures, AppArmor and SELinux (not supported). podman and containerd ask \
-a runtime this before relying on a feature; a config.json asking for anything else is refused \
-with an error naming the field, never silently ignored."
+a runtime this before relying on a feature; a config.json asking for anything else the spec \
+defines is refused with an error naming the field, never silently ignored (properties the spec \
+does not define are ignored, as it says)."
     )]
     Features,
 }

@@ -29,6 +29,10 @@ fn main() {
             exec_process_detached,
             lifecycle_results_match_runc,
             cgroups_path_at_any_depth,
+            rootfs_propagation_applies_to_the_new_root,
+            a_profile_without_close_range_still_starts,
+            cgroup_resources_same_as_runc,
+            cgroup_resources_nested_and_refused_leave_nothing,
         ],
         true,
     );
@@ -530,9 +534,9 @@ fn unsupported_fields_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     for (i, (edit, field)) in [
         (
-            (|v: &mut Value| v["hooks"] = json!({"prestart": [{"path": "/bin/true"}]}))
+            (|v: &mut Value| v["linux"]["personality"] = json!({"domain": "LINUX32"}))
                 as fn(&mut Value),
-            "hooks",
+            "linux.personality",
         ),
         (
             |v: &mut Value| v["linux"]["intelRdt"] = json!({"closID": "x"}),
@@ -1006,5 +1010,264 @@ fn cgroups_path_at_any_depth() {
                 h.path().display()
             );
         }
+    }
+}
+
+/// linux.rootfsPropagation: the container's / carries it (mountinfo's optional fields, seen
+/// inside). `shared` is applied after pivot_root, which refuses a shared new root.
+fn rootfs_propagation_applies_to_the_new_root() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, prop, want) in [
+        (0, "shared", "shared:"),
+        (1, "rshared", "shared:"),
+        (2, "unbindable", "unbindable"),
+        (3, "private", "-"),
+    ] {
+        let dir = bundle(&tmp.path().join(format!("p{i}")), |v| {
+            // The optional fields of / (5th field on), up to the separator.
+            args(v, "awk '$5 == \"/\" { for (i = 7; $i != \"-\"; i++) printf \"%s \", $i; print \"-\" }' /proc/self/mountinfo");
+            v["linux"]["rootfsPropagation"] = json!(prop);
+        });
+        let id = unique("ociprop");
+        let (out, err) = create(&env, &dir, &id, &[]);
+        env.ok(&["start", &id]);
+        wait_status(&env, &id, "stopped");
+        env.ok(&["delete", &id]);
+        assert_no_leaks(&env, &id);
+        assert_eq!(std::fs::read_to_string(&err).unwrap(), "", "{prop}");
+        let seen = std::fs::read_to_string(&out).unwrap();
+        let line = seen.lines().next_back().unwrap_or_default();
+        if want == "-" {
+            assert_eq!(line, "-", "{prop}: {seen}");
+        } else {
+            assert!(line.contains(want), "{prop}: / has {line:?}, wanted {want}");
+        }
+    }
+}
+
+/// Without noNewPrivileges the seccomp filter goes in before the capabilities go, so before
+/// PID 1 closes its fds. A profile that predates close_range (the runtime-tools default: ENOSYS
+/// or EPERM for it) must not break create: the fds are closed one by one, as runc does.
+fn a_profile_without_close_range_still_starts() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, errno) in [(0, 38), (1, 1)] {
+        let dir = bundle(&tmp.path().join(format!("s{i}")), |v| {
+            args(v, "echo started; ls /proc/self/fd");
+            v["process"]["noNewPrivileges"] = json!(false);
+            v["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno}]});
+        });
+        let id = unique("ocicr");
+        let (out, err) = create(&env, &dir, &id, &["--preserve-fds", "0"]);
+        env.ok(&["start", &id]);
+        wait_status(&env, &id, "stopped");
+        env.ok(&["delete", &id]);
+        assert_no_leaks(&env, &id);
+        assert_eq!(std::fs::read_to_string(&err).unwrap(), "", "errno {errno}");
+        // stdio and ls's own directory fd: nothing of stepctr's leaked in.
+        let seen = std::fs::read_to_string(&out).unwrap();
+        let fds: Vec<&str> = seen.lines().skip(1).collect();
+        assert_eq!(seen.lines().next(), Some("started"), "{seen}");
+        assert_eq!(fds, ["0", "1", "2", "3"], "errno {errno}: {seen}");
+    }
+}
+
+/// What the container's cgroups hold, read inside (runc and stepctr bind-mount its own
+/// cgroup of each v1 hierarchy at /sys/fs/cgroup/CONTROLLER), and what the kernel enforces
+/// on the probe itself (the CPUs and memory nodes it may use).
+const CGROUP_PROBE: &str = r#"cd /sys/fs/cgroup
+r() { cat "$1" 2>/dev/null || echo none; }
+echo "swappiness: $(r memory/memory.swappiness) oom: $(head -n1 memory/memory.oom_control 2>/dev/null)"
+echo "kmem: $(r memory/memory.kmem.limit_in_bytes) tcp: $(r memory/memory.kmem.tcp.limit_in_bytes)"
+echo "cfs: $(r cpu/cpu.cfs_quota_us) $(r cpu/cpu.cfs_period_us) shares: $(r cpu/cpu.shares)"
+echo "rt: $(r cpu/cpu.rt_runtime_us) $(r cpu/cpu.rt_period_us)"
+echo "cpuset: $(r cpuset/cpuset.cpus) $(r cpuset/cpuset.mems)"
+grep -E '^(Cpus|Mems)_allowed_list' /proc/self/status"#;
+
+/// Real-time group scheduling (cgroup v1 with CONFIG_RT_GROUP_SCHED)?
+fn has_rt_groups() -> bool {
+    Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists()
+}
+
+/// The cgroup of `rel` (a cgroupsPath) removed from every hierarchy, saying whether any was there.
+fn remove_cgroup_everywhere(rel: &str) -> bool {
+    let mut found = false;
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let d = h.path().join(rel);
+        if d.is_dir() {
+            found = true;
+            let _ = Command::new("find")
+                .arg(&d)
+                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                .status();
+        }
+    }
+    found
+}
+
+/// linux.resources beyond the cgroup stage's limits (memory.swappiness, .disableOOMKiller,
+/// .kernel/.kernelTCP, cpu.period, .cpus, .mems, .realtime*): one bundle under `runc run` and
+/// under stepctr, the probe's outputs equal, both warn that kernel memory is ignored, and
+/// stepctr leaves no cgroup.
+fn cgroup_resources_same_as_runc() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = has_rt_groups();
+    let make = |name: &str, cg: &str| {
+        bundle(&tmp.path().join(name), |v| {
+            args(v, CGROUP_PROBE);
+            v["linux"]["cgroupsPath"] = json!(cg);
+            v["linux"]["resources"] = json!({
+                "memory": {"limit": 67108864, "swappiness": 42, "disableOOMKiller": true,
+                    "kernel": 67108864, "kernelTCP": 33554432},
+                "cpu": {"shares": 512, "quota": 50000, "period": 500000, "cpus": "0", "mems": "0"}
+            });
+            if rt {
+                // Right below the root: only the root has real-time time to give.
+                v["linux"]["resources"]["cpu"]["realtimePeriod"] = json!(1000000);
+                v["linux"]["resources"]["cpu"]["realtimeRuntime"] = json!(10000);
+            }
+        })
+    };
+    let runc_id = unique("ocirunc");
+    let rb = make("runc", &format!("/{runc_id}"));
+    let runc_root = tmp.path().join("runc-state");
+    let runc = Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["run", "-b"])
+        .arg(&rb)
+        .arg(&runc_id)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runc run");
+    let _ = std::fs::remove_dir_all(&runc_root);
+    remove_cgroup_everywhere(&runc_id);
+    assert!(runc.status.success(), "runc: {}", stderr(&runc));
+    let id = unique("ocires");
+    let sb = make("stepctr", &format!("/{id}"));
+    let (out, err) = create(&env, &sb, &id, &[]);
+    let pid = state(&env, &id)["pid"].as_i64().unwrap() as i32;
+    env.ok(&["start", &id]);
+    wait_status(&env, &id, "stopped");
+    env.ok(&["delete", &id]);
+    assert_no_leaks_with(&env, &id, &[pid]);
+    assert!(!remove_cgroup_everywhere(&id), "cgroup {id} left");
+    let ours = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        ours,
+        stdout(&runc),
+        "stepctr (left) and runc (right) differ"
+    );
+    // Kernel memory: ignored with a warning by both.
+    assert!(
+        stderr(&runc).contains("Kernel memory settings are ignored"),
+        "{}",
+        stderr(&runc)
+    );
+    let warned = std::fs::read_to_string(&err).unwrap();
+    assert!(
+        warned.contains("linux.resources.memory.kernel and .kernelTCP are ignored"),
+        "{warned}"
+    );
+    if Path::new("/sys/fs/cgroup/cpuset").is_dir() {
+        let mut want = vec![
+            "swappiness: 42 oom: oom_kill_disable 1",
+            "cfs: 50000 500000 shares: 512",
+            "cpuset: 0 0",
+            "Cpus_allowed_list:\t0\n",
+            "Mems_allowed_list:\t0\n",
+        ];
+        if rt {
+            want.push("rt: 10000 1000000");
+        }
+        for w in want {
+            assert!(ours.contains(w), "{w:?} not in:\n{ours}");
+        }
+    }
+}
+
+/// cgroup v1's cpuset at any depth: each new parent gets its own parent's CPUs and memory
+/// nodes (a new cpuset cgroup starts empty), the container what it asks for, and `delete`
+/// removes them all. Values the kernel (or runc's checks) refuse fail create with one line
+/// naming the field, and leave nothing.
+fn cgroup_resources_nested_and_refused_leave_nothing() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let cpuset = Path::new("/sys/fs/cgroup/cpuset");
+    let v1 = cpuset.is_dir();
+    let a = unique("ocics");
+    let rel = format!("{a}/b/c");
+    let dir = bundle(&tmp.path().join("ok"), |v| {
+        args(v, "grep -E '^(Cpus|Mems)_allowed_list' /proc/self/status");
+        v["linux"]["cgroupsPath"] = json!(rel);
+        v["linux"]["resources"] =
+            json!({"cpu": {"cpus": "0", "mems": "0"}, "memory": {"swappiness": 30}});
+    });
+    let id = unique("ocicpuset");
+    let (out, err) = create(&env, &dir, &id, &[]);
+    let pid = state(&env, &id)["pid"].as_i64().unwrap() as i32;
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
+    if v1 {
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let root = read(&cpuset.join(f));
+            for p in [a.clone(), format!("{a}/b")] {
+                assert_eq!(read(&cpuset.join(&p).join(f)), root, "{p}/{f}");
+            }
+            assert_eq!(read(&cpuset.join(&rel).join(f)), "0", "{rel}/{f}");
+        }
+        let swappiness = Path::new("/sys/fs/cgroup/memory").join(&rel);
+        assert_eq!(read(&swappiness.join("memory.swappiness")), "30");
+    }
+    env.ok(&["start", &id]);
+    wait_status(&env, &id, "stopped");
+    env.ok(&["delete", &id]);
+    assert_no_leaks_with(&env, &id, &[pid]);
+    assert!(!remove_cgroup_everywhere(&a), "cgroup {a} left");
+    assert_eq!(std::fs::read_to_string(&err).unwrap(), "");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "Cpus_allowed_list:\t0\nMems_allowed_list:\t0\n"
+    );
+    let mut refused = vec![(
+        json!({"cpu": {"cpus": "99"}}),
+        "linux.resources.cpu.cpus \"99\"",
+    )];
+    if v1 {
+        refused.push((
+            json!({"memory": {"swappiness": 101}}),
+            "linux.resources.memory.swappiness 101",
+        ));
+    }
+    if has_rt_groups() {
+        // Below a parent that has no real-time runtime to give.
+        refused.push((
+            json!({"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 1000000}}),
+            "linux.resources.cpu.realtimeRuntime 10000",
+        ));
+    }
+    for (i, (resources, field)) in refused.into_iter().enumerate() {
+        let top = unique("ocibadcg");
+        let dir = bundle(&tmp.path().join(format!("bad{i}")), |v| {
+            args(v, "true");
+            v["linux"]["cgroupsPath"] = json!(format!("{top}/x"));
+            v["linux"]["resources"] = resources;
+        });
+        let id = unique("ocibadres");
+        let o = env
+            .cmd(&["create", "-b", &dir.to_string_lossy(), &id])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        let e = one_error(&o);
+        assert!(e.contains(&format!("config.json: {field}")), "{e}");
+        assert_no_leaks(&env, &id);
+        assert!(
+            !remove_cgroup_everywhere(&top),
+            "{field}: cgroup {top} left"
+        );
     }
 }

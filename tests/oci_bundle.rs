@@ -292,8 +292,18 @@ fn features_lists_what_stepctr_supports() {
     let f: Value = serde_json::from_str(&stdout(&out)).expect("features is JSON");
     assert_eq!(f["ociVersionMin"], json!("1.0.0"));
     assert_eq!(f["ociVersionMax"], json!("1.2.0"));
-    // docs/oci-plan.md section 3: no hooks, runc's mount flags, every namespace but time.
-    assert_eq!(f["hooks"], json!([]));
+    // docs/oci-plan.md sections 3 and 5: runc's hooks, mount flags, every namespace but time.
+    assert_eq!(
+        f["hooks"],
+        json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ])
+    );
     let opts: Vec<&str> = f["mountOptions"]
         .as_array()
         .unwrap()

@@ -105,8 +105,26 @@ pub struct Plan {
     pub memory_reservation: Option<u64>,
     /// linux.resources.memory.swap: memory + swap (bytes; -1 = unlimited).
     pub memory_swap: Option<i64>,
+    /// linux.resources.memory.swappiness (0-100), .disableOOMKiller, and whether .kernel or
+    /// .kernelTCP were given (ignored with a warning, as runc does).
+    pub memory_swappiness: Option<u64>,
+    pub oom_kill_disable: bool,
+    pub kernel_memory: bool,
+    /// linux.resources.cpu.cpus and .mems.
+    pub cpuset: crate::stage::cgroup::Cpuset,
+    /// linux.resources.cpu.quota and .period as given (µs; `limits.cpu_quota` is per 100 ms).
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    /// linux.resources.cpu.realtimePeriod and .realtimeRuntime (µs).
+    pub cpu_rt_period: Option<u64>,
+    pub cpu_rt_runtime: Option<i64>,
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     pub annotations: BTreeMap<String, String>,
+    /// config.json's hooks (checked: absolute paths, timeouts above 0).
+    pub hooks: super::hooks::Hooks,
+    /// Properties the OCI spec does not define (a newer spec's, a vendor's): ignored, as the
+    /// spec says, and named in a note.
+    pub unknown: Vec<String>,
 }
 
 impl Plan {
@@ -164,15 +182,24 @@ const SUPPORTED: &[&str] = &[
     "linux.resources.memory.limit",
     "linux.resources.memory.reservation",
     "linux.resources.memory.swap",
+    "linux.resources.memory.kernel",
+    "linux.resources.memory.kernelTCP",
+    "linux.resources.memory.swappiness",
+    "linux.resources.memory.disableOOMKiller",
     "linux.resources.cpu.shares",
     "linux.resources.cpu.quota",
     "linux.resources.cpu.period",
+    "linux.resources.cpu.cpus",
+    "linux.resources.cpu.mems",
+    "linux.resources.cpu.realtimeRuntime",
+    "linux.resources.cpu.realtimePeriod",
     "linux.resources.pids.limit",
     "linux.sysctl.*",
     "linux.maskedPaths",
     "linux.readonlyPaths",
     "linux.rootfsPropagation",
     "linux.seccomp",
+    "hooks",
 ];
 
 /// Is `v` empty: null, "", [], {}, or an object of empty values.
@@ -243,6 +270,41 @@ fn unsupported(v: &Value, path: &str, shown: &str) -> Option<String> {
     }
 }
 
+/// `raw` without the properties the OCI spec does not define (those absent from `known`, the
+/// same document as oci-spec reads it), whose paths go to `unknown`.
+fn only_known(raw: &Value, known: &Value, path: &str, unknown: &mut Vec<String>) -> Value {
+    match (raw, known) {
+        (Value::Object(r), Value::Object(k)) => Value::Object(
+            r.iter()
+                .filter_map(|(key, v)| {
+                    let p = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    match k.get(key) {
+                        Some(kv) => Some((key.clone(), only_known(v, kv, &p, unknown))),
+                        // A null is the same as absent: nothing to ignore.
+                        None if v.is_null() => None,
+                        None => {
+                            unknown.push(p);
+                            None
+                        }
+                    }
+                })
+                .collect(),
+        ),
+        (Value::Array(r), Value::Array(k)) => Value::Array(
+            r.iter()
+                .zip(k)
+                .enumerate()
+                .map(|(i, (v, kv))| only_known(v, kv, &format!("{path}[{i}]"), unknown))
+                .collect(),
+        ),
+        _ => raw.clone(),
+    }
+}
+
 /// Read `bundle/config.json`.
 pub fn load(bundle: &Path) -> Result<Plan> {
     let file = bundle.join("config.json");
@@ -257,7 +319,12 @@ pub fn load(bundle: &Path) -> Result<Plan> {
 
 /// Check and translate a parsed config.json (`raw` is the same document, for the refusals).
 pub fn plan(bundle: &Path, raw: &Value, spec: &Spec) -> Result<Plan> {
-    if let Some(bad) = unsupported(raw, "", "") {
+    // The spec: "Runtimes MUST ignore unknown properties" (a newer spec's, a vendor's). Known
+    // ones are what oci-spec reads back out; of those, what stepctr does not do is refused.
+    let known_part = serde_json::to_value(spec).context("config.json: re-read")?;
+    let mut unknown = Vec::new();
+    let known = only_known(raw, &known_part, "", &mut unknown);
+    if let Some(bad) = unsupported(&known, "", "") {
         bail!("config.json: {bad} is not supported by stepctr (remove it from the bundle's config.json, or run the bundle with runc)");
     }
     let version = spec.version();
@@ -267,6 +334,7 @@ pub fn plan(bundle: &Path, raw: &Value, spec: &Spec) -> Result<Plan> {
     let mut p = Plan {
         // runc's default: the container's mounts are rslave of the host's.
         rootfs_propagation: libc::MS_REC | libc::MS_SLAVE,
+        unknown,
         ..Plan::default()
     };
     let root = spec
@@ -279,6 +347,7 @@ pub fn plan(bundle: &Path, raw: &Value, spec: &Spec) -> Result<Plan> {
         bundle.join(root.path())
     };
     p.readonly = root.readonly().unwrap_or(false);
+    p.hooks = super::hooks::Hooks::parse(known.get("hooks"))?;
     p.hostname = spec.hostname().clone().filter(|h| !h.is_empty());
     p.domainname = spec.domainname().clone().filter(|h| !h.is_empty());
     p.annotations = spec
@@ -336,7 +405,7 @@ pub fn plan(bundle: &Path, raw: &Value, spec: &Spec) -> Result<Plan> {
         _ => {}
     }
     if p.namespace(libc::CLONE_NEWNS).is_none() {
-        bail!("config.json: linux.namespaces has no mount namespace: stepctr always gives the container one (runc does too)");
+        bail!("config.json: linux.namespaces has no mount namespace: stepctr always gives the container one (runc would chroot and make the config's mounts in the host's mount namespace; stepctr does not touch the host's mounts)");
     }
     if p.hostname.is_some() && p.namespace(libc::CLONE_NEWUTS).is_none() {
         bail!("config.json: hostname needs a new uts namespace in linux.namespaces (it would change the host's)");
@@ -396,9 +465,19 @@ pub fn plan(bundle: &Path, raw: &Value, spec: &Spec) -> Result<Plan> {
             p.limits.memory = m.limit().filter(|l| *l > 0).map(|l| l as u64);
             p.memory_reservation = m.reservation().filter(|l| *l > 0).map(|l| l as u64);
             p.memory_swap = m.swap().filter(|s| *s != 0);
+            p.memory_swappiness = m.swappiness();
+            p.oom_kill_disable = m.disable_oom_killer() == Some(true);
+            p.kernel_memory = m.kernel().is_some() || m.kernel_tcp().is_some();
         }
         if let Some(c) = r.cpu() {
             p.cpu_shares = c.shares().filter(|s| *s > 0);
+            let list = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+            p.cpuset.cpus = list(c.cpus());
+            p.cpuset.mems = list(c.mems());
+            p.cpu_rt_period = c.realtime_period().filter(|v| *v != 0);
+            p.cpu_quota = c.quota().filter(|q| *q > 0);
+            p.cpu_period = c.period().filter(|v| *v > 0);
+            p.cpu_rt_runtime = c.realtime_runtime().filter(|v| *v != 0);
             if let Some(q) = c.quota().filter(|q| *q > 0) {
                 let period = c.period().filter(|p| *p > 0).unwrap_or(100_000);
                 // The cgroup stage writes a quota per 100 ms period.
@@ -619,13 +698,39 @@ mod tests {
         let v = serde_json::json!({"ociVersion": "1.0.2", "linux": {"intelRdt": {"closID": "x"}}});
         assert_eq!(check(v).as_deref(), Some("linux.intelRdt"));
         let v = serde_json::json!({"hooks": {"prestart": [{"path": "/bin/x"}]}});
-        assert_eq!(check(v).as_deref(), Some("hooks"));
+        assert_eq!(check(v), None);
         let v = serde_json::json!({"process": {"apparmorProfile": "p"}});
         assert_eq!(check(v).as_deref(), Some("process.apparmorProfile"));
         let v = serde_json::json!({"mounts": [{"destination": "/x", "uidMappings": [{"a": 1}]}]});
         assert_eq!(check(v).as_deref(), Some("mounts[0].uidMappings"));
         let v = serde_json::json!({"linux": {"resources": {"blockIO": {"weight": 10}}}});
         assert_eq!(check(v).as_deref(), Some("linux.resources.blockIO"));
+    }
+
+    #[test]
+    fn unknown_properties_are_ignored_and_named() {
+        let raw = serde_json::json!({
+            "ociVersion": "1.0.2", "root": {"path": "rootfs", "colour": "blue"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}, "vendor.example": {"x": 1},
+            "mounts": [{"destination": "/x", "type": "tmpfs", "whatever": true}]
+        });
+        let spec: Spec = serde_json::from_value(raw.clone()).unwrap();
+        let p = plan(Path::new("/b"), &raw, &spec).unwrap();
+        let mut unknown = p.unknown.clone();
+        unknown.sort();
+        assert_eq!(
+            unknown,
+            ["mounts[0].whatever", "root.colour", "vendor.example"]
+        );
+        // A field the spec defines and stepctr does not do is still refused.
+        let raw = serde_json::json!({"ociVersion": "1.0.2", "root": {"path": "r"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "p"}});
+        let spec: Spec = serde_json::from_value(raw.clone()).unwrap();
+        let e = plan(Path::new("/b"), &raw, &spec).unwrap_err().to_string();
+        assert!(
+            e.contains("process.apparmorProfile is not supported"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -636,6 +741,26 @@ mod tests {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]}}
         });
         assert_eq!(check(v), None);
+    }
+
+    #[test]
+    fn hooks_are_checked() {
+        use super::super::hooks::Hooks;
+        let v = serde_json::json!({"createRuntime": [{"path": "/bin/x", "args": ["x", "1"], "env": ["A=b"], "timeout": 3}], "poststop": []});
+        let h = Hooks::parse(Some(&v)).unwrap();
+        assert_eq!(h.create_runtime[0].args, ["x", "1"]);
+        assert_eq!(h.create_runtime[0].timeout, Some(3));
+        assert!(Hooks::parse(None).unwrap().is_empty());
+        let err = |v: serde_json::Value| format!("{:#}", Hooks::parse(Some(&v)).unwrap_err());
+        assert!(err(serde_json::json!({"prestart": [{"path": "bin/x"}]}))
+            .contains("hooks.prestart[0].path bin/x is not an absolute path"));
+        assert!(
+            err(serde_json::json!({"poststart": [{"path": "/x", "timeout": 0}]}))
+                .contains("hooks.poststart[0].timeout must be more than 0")
+        );
+        assert!(
+            err(serde_json::json!({"preStart": []})).contains("hooks.preStart is not a hook kind")
+        );
     }
 
     #[test]

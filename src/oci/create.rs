@@ -17,6 +17,7 @@
 //! them, so `stepctr exec` and `nsenter` find them.
 
 use super::config::{self, MountSpec, Plan};
+use super::hooks;
 use super::lifecycle::{OciState, FIFO};
 use crate::kernel::{Errno, Kernel};
 use crate::stage::cgroup::Entry;
@@ -59,6 +60,12 @@ pub fn create(
     let bundle = std::fs::canonicalize(&o.bundle)
         .with_context(|| format!("bundle {}", o.bundle.display()))?;
     let mut plan = config::load(&bundle)?;
+    if !plan.unknown.is_empty() {
+        k.note(&format!(
+            "config.json: {} not in the OCI spec: ignored, as the spec says a runtime must",
+            plan.unknown.join(", ")
+        ));
+    }
     let filter = match &plan.seccomp {
         Some(s) => Some(std::sync::Arc::new(
             super::seccomp::compile(s).context("config.json: linux.seccomp")?,
@@ -68,6 +75,7 @@ pub fn create(
     if plan.terminal && o.console_socket.is_none() {
         bail!("config.json: process.terminal is true: give --console-socket SOCKET (the pty's master is sent there, as runc does), or set it to false");
     }
+    check_hooks(&plan)?;
     if let Some(p) = &plan.cgroups_path {
         plan.cgroups_path = Some(cgroups_path(k, p, o.systemd_cgroup)?);
     }
@@ -104,6 +112,7 @@ pub fn create(
             annotations: plan.annotations.clone(),
             created: super::lifecycle::rfc3339(std::time::SystemTime::now()),
             cgroups_path: plan.cgroups_path.clone(),
+            hooks: plan.hooks.clone(),
         }),
         ..State::default()
     };
@@ -111,10 +120,12 @@ pub fn create(
     c.journal(Resource::Dir { path: dir.clone() })?;
     c.finish(Stage::Load)?;
     let made = (|| -> Result<()> {
-        crate::stage::cgroup::run(k, &mut c, cgroup_root, plan.limits)?;
+        crate::stage::cgroup::run_with(k, &mut c, cgroup_root, plan.limits, &plan.cpuset)?;
         if let Some(shares) = plan.cpu_shares {
             cpu_shares(k, &c, shares)?;
         }
+        cpu_period(k, &c, &plan)?;
+        cpu_rt(k, &c, &plan)?;
         memory_extras(k, &c, &plan)?;
         let fifo = c.path(FIFO);
         c.journal(Resource::File { path: fifo.clone() })?;
@@ -125,7 +136,7 @@ pub fn create(
             0,
             "the exec fifo: PID 1 waits on it until `stepctr start` writes a byte",
         )?;
-        let pid = spawn(k, &c, &plan, filter.as_ref(), &fifo, o)?;
+        let pid = spawn(k, &c, id, &plan, filter.as_ref(), &fifo, o)?;
         c.state.pid = Some(pid);
         c.journal(Resource::Process {
             pid,
@@ -140,8 +151,11 @@ pub fn create(
         Ok(())
     })();
     if let Err(e) = made {
+        // As runc: the container goes, and the poststop hooks run (failures only warned of).
+        let stdin = poststop_stdin(k, &c, id);
         drop(c);
         let _ = crate::remove::remove_with(k, paths, &name, true);
+        hooks::run_warn(k, "poststop", &plan.hooks.poststop, &stdin, None);
         return Err(e);
     }
     k.note(&format!(
@@ -149,6 +163,47 @@ pub fn create(
         c.state.pid.unwrap_or(0)
     ));
     Ok(())
+}
+
+/// What stepctr cannot do yet with hooks, refused before anything is made.
+fn check_hooks(plan: &Plan) -> Result<()> {
+    let h = &plan.hooks;
+    let runtime = !h.prestart.is_empty() || !h.create_runtime.is_empty();
+    if runtime && plan.namespace(libc::CLONE_NEWUSER).is_some() {
+        bail!("config.json: hooks.prestart and hooks.createRuntime with a user namespace are not supported by stepctr yet (PID 1 is forked by a helper there: no sync point with create)");
+    }
+    let inside = !h.create_container.is_empty() || !h.start_container.is_empty();
+    let new_pidns = plan
+        .namespace(libc::CLONE_NEWPID)
+        .is_some_and(|n| n.path.is_none());
+    if inside && !new_pidns {
+        bail!("config.json: hooks.createContainer and hooks.startContainer need a new PID namespace in stepctr (their state's pid, PID 1's, is then known before the fork)");
+    }
+    Ok(())
+}
+
+/// The poststop hooks' stdin, opened while the container's directory still exists.
+pub(crate) fn poststop_stdin(k: &dyn Kernel, c: &Container, id: &str) -> Vec<i32> {
+    let Some(oci) = &c.state.oci else {
+        return Vec::new();
+    };
+    let json = hooks::state_json(id, "stopped", 0, &oci.bundle, &oci.annotations);
+    hooks::stdin_fds(
+        k,
+        &c.path("hooks-poststop.json"),
+        &json,
+        oci.hooks.poststop.len(),
+    )
+    .unwrap_or_default()
+}
+
+/// The hooks PID 1 runs (their stdin opened by create: PID 1 inherits the fds) and, with
+/// prestart or createRuntime hooks, the sync point: PID 1 says it is there in `ready` and
+/// reads a byte from the exec fifo, which create writes once those hooks ran.
+struct Pid1Hooks {
+    ready: Option<crate::kernel::host::SharedPath>,
+    create_container: Vec<i32>,
+    start_container: Vec<i32>,
 }
 
 /// The namespaces PID 1 made, pinned as files in the state directory's ns/ (as the ns stage
@@ -279,6 +334,39 @@ fn memory_extras(k: &dyn Kernel, c: &Container, plan: &Plan) -> Result<()> {
                 )?;
             }
         }
+        if v1 {
+            memory_v1_extras(k, d, plan)?;
+        } else if v2 && (plan.memory_swappiness.is_some() || plan.oom_kill_disable) {
+            k.note("linux.resources.memory.swappiness and .disableOOMKiller: cgroup v2 has neither (no memory.swappiness, no memory.oom_control): ignored, as runc does");
+        }
+    }
+    if plan.kernel_memory {
+        // runc 1.1: "Kernel memory settings are ignored and will be removed".
+        eprintln!("stepctr: warning: config.json: linux.resources.memory.kernel and .kernelTCP are ignored (kernel memory limits are deprecated in Linux; runc ignores them too)");
+    }
+    Ok(())
+}
+
+/// cgroup v1 only: linux.resources.memory.swappiness and .disableOOMKiller.
+fn memory_v1_extras(k: &dyn Kernel, d: &Path, plan: &Plan) -> Result<()> {
+    if let Some(s) = plan.memory_swappiness {
+        if s > 100 {
+            bail!("config.json: linux.resources.memory.swappiness {s}: must be between 0 and 100 (as runc checks)");
+        }
+        k.write_file(
+            &d.join("memory.swappiness"),
+            &s.to_string(),
+            "memory.swappiness: how readily the kernel swaps this container's memory out (0 = avoid, 100 = as readily as dropping file cache)",
+        )
+        .with_context(|| format!("config.json: linux.resources.memory.swappiness {s}"))?;
+    }
+    if plan.oom_kill_disable {
+        k.write_file(
+            &d.join("memory.oom_control"),
+            "1",
+            "memory.disableOOMKiller: at the limit, the container's processes wait for memory instead of being OOM-killed",
+        )
+        .context("config.json: linux.resources.memory.disableOOMKiller")?;
     }
     Ok(())
 }
@@ -307,14 +395,191 @@ fn cpu_shares(k: &dyn Kernel, c: &Container, shares: u64) -> Result<()> {
     Ok(())
 }
 
+/// linux.resources.cpu.period other than the 100 ms the cgroup stage writes: the period and
+/// the quota as config.json gives them (as runc writes them).
+fn cpu_period(k: &dyn Kernel, c: &Container, plan: &Plan) -> Result<()> {
+    let Some(period) = plan.cpu_period else {
+        return Ok(());
+    };
+    if period == crate::stage::cgroup::CPU_PERIOD_US && plan.cpu_quota.is_some() {
+        return Ok(());
+    }
+    let Some(g) = &c.state.cgroup else {
+        return Ok(());
+    };
+    let what = || format!("config.json: linux.resources.cpu.period {period}");
+    for d in &g.dirs {
+        if d.join("cpu.cfs_period_us").exists() {
+            k.write_file(
+                &d.join("cpu.cfs_period_us"),
+                &period.to_string(),
+                "CPU bandwidth period (linux.resources.cpu.period): the quota is handed out once per this many µs",
+            )
+            .with_context(what)?;
+            if let Some(q) = plan.cpu_quota {
+                k.write_file(
+                    &d.join("cpu.cfs_quota_us"),
+                    &q.to_string(),
+                    "CPU quota per that period (linux.resources.cpu.quota)",
+                )
+                .with_context(|| format!("config.json: linux.resources.cpu.quota {q}"))?;
+            }
+        } else if d.join("cpu.max").exists() {
+            let quota = plan.cpu_quota.map_or("max".to_string(), |q| q.to_string());
+            k.write_file(
+                &d.join("cpu.max"),
+                &format!("{quota} {period}"),
+                "CPU quota and period as config.json gives them (linux.resources.cpu.quota, .period)",
+            )
+            .with_context(what)?;
+        }
+    }
+    Ok(())
+}
+
+/// linux.resources.cpu.realtimePeriod and .realtimeRuntime: cgroup v1's real-time group
+/// scheduling (cpu.rt_period_us, cpu.rt_runtime_us), written before any process joins, as
+/// runc does. Without CONFIG_RT_GROUP_SCHED the files do not exist: an error, as in runc.
+/// cgroup v2 has no such files: ignored there, as runc does.
+fn cpu_rt(k: &dyn Kernel, c: &Container, plan: &Plan) -> Result<()> {
+    let (period, runtime) = (plan.cpu_rt_period, plan.cpu_rt_runtime);
+    if period.is_none() && runtime.is_none() {
+        return Ok(());
+    }
+    let Some(g) = &c.state.cgroup else {
+        return Ok(());
+    };
+    let Some(d) = g.dirs.iter().find(|d| d.join("cpu.shares").exists()) else {
+        k.note("linux.resources.cpu.realtimePeriod/.realtimeRuntime: cgroup v2 has no real-time group scheduling files: ignored, as runc does");
+        return Ok(());
+    };
+    if !d.join("cpu.rt_period_us").exists() {
+        bail!("config.json: linux.resources.cpu.realtimePeriod/realtimeRuntime: this kernel has no real-time group scheduling (CONFIG_RT_GROUP_SCHED: {} is missing)", d.join("cpu.rt_period_us").display());
+    }
+    let field = |f: &str, v: String| format!("config.json: linux.resources.cpu.{f} {v}");
+    // The two depend on each other (runtime <= period): if the kernel refuses the period
+    // first (EINVAL) and a runtime comes too, it is written again after the runtime.
+    let mut retry = None;
+    if let Some(p) = period {
+        if let Err(e) = k.write_file(
+            &d.join("cpu.rt_period_us"),
+            &p.to_string(),
+            "real-time period: the container's SCHED_FIFO/SCHED_RR threads get their budget once per this many µs",
+        ) {
+            if e.errno != Errno::EINVAL || runtime.is_none() {
+                return Err(anyhow::Error::new(e).context(field("realtimePeriod", p.to_string())));
+            }
+            retry = Some(p);
+        }
+    }
+    if let Some(r) = runtime {
+        k.write_file(
+            &d.join("cpu.rt_runtime_us"),
+            &r.to_string(),
+            "real-time runtime: µs per period its real-time threads may run (the parent must have that much to give)",
+        )
+        .with_context(|| {
+            let parent = d.parent().map(|p| p.join("cpu.rt_runtime_us"));
+            let has = parent.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+            format!(
+                "{} (the parent cgroup has {} µs to give)",
+                field("realtimeRuntime", r.to_string()),
+                has.as_deref().unwrap_or("?").trim()
+            )
+        })?;
+    }
+    if let Some(p) = retry {
+        k.write_file(
+            &d.join("cpu.rt_period_us"),
+            &p.to_string(),
+            "the real-time period again, now that the runtime fits it",
+        )
+        .with_context(|| field("realtimePeriod", p.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Fork PID 1 into its PID namespace; returns its host pid once it waits on the fifo.
 fn spawn(
+    k: &dyn Kernel,
+    c: &Container,
+    id: &str,
+    plan: &Plan,
+    filter: Option<&Filter>,
+    fifo: &Path,
+    o: &Options,
+) -> Result<i32> {
+    let h = &plan.hooks;
+    let oci = c.state.oci.clone().unwrap_or_default();
+    let json =
+        |status: &str, pid: i32| hooks::state_json(id, status, pid, &oci.bundle, &oci.annotations);
+    let mut ph = Pid1Hooks {
+        ready: (!h.prestart.is_empty() || !h.create_runtime.is_empty())
+            .then(crate::kernel::host::SharedPath::new),
+        create_container: Vec::new(),
+        start_container: Vec::new(),
+    };
+    // PID 1's pid in its own namespace: 1 (check_hooks asks for a new PID namespace).
+    ph.create_container = hooks::stdin_fds(
+        k,
+        &c.path("hooks-createContainer.json"),
+        &json("creating", 1),
+        h.create_container.len(),
+    )?;
+    ph.start_container = match hooks::stdin_fds(
+        k,
+        &c.path("hooks-startContainer.json"),
+        &json("created", 1),
+        h.start_container.len(),
+    ) {
+        Ok(fds) => fds,
+        Err(e) => {
+            for fd in &ph.create_container {
+                let _ = k.close(*fd);
+            }
+            return Err(e);
+        }
+    };
+    let r = spawn_pid1(k, c, plan, filter, fifo, o, &ph, &|pid| {
+        let runtime: Vec<hooks::Hook> = h
+            .prestart
+            .iter()
+            .chain(&h.create_runtime)
+            .cloned()
+            .collect();
+        let stdin = hooks::stdin_fds(
+            k,
+            &c.path("hooks-createRuntime.json"),
+            &json("creating", pid),
+            runtime.len(),
+        )?;
+        let (pre, cr) = stdin.split_at(h.prestart.len());
+        let r = hooks::run(k, "prestart", &h.prestart, pre, Some(&oci.bundle));
+        if r.is_err() {
+            for fd in cr {
+                let _ = k.close(*fd);
+            }
+        }
+        r?;
+        hooks::run(k, "createRuntime", &h.create_runtime, cr, Some(&oci.bundle))
+    });
+    for fd in ph.create_container.iter().chain(&ph.start_container) {
+        let _ = k.close(*fd);
+    }
+    r
+}
+
+/// [`spawn`]'s fork of PID 1; `runtime_hooks(pid)` runs at the sync point, if there is one.
+#[allow(clippy::too_many_arguments)]
+fn spawn_pid1(
     k: &dyn Kernel,
     c: &Container,
     plan: &Plan,
     filter: Option<&Filter>,
     fifo: &Path,
     o: &Options,
+    ph: &Pid1Hooks,
+    runtime_hooks: &dyn Fn(i32) -> Result<()>,
 ) -> Result<i32> {
     // Namespaces joined by path: opened now, joined by PID 1 (the PID namespace by us, here:
     // setns(CLONE_NEWPID), like unshare, only moves our next child).
@@ -367,20 +632,66 @@ fn spawn(
         )?;
         if plan.namespace(libc::CLONE_NEWUSER).is_some() {
             let r = spawn_in_userns(k, plan, &entry, &joined, &mut || {
-                pid1(k, plan, filter, fifo, None, &joined, console, o)
+                pid1(k, plan, filter, fifo, None, &joined, console, o, ph)
             });
             entry.close(k);
             return r;
         }
+        // The runtime's hooks run in our PID namespace: a way back to it after the fork.
+        let own_pidns = match &ph.ready {
+            Some(_) => match k.openat(
+                Path::new("/proc/self/ns/pid"),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+                0,
+                "our PID namespace: the prestart and createRuntime hooks run in it",
+            ) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    entry.close(k);
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
         if let Err(e) = enter_pidns(k, plan, &joined) {
             entry.close(k);
             return Err(e);
         }
         let child = entry.spawn(k, "the future PID 1", &mut || {
-            pid1(k, plan, filter, fifo, Some(&entry), &joined, console, o)
+            pid1(k, plan, filter, fifo, Some(&entry), &joined, console, o, ph)
         });
         entry.close(k);
+        if let Some(fd) = own_pidns {
+            let back = k.setns(
+                fd,
+                libc::CLONE_NEWPID,
+                "our next children (the hooks) in our own PID namespace again",
+            );
+            let _ = k.close(fd);
+            if let Err(e) = back {
+                if let Ok(c) = &child {
+                    let _ = k.kill(c.pid, libc::SIGKILL, "no hooks: PID 1 goes");
+                    let _ = k.wait4(c.pid, 0, "reap PID 1");
+                }
+                return Err(e.into());
+            }
+        }
         let child = child?;
+        if let Some(ready) = &ph.ready {
+            if wait_ready(ready, child.pid) {
+                if let Err(e) = runtime_hooks(child.pid) {
+                    let _ = k.kill(child.pid, libc::SIGKILL, "a hook failed: PID 1 goes");
+                    let _ = k.wait4(child.pid, 0, "reap PID 1");
+                    let _ = k.close(child.err_fd.replace(-1));
+                    return Err(e);
+                }
+                k.write(
+                    fifo,
+                    b"h",
+                    "the prestart and createRuntime hooks ran: PID 1 goes on (pivot_root)",
+                )?;
+            }
+        }
         if let Some(err) = k.child_error(&child) {
             let _ = k.wait4(child.pid, 0, "reap the failed child");
             bail!("create the container: {err}");
@@ -393,6 +704,31 @@ fn spawn(
     }
     let _ = k.close(fifo);
     result
+}
+
+/// Wait until PID 1 is at the sync point (true) or has ended (false: its error tells why).
+/// Bookkeeping, not narrated: a poll of the shared page and of PID 1's exit.
+fn wait_ready(ready: &crate::kernel::host::SharedPath, pid: i32) -> bool {
+    loop {
+        if ready.get().is_some() {
+            return true;
+        }
+        // SAFETY: waitid with WNOWAIT only looks: PID 1 stays to be reaped below.
+        let ended = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            ) == 0
+                && info.si_pid() == pid
+        };
+        if ended {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// A connection to --console-socket (create and exec): the process with the terminal sends
@@ -592,6 +928,7 @@ fn pid1(
     joined: &[(i32, i32)],
     console: Option<i32>,
     o: &Options,
+    ph: &Pid1Hooks,
 ) -> Result<()> {
     crate::stage::start::not_dumpable(k)?;
     if let Some(entry) = entry {
@@ -659,6 +996,24 @@ fn pid1(
         if !dev_bound {
             devices(k, root, plan)?;
         }
+        if let Some(ready) = &ph.ready {
+            ready.set(Path::new("hooks"));
+            let n = k.read(
+                fifo_fd,
+                1,
+                "wait for create to run the prestart and createRuntime hooks",
+            )?;
+            if n == 0 {
+                bail!("the exec fifo closed without a byte");
+            }
+        }
+        hooks::run(
+            k,
+            "createContainer",
+            &plan.hooks.create_container,
+            &ph.create_container,
+            Some(&plan.rootfs),
+        )?;
         if let Some(h) = &plan.hostname {
             k.sethostname(h, "the container's hostname, in its UTS namespace")?;
         }
@@ -677,6 +1032,8 @@ fn pid1(
     if o.no_pivot {
         k.note("--no-pivot: stepctr always uses pivot_root (chroot leaves a way out)");
     }
+    crate::stage::start::pivot_into(k, &plan.rootfs)?;
+    // After pivot_root, on the new / (pivot_root refuses a shared new root: EINVAL).
     if plan.rootfs_propagation != libc::MS_REC | libc::MS_SLAVE
         && plan
             .namespace(libc::CLONE_NEWNS)
@@ -684,14 +1041,13 @@ fn pid1(
     {
         k.mount(
             None,
-            &plan.rootfs,
+            Path::new("/"),
             None,
             plan.rootfs_propagation,
             None,
-            "linux.rootfsPropagation",
+            "linux.rootfsPropagation, on the container's new /",
         )?;
     }
-    crate::stage::start::pivot_into(k, &plan.rootfs)?;
     let root = k.openat(
         Path::new("/"),
         libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
@@ -793,6 +1149,7 @@ fn pid1(
     let keep_from = 3 + o.preserve_fds;
     let mut keep: Vec<u32> = std::iter::once(fifo_fd)
         .chain(k.narration_fds())
+        .chain(ph.start_container.iter().copied())
         .filter(|fd| *fd >= 0 && *fd as u32 >= keep_from)
         .map(|fd| fd as u32)
         .collect();
@@ -802,12 +1159,7 @@ fn pid1(
     for fd in keep.iter().copied().chain(std::iter::once(u32::MAX)) {
         if fd > first {
             let last = if fd == u32::MAX { u32::MAX } else { fd - 1 };
-            k.close_range(
-                first,
-                last,
-                0,
-                "close every fd of ours but stdio, --preserve-fds, the fifo and the narration's: create learns we are ready",
-            )?;
+            close_fds(k, first, last)?;
         }
         first = fd.saturating_add(1);
     }
@@ -830,11 +1182,59 @@ fn pid1(
             )?;
         }
     }
+    if let Err(e) = hooks::run(
+        k,
+        "startContainer",
+        &plan.hooks.start_container,
+        &ph.start_container,
+        None,
+    ) {
+        // create is gone: the error goes to the container's stderr, as runc's init says it.
+        eprintln!("stepctr: {e:#}");
+        return Err(e);
+    }
     if let Err(e) = k.execve(&path, &plan.args, &env, "become the container's command") {
         eprintln!("stepctr: exec {}: {e}", plan.args[0]);
         return Err(e.into());
     }
     Ok(())
+}
+
+/// Close our fds `first..=last`: one close_range(2). A seccomp filter installed before this
+/// point (without noNewPrivileges it must come before the capabilities go) may not allow
+/// close_range (a profile older than the call says ENOSYS or EPERM): then, as runc falls
+/// back, one close(2) per fd that /proc/self/fd lists.
+fn close_fds(k: &dyn Kernel, first: u32, last: u32) -> Result<()> {
+    const WHY: &str = "close every fd of ours but stdio, --preserve-fds, the fifo and the narration's: create learns we are ready";
+    match k.close_range(first, last, 0, WHY) {
+        Err(e) if matches!(e.errno, Errno::ENOSYS | Errno::EPERM) => {}
+        r => return r.map_err(Into::into),
+    }
+    let dir = k.openat(
+        Path::new("/proc/self/fd"),
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+        "the seccomp profile refuses close_range: list our fds instead",
+    )?;
+    let listed = k.read_dir_fd(dir, "our open fds");
+    let _ = k.close(dir);
+    for fd in listed? {
+        let n: Option<u32> = std::str::from_utf8(&fd.name)
+            .ok()
+            .and_then(|n| n.parse().ok());
+        if let Some(n) = n.filter(|n| (first..=last).contains(n) && *n as i32 != dir) {
+            ignore_ebadf(k.close(n as i32))?;
+        }
+    }
+    Ok(())
+}
+
+/// An fd already gone (the directory's own, listed while open) is not an error.
+fn ignore_ebadf(r: crate::kernel::KResult<()>) -> Result<()> {
+    match r {
+        Err(e) if e.errno == Errno::EBADF => Ok(()),
+        r => r.map_err(Into::into),
+    }
 }
 
 /// process.terminal: a pty in the container's own devpts; its master goes to the caller over

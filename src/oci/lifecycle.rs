@@ -25,6 +25,9 @@ pub struct OciState {
     /// linux.cgroupsPath (relative to each controller's root), if config.json gave one.
     #[serde(default)]
     pub cgroups_path: Option<PathBuf>,
+    /// config.json's hooks (`start` runs poststart, `delete` poststop).
+    #[serde(default, skip_serializing_if = "super::hooks::Hooks::is_empty")]
+    pub hooks: super::hooks::Hooks,
 }
 
 /// The runtime spec's statuses.
@@ -150,6 +153,37 @@ pub fn start(k: &dyn Kernel, paths: &Paths, id: &str) -> Result<()> {
         c.state.pid.unwrap_or(0),
         id
     ));
+    let oci = c.state.oci.clone().unwrap_or_default();
+    if oci.hooks.poststart.is_empty() {
+        return Ok(());
+    }
+    let pid = c.state.pid.unwrap_or(0);
+    let json = super::hooks::state_json(id, "running", pid, &oci.bundle, &oci.annotations);
+    let ran = super::hooks::stdin_fds(
+        k,
+        &c.path("hooks-poststart.json"),
+        &json,
+        oci.hooks.poststart.len(),
+    )
+    .and_then(|fds| {
+        super::hooks::run(
+            k,
+            "poststart",
+            &oci.hooks.poststart,
+            &fds,
+            Some(&oci.bundle),
+        )
+    });
+    if let Err(e) = ran {
+        // As runc 1.1.5: a failed poststart hook fails the operation and the container goes
+        // (PID 1 killed, everything removed, the poststop hooks run).
+        let stdin = super::create::poststop_stdin(k, &c, id);
+        let name = c.name.clone();
+        drop(c);
+        let _ = crate::remove::remove_with(k, paths, &name, true);
+        super::hooks::run_warn(k, "poststop", &oci.hooks.poststop, &stdin, None);
+        return Err(e);
+    }
     Ok(())
 }
 
@@ -200,8 +234,24 @@ pub fn delete(k: &dyn Kernel, paths: &Paths, id: &str, force: bool) -> Result<()
         bail!("cannot delete running container {id}: stop it or use --force");
     }
     let name = c.name.clone();
+    let stdin = super::create::poststop_stdin(k, &c, id);
+    let poststop = c
+        .state
+        .oci
+        .as_ref()
+        .map(|o| o.hooks.poststop.clone())
+        .unwrap_or_default();
     drop(c);
-    crate::remove::remove_with(k, paths, &name, true)
+    let removed = crate::remove::remove_with(k, paths, &name, true);
+    if removed.is_err() {
+        for fd in stdin {
+            let _ = k.close(fd);
+        }
+        return removed;
+    }
+    // As runc 1.1.5: a failed poststop hook is logged, `delete` still succeeds.
+    super::hooks::run_warn(k, "poststop", &poststop, &stdin, None);
+    Ok(())
 }
 
 /// RFC 3339 in UTC, `2026-11-29T03:04:05.123456789Z` (Go's time format, which conmon reads).

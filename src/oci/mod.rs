@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod config;
 pub mod create;
+pub mod hooks;
 pub mod lifecycle;
 pub mod seccomp;
 pub mod spec;

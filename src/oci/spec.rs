@@ -53,8 +53,8 @@ pub const NAMESPACES: [LinuxNamespaceType; 7] = [
     LinuxNamespaceType::Uts,
 ];
 
-/// The hooks stepctr runs: none (a config.json with hooks is refused).
-pub const HOOKS: [&str; 0] = [];
+/// The hooks stepctr runs (src/oci/hooks.rs), in the spec's order, as runc lists them.
+pub const HOOKS: [&str; 6] = super::hooks::KINDS;
 
 /// One mount option of config.json's `mounts[].options` that is a mount flag, as runc reads
 /// them (anything else is passed to the filesystem as data: `mode=755`, `size=65536k`).
@@ -720,7 +720,17 @@ mod tests {
     fn features_json() {
         let v: Value = serde_json::from_str(&to_json(&features().unwrap()).unwrap()).unwrap();
         assert_eq!(v["ociVersionMin"], OCI_VERSION_MIN);
-        assert_eq!(v["hooks"], serde_json::json!([]));
+        assert_eq!(
+            v["hooks"],
+            serde_json::json!([
+                "prestart",
+                "createRuntime",
+                "createContainer",
+                "startContainer",
+                "poststart",
+                "poststop"
+            ])
+        );
         assert_eq!(v["linux"]["namespaces"].as_array().unwrap().len(), 7);
         assert_eq!(v["linux"]["capabilities"][0], "CAP_CHOWN");
         assert_eq!(v["linux"]["seccomp"]["enabled"], true);

@@ -28,6 +28,21 @@ pub struct Limits {
     pub cpu_quota: Option<u64>,
 }
 
+/// linux.resources.cpu.cpus and .mems (OCI bundles): the CPUs and memory (NUMA) nodes the
+/// container may use, as lists like `0-1,3`. They live in the cpuset controller, which stepctr
+/// joins only when one of them is asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cpuset {
+    pub cpus: Option<String>,
+    pub mems: Option<String>,
+}
+
+impl Cpuset {
+    fn is_set(&self) -> bool {
+        self.cpus.is_some() || self.mems.is_some()
+    }
+}
+
 /// The CFS bandwidth period: the kernel hands out `quota` microseconds of CPU time every
 /// `period` microseconds (100 ms, docker's and the kernel's default).
 pub const CPU_PERIOD_US: u64 = 100_000;
@@ -61,6 +76,17 @@ pub fn detect(k: &dyn Kernel, root: &Path) -> Result<Version> {
 }
 
 pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Result<()> {
+    run_with(k, c, root, limits, &Cpuset::default())
+}
+
+/// [`run`], and the container's cpuset (CPUs and memory nodes) too.
+pub fn run_with(
+    k: &dyn Kernel,
+    c: &mut Container,
+    root: &Path,
+    limits: Limits,
+    cpuset: &Cpuset,
+) -> Result<()> {
     super::header(
         k,
         Stage::Cgroup,
@@ -77,17 +103,17 @@ pub fn run(k: &dyn Kernel, c: &mut Container, root: &Path, limits: Limits) -> Re
                 k.note(&format!("rootless: {} is delegated to uid {uid} (it owns the directory and its control files): the container's cgroup goes below it", b.display()));
                 base = b;
             }
-            _ => return skip_rootless(k, c, version, limits),
+            _ => return skip_rootless(k, c, version, limits, cpuset),
         }
     }
     let dirs = match version {
         Version::V2 => {
             k.note("cgroup v2: one tree, controllers enabled from the top down");
-            create_v2(k, c, &base, limits)?
+            create_v2(k, c, &base, limits, cpuset)?
         }
         Version::V1 => {
             k.note("cgroup v1 (or hybrid): one tree per controller");
-            create_v1(k, c, root, limits)?
+            create_v1(k, c, root, limits, cpuset)?
         }
     };
     c.state.cgroup = Some(CgroupState {
@@ -156,6 +182,7 @@ fn skip_rootless(
     c: &mut Container,
     version: Version,
     limits: Limits,
+    cpuset: &Cpuset,
 ) -> Result<()> {
     let asked: Vec<String> = [
         limits.memory.map(|m| format!("--memory {m}")),
@@ -163,6 +190,8 @@ fn skip_rootless(
         limits
             .cpu_quota
             .map(|q| format!("--cpus {}", q as f64 / CPU_PERIOD_US as f64)),
+        cpuset.cpus.as_ref().map(|v| format!("cpuset.cpus {v}")),
+        cpuset.mems.as_ref().map(|v| format!("cpuset.mems {v}")),
     ]
     .into_iter()
     .flatten()
@@ -253,21 +282,24 @@ fn create_v2(
     c: &mut Container,
     root: &Path,
     limits: Limits,
+    cpuset: &Cpuset,
 ) -> Result<Vec<PathBuf>> {
     let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
     // cpu only when asked for: usage (cpu.stat) is there without it, and the kernel refuses
-    // to enable it while realtime threads live outside the root cgroup.
-    let wanted: Vec<&str> = ["memory", "pids", "cpu"]
+    // to enable it while realtime threads live outside the root cgroup. cpuset likewise.
+    let wanted: Vec<&str> = ["memory", "pids", "cpu", "cpuset"]
         .into_iter()
         .filter(|w| *w != "cpu" || limits.cpu_quota.is_some())
+        .filter(|w| *w != "cpuset" || cpuset.is_set())
         .filter(|w| available.split_whitespace().any(|a| a == *w))
         .collect();
     for (ctl, limit) in [
-        ("memory", limits.memory),
-        ("pids", limits.pids),
-        ("cpu", limits.cpu_quota),
+        ("memory", limits.memory.is_some()),
+        ("pids", limits.pids.is_some()),
+        ("cpu", limits.cpu_quota.is_some()),
+        ("cpuset", cpuset.is_set()),
     ] {
-        if limit.is_some() && !wanted.contains(&ctl) {
+        if limit && !wanted.contains(&ctl) {
             bail!("the {ctl} controller is not available in {} (cgroup.controllers: {:?}): cannot set a {ctl} limit", root.display(), available.trim());
         }
     }
@@ -318,7 +350,79 @@ fn create_v2(
             CPU_WHY,
         )?;
     }
+    write_cpuset(k, &dir, cpuset)?;
     Ok(vec![dir])
+}
+
+/// linux.resources.cpu.cpus and .mems into the container's cpuset cgroup `dir`; the kernel
+/// refuses CPUs or nodes that do not exist or that the parent does not have (EINVAL).
+fn write_cpuset(k: &dyn Kernel, dir: &Path, cpuset: &Cpuset) -> Result<()> {
+    for (field, file, value, why) in [
+        (
+            "cpus",
+            "cpuset.cpus",
+            &cpuset.cpus,
+            "the CPUs the container may run on (linux.resources.cpu.cpus): the scheduler never puts its threads on others",
+        ),
+        (
+            "mems",
+            "cpuset.mems",
+            &cpuset.mems,
+            "the memory (NUMA) nodes the container may allocate from (linux.resources.cpu.mems)",
+        ),
+    ] {
+        if let Some(v) = value {
+            k.write_file(&dir.join(file), v, why).map_err(|e| {
+                anyhow::anyhow!(
+                    "config.json: linux.resources.cpu.{field} {v:?}: the kernel refused it ({} {}): {}",
+                    crate::kernel::errno_name(e.errno),
+                    e.errno.desc(),
+                    available_hint(dir, file)
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// What the parent of `dir` offers, for an error message: `the parent has 0-1`.
+fn available_hint(dir: &Path, file: &str) -> String {
+    let parent = dir.parent().map(|p| {
+        let eff = file.replace("cpuset.", "cpuset.effective_");
+        std::fs::read_to_string(p.join(&eff))
+            .or_else(|_| std::fs::read_to_string(p.join(file)))
+            .unwrap_or_default()
+    });
+    format!(
+        "use a list like 0-1,3 of what the parent cgroup has ({})",
+        parent.unwrap_or_default().trim()
+    )
+}
+
+/// cgroup v1: a new cpuset cgroup starts with NO CPUs and no memory nodes (cpuset.cpus and
+/// cpuset.mems empty), and no process can join it until both are set. A parent we made (or
+/// one somebody else left empty) gets its own parent's, as runc does; existing values stay.
+fn cpuset_inherit(k: &dyn Kernel, dir: &Path) -> Result<()> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let own = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        if !own.trim().is_empty() {
+            continue;
+        }
+        let theirs = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
+        let theirs = theirs.trim();
+        if theirs.is_empty() {
+            continue;
+        }
+        k.write_file(
+            &dir.join(file),
+            theirs,
+            "a new cpuset cgroup starts empty (no CPUs or memory nodes: nobody could join it): give it its parent's",
+        )?;
+    }
+    Ok(())
 }
 
 fn create_v1(
@@ -326,18 +430,24 @@ fn create_v1(
     c: &mut Container,
     root: &Path,
     limits: Limits,
+    cpuset: &Cpuset,
 ) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     let mut seen = Vec::new();
     let mut todo = Vec::new();
     // cpu holds the quota, cpuacct counts the time used (`stepctr stats`); many systems mount
-    // them together (cpu,cpuacct), and then one directory serves both.
-    for ctl in ["memory", "pids", "cpu", "cpuacct"] {
+    // them together (cpu,cpuacct), and then one directory serves both. cpuset only when asked.
+    let cpuset_ctl = cpuset.is_set().then_some("cpuset");
+    for ctl in ["memory", "pids", "cpu", "cpuacct"]
+        .into_iter()
+        .chain(cpuset_ctl)
+    {
         let hierarchy = root.join(ctl);
         let limited = match ctl {
             "memory" => limits.memory.is_some(),
             "pids" => limits.pids.is_some(),
             "cpu" => limits.cpu_quota.is_some(),
+            "cpuset" => true,
             _ => false,
         };
         if !hierarchy.is_dir() {
@@ -363,10 +473,22 @@ fn create_v1(
     let (parents_rel, dir_rel) = placement(c)?;
     let pairs: Vec<(Vec<PathBuf>, PathBuf)> = todo
         .iter()
-        .map(|(_, h)| (parents_rel.iter().map(|p| h.join(p)).collect(), h.join(&dir_rel)))
+        .map(|(_, h)| {
+            (
+                parents_rel.iter().map(|p| h.join(p)).collect(),
+                h.join(&dir_rel),
+            )
+        })
         .collect();
     journal_ahead(c, &pairs)?;
     for ((ctl, _), (parents, dir)) in todo.into_iter().zip(pairs) {
+        if ctl == "cpuset" {
+            make_cgroup(k, c, &parents, &dir, cpuset_inherit)?;
+            write_cpuset(k, &dir, cpuset)?;
+            cpuset_inherit(k, &dir)?;
+            dirs.push(dir);
+            continue;
+        }
         make_cgroup(k, c, &parents, &dir, |_, _| Ok(()))?;
         match (ctl, limits.memory, limits.pids, limits.cpu_quota) {
             ("memory", Some(m), _, _) => k.write_file(

@@ -454,6 +454,29 @@ expect rootless_found_delegation "$(grep -q "$RL is delegated to uid 1000" /tmp/
 expect rootless_cgroups_gone "$(gone $RL/stepctr)" yes
 expect rootless_nothing_left "$(ls /tmp/rl/run | wc -l)" 0
 rmdir $RL/shell $RL 2>/dev/null
+# (8) OCI linux.resources beyond the stage's limits: cpu.cpus/.mems (cpuset enabled in every
+# ancestor's cgroup.subtree_control), cpu.period kept as given; swappiness, disableOOMKiller
+# and kernel memory have no v2 file: ignored (kernel memory with a warning), as runc does.
+stepctr -q bundle localhost/stepctr-busybox /tmp/ob >/dev/null 2>/tmp/ob.err || { fail "stepctr bundle"; show /tmp/ob.err; }
+sed -i -e 's|^\([[:space:]]*\)"sh"$|\1"sh", "-c", "grep _allowed_list /proc/self/status"|' \
+    -e 's|"resources": {|"cgroupsPath": "/oci/o1", "resources": {"memory": {"limit": 67108864, "swappiness": 42, "disableOOMKiller": true, "kernel": 67108864}, "cpu": {"quota": 50000, "period": 500000, "cpus": "0", "mems": "0"},|' \
+    /tmp/ob/config.json
+stopped() { stepctr state "$1" 2>/dev/null | grep -q '"status": "stopped"'; }
+timeout 60 stepctr create -b /tmp/ob o1 >/tmp/o1.out 2>/tmp/o1.err
+expect oci_create_exit $? 0
+OC=/sys/fs/cgroup/oci/o1
+expect oci_cpuset_cpus "$(cat $OC/cpuset.cpus 2>&1)" 0
+expect oci_cpuset_mems "$(cat $OC/cpuset.mems 2>&1)" 0
+expect oci_cpu_max "$(cat $OC/cpu.max 2>&1)" "50000 500000"
+expect oci_parent_cpuset "$(grep -c cpuset /sys/fs/cgroup/oci/cgroup.subtree_control 2>&1)" 1
+expect oci_kernel_warned "$(grep -c 'kernelTCP are ignored' /tmp/o1.err)" 1
+timeout 60 stepctr start o1 || fail "stepctr start o1"
+wait_for 30 stopped o1 || fail "o1 did not stop"
+expect oci_cpus_allowed "$(grep Cpus_allowed_list /tmp/o1.out | tr -d ' \t')" Cpus_allowed_list:0
+expect oci_mems_allowed "$(grep Mems_allowed_list /tmp/o1.out | tr -d ' \t')" Mems_allowed_list:0
+stepctr delete o1 || fail "stepctr delete o1"
+expect oci_cgroups_gone "$(gone /sys/fs/cgroup/oci)" yes
+[ "$FAILED" = 0 ] || { show /tmp/o1.out; show /tmp/o1.err; show /tmp/ob/config.json; }
 check vm_seconds "$(up)"
 finish
 EOF
