@@ -12,7 +12,6 @@ use common::{assert_no_leaks, assert_no_leaks_with, stderr, stdout, unique, Env}
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -38,53 +37,10 @@ fn main() {
     );
 }
 
-/// The flattened default image, made once per test binary (removed at exit).
-fn template_rootfs() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let env = Env::new();
-        let name = unique("ocitpl");
-        env.ok(&["-q", "load", "--flatten", &name]);
-        let layer = env.state(&name)["layers"][0]
-            .as_str()
-            .expect("a flattened layer")
-            .to_string();
-        let dir = tempfile::Builder::new()
-            .prefix("stepctr-oci-rootfs-")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
-        copy(Path::new(&layer), &dir.join("rootfs"));
-        env.rm_and_check(&name);
-        TEMPLATE.set(dir.clone()).unwrap();
-        // SAFETY: registering a plain function to run at exit (run_tests ends with exit()).
-        unsafe { libc::atexit(remove_template) };
-        dir.join("rootfs")
-    })
-}
-
-static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
-
-extern "C" fn remove_template() {
-    if let Some(d) = TEMPLATE.get() {
-        let _ = std::fs::remove_dir_all(d);
-    }
-}
-
-fn copy(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
-}
-
 /// A bundle in `dir`: a copy of the rootfs and `runc spec`'s config.json, edited.
 fn bundle(dir: &Path, edit: impl FnOnce(&mut Value)) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    copy(template_rootfs(), &dir.join("rootfs"));
+    common::copy_tree(common::flat_rootfs(), &dir.join("rootfs"));
     let st = Command::new("runc")
         .args(["spec", "-b"])
         .arg(dir)
@@ -97,6 +53,19 @@ fn bundle(dir: &Path, edit: impl FnOnce(&mut Value)) -> PathBuf {
     edit(&mut v);
     std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
     dir.to_path_buf()
+}
+
+/// `runc --root ROOT run -b BUNDLE ID`, to its end, stdin empty.
+fn runc_run(root: &Path, bundle: &Path, id: &str) -> std::process::Output {
+    Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["run", "-b"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runc run")
 }
 
 fn args(v: &mut Value, script: &str) {
@@ -447,15 +416,7 @@ fn same_probe_output_as_runc() {
     let runc_id = unique("ocirunc");
     let rb = make("runc", &format!("/{parent}/{runc_id}"));
     let runc_root = tmp.path().join("runc-state");
-    let runc = Command::new("runc")
-        .arg("--root")
-        .arg(&runc_root)
-        .args(["run", "-b"])
-        .arg(&rb)
-        .arg(&runc_id)
-        .stdin(Stdio::null())
-        .output()
-        .expect("runc run");
+    let runc = runc_run(&runc_root, &rb, &runc_id);
     assert!(runc.status.success(), "runc: {}", stderr(&runc));
     // stepctr.
     let id = unique("ociprobe");
@@ -697,15 +658,7 @@ readlink /proc/self/ns/user"#;
     let rb = make("runc");
     let runc_root = tmp.path().join("runc-state");
     let runc_id = unique("ociurunc");
-    let runc = Command::new("runc")
-        .arg("--root")
-        .arg(&runc_root)
-        .args(["run", "-b"])
-        .arg(&rb)
-        .arg(&runc_id)
-        .stdin(Stdio::null())
-        .output()
-        .expect("runc run");
+    let runc = runc_run(&runc_root, &rb, &runc_id);
     let _ = std::fs::remove_dir_all(&runc_root);
     assert!(
         runc.status.success(),
@@ -1135,15 +1088,7 @@ fn cgroup_resources_same_as_runc() {
     let runc_id = unique("ocirunc");
     let rb = make("runc", &format!("/{runc_id}"));
     let runc_root = tmp.path().join("runc-state");
-    let runc = Command::new("runc")
-        .arg("--root")
-        .arg(&runc_root)
-        .args(["run", "-b"])
-        .arg(&rb)
-        .arg(&runc_id)
-        .stdin(Stdio::null())
-        .output()
-        .expect("runc run");
+    let runc = runc_run(&runc_root, &rb, &runc_id);
     let _ = std::fs::remove_dir_all(&runc_root);
     remove_cgroup_everywhere(&runc_id);
     assert!(runc.status.success(), "runc: {}", stderr(&runc));

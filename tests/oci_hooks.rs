@@ -9,7 +9,6 @@ use common::{assert_no_leaks, stderr, unique, Env};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -26,54 +25,11 @@ fn main() {
     );
 }
 
-/// The flattened default image, made once per test binary (removed at exit).
-fn template_rootfs() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let env = Env::new();
-        let name = unique("hooktpl");
-        env.ok(&["-q", "load", "--flatten", &name]);
-        let layer = env.state(&name)["layers"][0]
-            .as_str()
-            .expect("a flattened layer")
-            .to_string();
-        let dir = tempfile::Builder::new()
-            .prefix("stepctr-hooks-rootfs-")
-            .tempdir()
-            .expect("temp dir")
-            .keep();
-        copy(Path::new(&layer), &dir.join("rootfs"));
-        env.rm_and_check(&name);
-        TEMPLATE.set(dir.clone()).unwrap();
-        // SAFETY: registering a plain function to run at exit (run_tests ends with exit()).
-        unsafe { libc::atexit(remove_template) };
-        dir.join("rootfs")
-    })
-}
-
-static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
-
-extern "C" fn remove_template() {
-    if let Some(d) = TEMPLATE.get() {
-        let _ = std::fs::remove_dir_all(d);
-    }
-}
-
-fn copy(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
-}
-
 /// A bundle in `dir`: the rootfs, `runc spec`'s config.json with `hooks`, and a host script
 /// `dir/hook.sh` appending one line per call to `dir/log`.
 fn bundle(dir: &Path, hooks: Value, edit: impl FnOnce(&mut Value)) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    copy(template_rootfs(), &dir.join("rootfs"));
+    common::copy_tree(common::flat_rootfs(), &dir.join("rootfs"));
     let st = Command::new("runc")
         .args(["spec", "-b"])
         .arg(dir)

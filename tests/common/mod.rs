@@ -472,3 +472,48 @@ pub fn assert_no_leaks(env: &Env, name: &str) {
     let procs = processes_mentioning(name);
     assert!(procs.is_empty(), "processes of {name} left: {procs:?}");
 }
+
+/// The default image flattened into one directory tree (`load --flatten`), made once per test
+/// binary and removed at its exit: a rootfs to copy into OCI bundles.
+pub fn flat_rootfs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let env = Env::new();
+        let name = unique("flattpl");
+        env.ok(&["-q", "load", "--flatten", &name]);
+        let layer = env.state(&name)["layers"][0]
+            .as_str()
+            .expect("a flattened layer")
+            .to_string();
+        let dir = tempfile::Builder::new()
+            .prefix("stepctr-flat-rootfs-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        copy_tree(Path::new(&layer), &dir.join("rootfs"));
+        env.rm_and_check(&name);
+        FLAT_ROOTFS.set(dir.clone()).unwrap();
+        // SAFETY: registering a plain function to run at exit (run_tests ends with exit()).
+        unsafe { libc::atexit(remove_flat_rootfs) };
+        dir.join("rootfs")
+    })
+}
+
+static FLAT_ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_flat_rootfs() {
+    if let Some(d) = FLAT_ROOTFS.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// `cp -a FROM TO`: a tree with its owners, modes and links.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
