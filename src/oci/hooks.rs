@@ -188,10 +188,16 @@ pub fn run(
     result
 }
 
-/// Like [`run`], a failure only warned about, on stderr (poststop, as runc logs it).
+/// poststart and poststop: every hook runs, a failure is a warning on stderr ("the runtime
+/// MUST log a warning, but the remaining hooks and lifecycle continue").
 pub fn run_warn(k: &dyn Kernel, kind: &str, hooks: &[Hook], stdin: &[i32], cwd: Option<&Path>) {
-    if let Err(e) = run(k, kind, hooks, stdin, cwd) {
-        eprintln!("stepctr: warning: {e:#}");
+    for (i, hook) in hooks.iter().enumerate() {
+        if let Err(e) = run_one(k, kind, i, hook, stdin.get(i).copied(), cwd) {
+            eprintln!("stepctr: warning: {e:#}");
+        }
+    }
+    for fd in stdin {
+        let _ = k.close(*fd);
     }
 }
 

@@ -132,6 +132,9 @@ pub fn start(k: &dyn Kernel, paths: &Paths, id: &str) -> Result<()> {
         ),
     }
     let fifo = c.path(FIFO);
+    // What PID 1 runs now: the runtime that forked it, until its execve.
+    let pid = c.state.pid.unwrap_or(0);
+    let before_exec = exe_of(pid);
     let fd = k
         .openat(
             &fifo,
@@ -157,34 +160,44 @@ pub fn start(k: &dyn Kernel, paths: &Paths, id: &str) -> Result<()> {
     if oci.hooks.poststart.is_empty() {
         return Ok(());
     }
-    let pid = c.state.pid.unwrap_or(0);
+    // poststart runs "after the user-specified process is executed": PID 1 still has steps
+    // between the fifo's byte and its execve (seccomp, startContainer hooks).
+    wait_for_exec(pid, before_exec);
     let json = super::hooks::state_json(id, "running", pid, &oci.bundle, &oci.annotations);
-    let ran = super::hooks::stdin_fds(
+    match super::hooks::stdin_fds(
         k,
         &c.path("hooks-poststart.json"),
         &json,
         oci.hooks.poststart.len(),
-    )
-    .and_then(|fds| {
-        super::hooks::run(
+    ) {
+        // The spec: a failed poststart hook is a warning; the other hooks and the container
+        // go on. (runc 1.1.5 fails `start` and removes the container instead.)
+        Ok(fds) => super::hooks::run_warn(
             k,
             "poststart",
             &oci.hooks.poststart,
             &fds,
             Some(&oci.bundle),
-        )
-    });
-    if let Err(e) = ran {
-        // As runc 1.1.5: a failed poststart hook fails the operation and the container goes
-        // (PID 1 killed, everything removed, the poststop hooks run).
-        let stdin = super::create::poststop_stdin(k, &c, id);
-        let name = c.name.clone();
-        drop(c);
-        let _ = crate::remove::remove_with(k, paths, &name, true);
-        super::hooks::run_warn(k, "poststop", &oci.hooks.poststop, &stdin, None);
-        return Err(e);
+        ),
+        Err(e) => eprintln!("stepctr: warning: poststart hooks: {e:#}"),
     }
     Ok(())
+}
+
+/// The file PID 1 runs (device, inode of /proc/PID/exe).
+fn exe_of(pid: i32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Until PID 1 runs another file than `before` (it exec'd) or is gone; at most 5 s.
+fn wait_for_exec(pid: i32, before: Option<(u64, u64)>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while before.is_some() && exe_of(pid) == before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// `stepctr kill ID [SIGNAL]`: signal PID 1 (created or running); with `all`, every process
