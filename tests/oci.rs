@@ -39,20 +39,7 @@ fn main() {
 
 /// A bundle in `dir`: a copy of the rootfs and `runc spec`'s config.json, edited.
 fn bundle(dir: &Path, edit: impl FnOnce(&mut Value)) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    common::copy_tree(common::flat_rootfs(), &dir.join("rootfs"));
-    let st = Command::new("runc")
-        .args(["spec", "-b"])
-        .arg(dir)
-        .status()
-        .expect("runc spec");
-    assert!(st.success());
-    let file = dir.join("config.json");
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    v["process"]["terminal"] = json!(false);
-    edit(&mut v);
-    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    dir.to_path_buf()
+    common::runc_spec_bundle(dir, edit)
 }
 
 /// `runc --root ROOT run -b BUNDLE ID`, to its end, stdin empty.
@@ -111,6 +98,17 @@ fn create(env: &Env, dir: &Path, id: &str, extra: &[&str]) -> (PathBuf, PathBuf)
         "create failed: {}",
         std::fs::read_to_string(&err).unwrap_or_default()
     );
+    (out, err)
+}
+
+/// [`create`], start, wait until it stopped, delete: nothing left, not even PID 1.
+fn run_to_end(env: &Env, dir: &Path, id: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let (out, err) = create(env, dir, id, extra);
+    let pid = state(env, id)["pid"].as_i64().unwrap() as i32;
+    env.ok(&["start", id]);
+    wait_status(env, id, "stopped");
+    env.ok(&["delete", id]);
+    assert_no_leaks_with(env, id, &[pid]);
     (out, err)
 }
 
@@ -421,12 +419,7 @@ fn same_probe_output_as_runc() {
     // stepctr.
     let id = unique("ociprobe");
     let sb = make("stepctr", &format!("/{parent}/{id}"));
-    let (out, err) = create(&env, &sb, &id, &[]);
-    let pid = state(&env, &id)["pid"].as_i64().unwrap() as i32;
-    env.ok(&["start", &id]);
-    wait_status(&env, &id, "stopped");
-    env.ok(&["delete", &id]);
-    assert_no_leaks_with(&env, &id, &[pid]);
+    let (out, err) = run_to_end(&env, &sb, &id, &[]);
     for ctl in ["memory", "pids", "cpu"] {
         let ours = Path::new("/sys/fs/cgroup")
             .join(ctl)
@@ -668,12 +661,7 @@ readlink /proc/self/ns/user"#;
     );
     let id = unique("ociuser");
     let sb = make("stepctr");
-    let (out, err) = create(&env, &sb, &id, &[]);
-    let pid = state(&env, &id)["pid"].as_i64().unwrap() as i32;
-    env.ok(&["start", &id]);
-    wait_status(&env, &id, "stopped");
-    env.ok(&["delete", &id]);
-    assert_no_leaks_with(&env, &id, &[pid]);
+    let (out, err) = run_to_end(&env, &sb, &id, &[]);
     assert_eq!(std::fs::read_to_string(&err).unwrap(), "");
     let ours = std::fs::read_to_string(&out).unwrap();
     let normal = |s: &str| {
@@ -983,11 +971,7 @@ fn rootfs_propagation_applies_to_the_new_root() {
             v["linux"]["rootfsPropagation"] = json!(prop);
         });
         let id = unique("ociprop");
-        let (out, err) = create(&env, &dir, &id, &[]);
-        env.ok(&["start", &id]);
-        wait_status(&env, &id, "stopped");
-        env.ok(&["delete", &id]);
-        assert_no_leaks(&env, &id);
+        let (out, err) = run_to_end(&env, &dir, &id, &[]);
         assert_eq!(std::fs::read_to_string(&err).unwrap(), "", "{prop}");
         let seen = std::fs::read_to_string(&out).unwrap();
         let line = seen.lines().next_back().unwrap_or_default();
@@ -1014,11 +998,7 @@ fn a_profile_without_close_range_still_starts() {
                 "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno}]});
         });
         let id = unique("ocicr");
-        let (out, err) = create(&env, &dir, &id, &["--preserve-fds", "0"]);
-        env.ok(&["start", &id]);
-        wait_status(&env, &id, "stopped");
-        env.ok(&["delete", &id]);
-        assert_no_leaks(&env, &id);
+        let (out, err) = run_to_end(&env, &dir, &id, &["--preserve-fds", "0"]);
         assert_eq!(std::fs::read_to_string(&err).unwrap(), "", "errno {errno}");
         // stdio and ls's own directory fd: nothing of stepctr's leaked in.
         let seen = std::fs::read_to_string(&out).unwrap();
@@ -1094,12 +1074,7 @@ fn cgroup_resources_same_as_runc() {
     assert!(runc.status.success(), "runc: {}", stderr(&runc));
     let id = unique("ocires");
     let sb = make("stepctr", &format!("/{id}"));
-    let (out, err) = create(&env, &sb, &id, &[]);
-    let pid = state(&env, &id)["pid"].as_i64().unwrap() as i32;
-    env.ok(&["start", &id]);
-    wait_status(&env, &id, "stopped");
-    env.ok(&["delete", &id]);
-    assert_no_leaks_with(&env, &id, &[pid]);
+    let (out, err) = run_to_end(&env, &sb, &id, &[]);
     assert!(!remove_cgroup_everywhere(&id), "cgroup {id} left");
     let ours = std::fs::read_to_string(&out).unwrap();
     assert_eq!(

@@ -29,14 +29,12 @@ fn main() {
 /// A bundle in `dir`: the rootfs, `runc spec`'s config.json with `hooks`, and a host script
 /// `dir/hook.sh` appending one line per call to `dir/log`.
 fn bundle(dir: &Path, hooks: Value, edit: impl FnOnce(&mut Value)) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    common::copy_tree(common::flat_rootfs(), &dir.join("rootfs"));
-    let st = Command::new("runc")
-        .args(["spec", "-b"])
-        .arg(dir)
-        .status()
-        .expect("runc spec");
-    assert!(st.success());
+    let dir = common::runc_spec_bundle(dir, |v| {
+        v["process"]["args"] = json!(["true"]);
+        v["root"]["readonly"] = json!(false);
+        v["hooks"] = hooks;
+        edit(v);
+    });
     let script = dir.join("hook.sh");
     std::fs::write(
         &script,
@@ -47,15 +45,7 @@ fn bundle(dir: &Path, hooks: Value, edit: impl FnOnce(&mut Value)) -> PathBuf {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let file = dir.join("config.json");
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    v["process"]["terminal"] = json!(false);
-    v["process"]["args"] = json!(["true"]);
-    v["root"]["readonly"] = json!(false);
-    v["hooks"] = hooks;
-    edit(&mut v);
-    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    dir.to_path_buf()
+    dir
 }
 
 /// A hook running `dir/hook.sh` (a host path).

@@ -517,3 +517,22 @@ pub fn copy_tree(from: &Path, to: &Path) {
         .expect("cp");
     assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
+
+/// An OCI bundle in `dir`: a copy of [`flat_rootfs`] and `runc spec`'s config.json (terminal
+/// off), then `edit`ed.
+pub fn runc_spec_bundle(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    copy_tree(flat_rootfs(), &dir.join("rootfs"));
+    let st = Command::new("runc")
+        .args(["spec", "-b"])
+        .arg(dir)
+        .status()
+        .expect("runc spec");
+    assert!(st.success());
+    let file = dir.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    v["process"]["terminal"] = serde_json::json!(false);
+    edit(&mut v);
+    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    dir.to_path_buf()
+}
