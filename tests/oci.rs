@@ -112,6 +112,16 @@ fn run_to_end(env: &Env, dir: &Path, id: &str, extra: &[&str]) -> (PathBuf, Path
     (out, err)
 }
 
+/// `create` that must fail: its one error line.
+fn refused_create(env: &Env, dir: &Path, id: &str) -> String {
+    let o = env
+        .cmd(&["create", "-b", &dir.to_string_lossy(), id])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    one_error(&o)
+}
+
 fn one_error(o: &std::process::Output) -> String {
     assert!(!o.status.success(), "should have failed: {}", stdout(o));
     let e = stderr(o);
@@ -510,12 +520,7 @@ fn unsupported_fields_are_refused() {
     {
         let dir = bundle(&tmp.path().join(format!("b{i}")), edit);
         let id = unique("ocibad");
-        let o = env
-            .cmd(&["create", "-b", &dir.to_string_lossy(), &id])
-            .stdout(Stdio::null())
-            .output()
-            .unwrap();
-        let e = one_error(&o);
+        let e = refused_create(&env, &dir, &id);
         assert!(
             e.contains(&format!("config.json: {field} is not supported by stepctr")),
             "{e}"
@@ -1177,12 +1182,7 @@ fn cgroup_resources_nested_and_refused_leave_nothing() {
             v["linux"]["resources"] = resources;
         });
         let id = unique("ocibadres");
-        let o = env
-            .cmd(&["create", "-b", &dir.to_string_lossy(), &id])
-            .stdout(Stdio::null())
-            .output()
-            .unwrap();
-        let e = one_error(&o);
+        let e = refused_create(&env, &dir, &id);
         assert!(e.contains(&format!("config.json: {field}")), "{e}");
         assert_no_leaks(&env, &id);
         assert!(
