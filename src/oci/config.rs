@@ -132,6 +132,11 @@ impl Plan {
     pub fn namespace(&self, flag: i32) -> Option<&Namespace> {
         self.namespaces.iter().find(|n| n.flag == flag)
     }
+
+    /// Does the container get a new namespace of this type (listed without a path)?
+    pub fn makes(&self, flag: i32) -> bool {
+        self.namespace(flag).is_some_and(|n| n.path.is_none())
+    }
 }
 
 /// The fields stepctr implements, as a tree of config.json keys: `*` = any key (a map),

@@ -173,9 +173,7 @@ fn check_hooks(plan: &Plan) -> Result<()> {
         bail!("config.json: hooks.prestart and hooks.createRuntime with a user namespace are not supported by stepctr yet (PID 1 is forked by a helper there: no sync point with create)");
     }
     let inside = !h.create_container.is_empty() || !h.start_container.is_empty();
-    let new_pidns = plan
-        .namespace(libc::CLONE_NEWPID)
-        .is_some_and(|n| n.path.is_none());
+    let new_pidns = plan.makes(libc::CLONE_NEWPID);
     if inside && !new_pidns {
         bail!("config.json: hooks.createContainer and hooks.startContainer need a new PID namespace in stepctr (their state's pid, PID 1's, is then known before the fork)");
     }
@@ -956,10 +954,7 @@ fn pid1(
             "the container's new namespaces (linux.namespaces without a path)",
         )?;
     }
-    if plan
-        .namespace(libc::CLONE_NEWNS)
-        .is_some_and(|n| n.path.is_none())
-    {
+    if plan.makes(libc::CLONE_NEWNS) {
         k.mount(
             None,
             Path::new("/"),
@@ -1034,11 +1029,7 @@ fn pid1(
     }
     crate::stage::start::pivot_into(k, &plan.rootfs)?;
     // After pivot_root, on the new / (pivot_root refuses a shared new root: EINVAL).
-    if plan.rootfs_propagation != libc::MS_REC | libc::MS_SLAVE
-        && plan
-            .namespace(libc::CLONE_NEWNS)
-            .is_some_and(|n| n.path.is_none())
-    {
+    if plan.rootfs_propagation != libc::MS_REC | libc::MS_SLAVE && plan.makes(libc::CLONE_NEWNS) {
         k.mount(
             None,
             Path::new("/"),
